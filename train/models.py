@@ -1,0 +1,135 @@
+"""Model registry: every architecture is rebuilt from its name and keyword arguments alone.
+
+The name and kwargs go into ``run.json`` so ``cifar-export`` can rebuild the network with no code edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+ModelFactory = Callable[..., nn.Module]
+_REGISTRY: dict[str, ModelFactory] = {}
+
+DEFAULT_MODEL = "airnet"
+
+
+def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    def add(factory: ModelFactory) -> ModelFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return add
+
+
+def available_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a fresh (randomly initialised) model; ``kwargs`` must be JSON-serialisable."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+    return factory(**kwargs)
+
+
+@register("seed")
+def seed_net(num_classes: int = 10, image_size: tuple[int, int] | list[int] = (32, 32)) -> nn.Module:
+    """The original tutorial network, exactly as published: no activation functions, 145,578 parameters."""
+    if tuple(image_size) != (32, 32):
+        raise ValueError("the seed network is defined for 32x32 inputs only (its Linear layer expects 1024)")
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 5, padding=2),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 5, padding=2),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(1024, 64),
+        nn.Linear(64, num_classes),
+    )
+
+
+class ScaleFreeBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose scale stays fixed at 1 (only the shift learns): fewer parameters to tune, faster fits."""
+
+    def __init__(self, num_features: int, momentum: float = 0.6, eps: float = 1e-12) -> None:
+        super().__init__(num_features, momentum=1 - momentum, eps=eps)
+        self.weight.requires_grad = False
+
+
+class ConvGroup(nn.Module):
+    """conv3x3 > maxpool2 > BN > GELU > conv3x3 > BN > GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = ScaleFreeBatchNorm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm2 = ScaleFreeBatchNorm(out_channels)
+        self.activation = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activation(self.norm1(self.pool(self.conv1(x))))
+        return self.activation(self.norm2(self.conv2(x)))
+
+
+class AirNet(nn.Module):
+    """A fast-training 32x32 classifier: frozen patch-whitening stem, three conv groups, global max pool.
+
+    The stem's weights are set from the training data by :meth:`init_whitening` (eigenvectors of the 2x2 patch
+    covariance) and are then not trained.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        widths: tuple[int, int, int] | list[int] = (64, 256, 256),
+        whiten_kernel: int = 2,
+        logit_scale: float = 1 / 9,
+        image_size: tuple[int, int] | list[int] = (32, 32),
+    ) -> None:
+        super().__init__()
+        whiten_width = 2 * 3 * whiten_kernel**2
+        self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
+        self.whiten.weight.requires_grad = False
+        self.activation = nn.GELU()
+        w1, w2, w3 = widths
+        self.groups = nn.Sequential(ConvGroup(whiten_width, w1), ConvGroup(w1, w2), ConvGroup(w2, w3))
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.head = nn.Linear(w3, num_classes, bias=False)
+        self.logit_scale = logit_scale
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the stem to whiten 2x2 patches of ``images`` (N, 3, H, W, float, already normalised)."""
+        kernel = self.whiten.kernel_size[0]
+        patches = images.float().unfold(2, kernel, 1).unfold(3, kernel, 1)
+        patches = patches.transpose(1, 3).reshape(-1, 3, kernel, kernel)
+        flat = patches.reshape(len(patches), -1)
+        flat = flat - flat.mean(dim=0, keepdim=True)
+        covariance = (flat.T @ flat) / len(flat)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).reshape(-1, 3, kernel, kernel)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activation(self.whiten(x))
+        x = self.pool(self.groups(x)).flatten(1)
+        return self.head(x) * self.logit_scale
+
+
+@register("airnet")
+def airnet(**kwargs: Any) -> nn.Module:
+    return AirNet(**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
