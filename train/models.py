@@ -75,6 +75,9 @@ class ConvGroup(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.norm2 = ScaleFreeBatchNorm(out_channels)
         self.activation = nn.GELU()
+        # Identity (dirac) init of the first filters gives each conv an implicit residual path: faster early training.
+        for conv in (self.conv1, self.conv2):
+            nn.init.dirac_(conv.weight.data[: min(conv.in_channels, conv.out_channels)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.activation(self.norm1(self.pool(self.conv1(x))))
