@@ -1,0 +1,252 @@
+"""``Classifier``: one onnxruntime session, reused, that classifies paths, PIL images and uint8 arrays.
+
+Inputs are decoded and resized by a thread pool while the session runs the previous batch (Pillow and
+onnxruntime both release the GIL for their heavy work), so decoding and inference overlap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb, to_rgb
+from cifar_edge.runtime.model_file import (
+    ModelError,
+    check_graph_matches_contract,
+    check_model_file,
+    model_io,
+    read_contract,
+    read_provenance,
+)
+from cifar_edge.runtime.predictions import Failure, Prediction, softmax, top_k_predictions
+from cifar_edge.runtime.preprocess import normalize_batch, resize_to_contract
+from cifar_edge.runtime.providers import create_session, usable_cpu_count
+
+DEFAULT_BATCH_SIZE = 64  # images per session run: large enough to amortise the call, small enough for edge memory
+DEFAULT_TOP_K = 3
+
+ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
+
+
+class Classifier:
+    """Classify images with an exported cifar-edge ONNX model.
+
+    >>> classifier = Classifier("runs/latest/model.onnx", provider="cpu")
+    >>> classifier.predict("dog.png").label
+
+    ``provider`` is "cpu", "cuda", "tensorrt" (strict: ProviderUnavailableError when not active) or "auto".
+    ``intra_op_threads`` defaults to half the usable cores; ``decode_workers`` to all of them; ``max_pixels`` to
+    Pillow's decompression-bomb limit. Attributes: ``contract``, ``provenance`` (dict or None), ``provider`` (the
+    one running), ``providers`` (the session's active list), ``path``, ``sha256``, ``note``.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        provider: str = "cpu",
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        intra_op_threads: int | None = None,
+        decode_workers: int | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.path = Path(model)
+        self.sha256 = check_model_file(self.path)
+        try:
+            opened = create_session(self.path, provider, intra_op_threads=intra_op_threads)
+        except ModelError:
+            raise
+        except Exception as error:
+            if type(error).__module__.startswith("onnxruntime"):
+                message = " ".join(str(error).split())[:300]
+                raise ModelError(f"{self.path}: onnxruntime cannot load this model ({message})") from None
+            raise
+        self.session = opened.session
+        self.provider = opened.provider
+        self.providers = opened.active_providers
+        self.note = opened.note
+        self.intra_op_threads = opened.intra_op_threads
+        metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.contract: Contract = read_contract(metadata, self.path)
+        self.provenance: dict[str, Any] | None = read_provenance(metadata)
+        self.io = model_io(self.session, self.contract)
+        check_graph_matches_contract(self.io, self.contract, self.path)
+        self._input_dtype = np.float16 if self.io.input_type == "tensor(float16)" else np.float32
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.decode_workers = decode_workers or usable_cpu_count()
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- public API -----------------------------------------------------------------------------------------------
+
+    def predict(self, items: ImageInput | Iterable[ImageInput], *, top_k: int = DEFAULT_TOP_K) -> Any:
+        """One input -> one Prediction; a list (or an (N, H, W, 3) uint8 array) -> a list of Predictions.
+
+        Raises ImageDecodeError for the first input that cannot be decoded. Use :meth:`predict_iter` to get a
+        Failure in its place and carry on.
+        """
+        single = _is_single_item(items)
+        results = []
+        for result in self.predict_iter([items] if single else items, top_k=top_k):
+            if isinstance(result, Failure):
+                raise ImageDecodeError(result.source, result.reason)
+            results.append(result)
+        return results[0] if single else results
+
+    def predict_iter(
+        self, items: Iterable[ImageInput | Failure], *, top_k: int = DEFAULT_TOP_K, batch_size: int | None = None
+    ) -> Iterator[Prediction | Failure]:
+        """Yield a Prediction or a Failure per item, in input order, batching and decoding ahead in threads.
+
+        A Failure passed in (e.g. an unmatched glob from input expansion) is yielded back in its place.
+        """
+        batch_size = batch_size or self.batch_size
+        lookahead = 2 * batch_size  # the batch being gathered plus the next one decoding while the session runs
+        pending: deque[tuple[str, Future[np.ndarray] | Failure]] = deque()
+        numbered = enumerate(items)
+        exhausted = False
+
+        def refill() -> None:
+            nonlocal exhausted
+            while not exhausted and len(pending) < lookahead:
+                try:
+                    position, item = next(numbered)
+                except StopIteration:
+                    exhausted = True
+                    return
+                if isinstance(item, Failure):
+                    pending.append((item.source, item))
+                else:
+                    pending.append((_describe_source(item, position), self._decode_pool().submit(self.prepare, item)))
+
+        refill()
+        while pending:
+            gathered = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+            ordered: list[tuple[str, np.ndarray | Failure]] = []
+            for source, job in gathered:
+                if isinstance(job, Failure):
+                    ordered.append((source, job))
+                    continue
+                try:
+                    ordered.append((source, job.result()))
+                except ImageDecodeError as error:
+                    ordered.append((source, Failure(source, error.reason)))
+            refill()  # the next batch decodes while this one runs
+            arrays = [value for _, value in ordered if isinstance(value, np.ndarray)]
+            sources = [source for source, value in ordered if isinstance(value, np.ndarray)]
+            predictions = iter(self._classify_arrays(np.stack(arrays), sources, top_k) if arrays else [])
+            for _source, value in ordered:
+                yield value if isinstance(value, Failure) else next(predictions)
+
+    def prepare(self, item: ImageInput) -> np.ndarray:
+        """One input -> uint8 (H, W, 3) at the contract's size (decoded, oriented, RGB, resized)."""
+        contract = self.contract
+        if isinstance(item, np.ndarray):
+            image = _array_to_image(item, contract.alpha_background)
+        elif isinstance(item, Image.Image):
+            image = _pil_to_rgb(item, contract.alpha_background)
+        elif isinstance(item, str | os.PathLike):
+            image = open_image_rgb(item, contract.alpha_background, max_pixels=self.max_pixels)
+        else:
+            raise TypeError(f"cannot classify a {type(item).__name__}: pass a path, a PIL image or a uint8 array")
+        return resize_to_contract(image, contract)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) images at the contract size -> the model's raw (N, classes) output."""
+        inputs = normalize_batch(images, self.contract).astype(self._input_dtype, copy=False)
+        fixed = self.io.fixed_batch_size
+        if fixed is None:
+            return self._run(inputs)
+        # A model exported with a fixed batch size: run in chunks of exactly that size, padding the last one.
+        outputs = []
+        for start in range(0, len(inputs), fixed):
+            chunk = inputs[start : start + fixed]
+            padded = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs.append(self._run(padded)[: len(chunk)])
+        return np.concatenate(outputs)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Classifier({str(self.path)!r}, provider={self.provider!r}, classes={self.contract.num_classes})"
+
+    # -- internals ------------------------------------------------------------------------------------------------
+
+    def _run(self, inputs: np.ndarray) -> np.ndarray:
+        (output,) = self.session.run([self.io.output_name], {self.io.input_name: inputs})
+        output = np.asarray(output)
+        if output.ndim != 2 or output.shape != (len(inputs), self.contract.num_classes):
+            raise ModelError(
+                f"{self.path}: model output has shape {output.shape}, expected ({len(inputs)}, "
+                f"{self.contract.num_classes})"
+            )
+        return output
+
+    def _classify_arrays(self, images: np.ndarray, sources: list[str], top_k: int) -> list[Prediction]:
+        scores = self.logits(images)
+        probabilities = softmax(scores) if self.contract.output_kind == "logits" else scores.astype(np.float64)
+        return top_k_predictions(probabilities, sources, self.contract.class_names, top_k)
+
+    def _decode_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="cifar-decode")
+        return self._pool
+
+
+def _is_single_item(items: object) -> bool:
+    if isinstance(items, np.ndarray):
+        return items.ndim != 4
+    return isinstance(items, str | os.PathLike | Image.Image)
+
+
+def _describe_source(item: object, position: int) -> str:
+    if isinstance(item, str | os.PathLike):
+        return str(item)
+    if isinstance(item, Image.Image):
+        filename = getattr(item, "filename", "")
+        return str(filename) if filename else f"<PIL image {position}>"
+    return f"<array {position}>"
+
+
+def _pil_to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    # An image fresh from Image.open still carries its EXIF orientation; apply it as files are handled.
+    try:
+        oriented = ImageOps.exif_transpose(image)
+    except Exception:
+        oriented = image
+    try:
+        return to_rgb(oriented, background)
+    except Exception as error:
+        source = _describe_source(image, 0)
+        raise ImageDecodeError(source, f"cannot convert {image.mode} image to RGB ({error})") from None
+
+
+def _array_to_image(array: np.ndarray, background: tuple[int, int, int]) -> Image.Image:
+    if array.dtype != np.uint8:
+        raise ImageDecodeError("<array>", f"expected a uint8 array, got {array.dtype} (scale it to 0..255 first)")
+    if array.ndim == 2:
+        return Image.fromarray(array, "L").convert("RGB")
+    if array.ndim == 3 and array.shape[-1] == 3:
+        return Image.fromarray(np.ascontiguousarray(array), "RGB")
+    if array.ndim == 3 and array.shape[-1] == 4:
+        return to_rgb(Image.fromarray(np.ascontiguousarray(array), "RGBA"), background)
+    raise ImageDecodeError("<array>", f"expected (H, W, 3), (H, W, 4) or (H, W) uint8, got shape {array.shape}")
