@@ -33,6 +33,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 DEFAULT_BACKGROUND: tuple[int, int, int] = (255, 255, 255)
 
+# Formats whose EXIF block, when present, is always in ``image.info["exif"]`` (TIFF and MPO keep it elsewhere).
+_EXIF_ONLY_IN_INFO = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "PPM"})
 # Modes whose samples are wider than 8 bits and must be rescaled, not clipped, to reach 8-bit RGB.
 _WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -131,7 +133,10 @@ def decode_image(
         # struct.error, EOFError, IndexError, ...); for input from the wild all of them mean "cannot decode".
         raise ImageDecodeError(source, _describe_decode_failure(error)) from None
     try:
-        return to_rgb(_apply_exif_orientation(image), background)
+        image = _apply_exif_orientation(image)
+        if image.mode == "RGB" and "transparency" not in image.info:
+            return image  # freshly decoded and ours alone: no copy needed
+        return to_rgb(image, background)
     except Exception as error:
         raise ImageDecodeError(source, f"cannot convert {image.mode} image to RGB ({_one_line(error)})") from None
 
@@ -198,6 +203,8 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:
+    if image.format in _EXIF_ONLY_IN_INFO and "exif" not in image.info:
+        return image  # no EXIF block at all: skip parsing (a measurable share of decoding a small JPEG)
     # A broken EXIF block says nothing reliable about orientation; the pixels themselves decoded fine.
     with contextlib.suppress(Exception):
         ImageOps.exif_transpose(image, in_place=True)

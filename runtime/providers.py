@@ -42,6 +42,9 @@ ONNXRUNTIME_DISTRIBUTIONS = (
     "ort-nightly-gpu",
 )
 GPU_INSTALL_HINT = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'cifar-edge[gpu]'"
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+# "2026-05-09 20:19:32.55 [E:onnxruntime:Default, provider_bridge_ort.cc:2458 operator()] " and similar.
+_LOG_PREFIX = re.compile(r"^.*?\[[EWI]:onnxruntime:[^\]]*\]\s*")
 # Lines of onnxruntime's native log that explain a provider load failure.
 _LOAD_FAILURE_PATTERN = re.compile(
     r"(cannot open shared object|failed to load|error while loading|no such file|undefined symbol|"
@@ -158,9 +161,9 @@ def diagnose_unavailable(requested: str, environment: ProviderEnvironment, load_
         if package == "onnxruntime" or "CUDAExecutionProvider" not in environment.built_in:
             return f"the installed {package} {version} is CPU-only (it has no {provider_name}); {GPU_INSTALL_HINT}"
         return f"the installed {package} {version} was built without {provider_name}"
-    library_line = _first_load_failure_line(load_log)
+    library_line = summarize_load_failure(load_log)
     if environment.gpu is None:
-        suffix = f" ({library_line})" if library_line else ""
+        suffix = f"; also: {library_line}" if library_line else ""
         return (
             "no NVIDIA GPU or driver is visible (no /proc/driver/nvidia, /dev/nvidia0 or libcuda; in a container, "
             f"start it with --gpus all){suffix}"
@@ -168,9 +171,8 @@ def diagnose_unavailable(requested: str, environment: ProviderEnvironment, load_
     if library_line:
         family = "TensorRT" if requested == "tensorrt" and "nvinfer" in library_line.lower() else "CUDA/cuDNN"
         return (
-            f"a {family} library failed to load: {library_line}; install the versions this onnxruntime was built "
-            "for (pip install 'onnxruntime-gpu[cuda,cudnn]' brings CUDA and cuDNN as Python packages), "
-            "see cifar-infer --doctor"
+            f"a {family} library failed to load ({library_line}); pip install 'onnxruntime-gpu[cuda,cudnn]' "
+            "brings CUDA and cuDNN as Python packages; see cifar-infer --doctor"
         )
     return (
         f"onnxruntime fell back to the CPU without loading {provider_name} (GPU seen: {environment.gpu}); "
@@ -266,7 +268,7 @@ def preload_gpu_libraries(onnxruntime: Any) -> None:
 
 @contextlib.contextmanager
 def capture_native_output() -> Iterator[list[str]]:
-    """Capture what native code writes to file descriptor 2 (onnxruntime's logger) and Python's sys.stderr."""
+    """Capture what native code writes to file descriptor 2 (onnxruntime's logger) and Python's stdout/stderr."""
     captured: list[str] = []
     sys.stderr.flush()
     try:
@@ -278,7 +280,8 @@ def capture_native_output() -> Iterator[list[str]]:
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            with contextlib.redirect_stderr(python_buffer):
+            # onnxruntime's Python layer print()s its "EP Error ... falling back" notice: keep stdout clean too.
+            with contextlib.redirect_stderr(python_buffer), contextlib.redirect_stdout(python_buffer):
                 yield captured
         finally:
             sys.stderr.flush()
@@ -309,12 +312,27 @@ def _looks_like_provider_failure(error: Exception) -> bool:
     return bool(re.search(r"cuda|cudnn|tensorrt|nvinfer|execution provider|provider", str(error), re.IGNORECASE))
 
 
-def _first_load_failure_line(log: str) -> str:
-    for line in log.splitlines():
-        if _LOAD_FAILURE_PATTERN.search(line):
-            text = " ".join(line.split())
-            return text[:300]
-    return ""
+def summarize_load_failure(log: str) -> str:
+    """The essential facts from onnxruntime's log of a failed GPU provider load, on one short line ("" if none).
+
+    E.g. ``libcublasLt.so.13: cannot open shared object file; this onnxruntime needs cuDNN 9.* and CUDA 13.*``.
+    """
+    text = _ANSI_ESCAPE.sub("", log)
+    facts = []
+    library_error = re.search(r"with error: ([^\n]+)", text)
+    if library_error:
+        facts.append(library_error.group(1).strip().removesuffix(": No such file or directory"))
+    elif "install TensorRT libraries" in text:
+        facts.append("TensorRT libraries (libnvinfer) not found")
+    else:
+        for line in text.splitlines():
+            if _LOAD_FAILURE_PATTERN.search(line):
+                facts.append(_LOG_PREFIX.sub("", line).strip())
+                break
+    requirement = re.search(r"Require (cuDNN \S+ and CUDA [\d.*]+)", text)
+    if requirement:
+        facts.append(f"this onnxruntime needs {requirement.group(1).rstrip('.')}")
+    return "; ".join(" ".join(fact.split())[:200] for fact in facts)
 
 
 def probe_model_bytes() -> bytes:

@@ -95,18 +95,41 @@ def test_cause_no_gpu_visible() -> None:
     assert diagnose_unavailable("cuda", environment).startswith("no NVIDIA GPU or driver is visible")
 
 
+# What onnxruntime-gpu 1.31.1 logged on this machine (no GPU, no CUDA libraries) before falling back to the CPU.
+REAL_FALLBACK_LOG = (
+    "Failed to load libcublasLt.so.13: libcublasLt.so.13: cannot open shared object file: No such file or directory\n"
+    "\x1b[1;31m2026-11-27 20:19:32.558847566 [E:onnxruntime:Default, provider_bridge_ort.cc:2458 operator()] "
+    "/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:2043 onnxruntime::Provider& "
+    "onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library "
+    "/tmp/gpuvenv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime_providers_cuda.so with error: "
+    "libcublasLt.so.13: cannot open shared object file: No such file or directory\n\x1b[m\n"
+    "\x1b[0;93m2026-11-27 20:19:32.558896839 [W:onnxruntime:Default, onnxruntime_pybind_state.cc:1295 "
+    "CreateExecutionProviderFactoryInstance] Failed to create CUDAExecutionProvider. Require cuDNN 9.* and CUDA 13.*. "
+    "Please install all dependencies as mentioned in the GPU requirements page\x1b[m\n"
+)
+
+
 def test_cause_library_failed_to_load() -> None:
     environment = ProviderEnvironment({"onnxruntime-gpu": "1.31.1"}, GPU_BUILD, gpu="NVIDIA driver 580")
-    log = (
-        "2026-05-09 [W:onnxruntime:Default, onnxruntime_pybind_state.cc:1039 CreateExecutionProviderFactoryInstance]\n"
-        "[E:onnxruntime:Default, provider_bridge_ort.cc:2251 TryGetProviderInfo_CUDA] Failed to load library "
-        "libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file\n"
+    cause = diagnose_unavailable("cuda", environment, REAL_FALLBACK_LOG)
+    assert cause.startswith(
+        "a CUDA/cuDNN library failed to load (libcublasLt.so.13: cannot open shared object file; "
+        "this onnxruntime needs cuDNN 9.* and CUDA 13.*)"
     )
-    cause = diagnose_unavailable("cuda", environment, log)
-    assert cause.startswith("a CUDA/cuDNN library failed to load:")
-    assert "libcudnn.so.9: cannot open shared object file" in cause
-    trt_log = "Failed to load library libonnxruntime_providers_tensorrt.so: libnvinfer.so.10: cannot open shared object"
-    assert diagnose_unavailable("tensorrt", environment, trt_log).startswith("a TensorRT library failed to load")
+    assert "\x1b" not in cause and "\n" not in cause
+    trt_log = "Please install TensorRT libraries as mentioned in the GPU requirements page"
+    assert diagnose_unavailable("tensorrt", environment, trt_log).startswith(
+        "a TensorRT library failed to load (TensorRT libraries (libnvinfer) not found)"
+    )
+
+
+def test_cause_no_gpu_mentions_the_library_too() -> None:
+    environment = ProviderEnvironment({"onnxruntime-gpu": "1.31.1"}, GPU_BUILD, gpu=None)
+    cause = diagnose_unavailable("cuda", environment, REAL_FALLBACK_LOG)
+    assert cause.startswith("no NVIDIA GPU or driver is visible")
+    assert cause.endswith(
+        "also: libcublasLt.so.13: cannot open shared object file; this onnxruntime needs cuDNN 9.* and CUDA 13.*"
+    )
 
 
 def test_cause_silent_fallback_without_a_log() -> None:

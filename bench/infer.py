@@ -1,0 +1,294 @@
+"""Benchmark the torch-free runtime against the tutorial's way, in one run, on this machine.
+
+1. Cold start: wall time of ``cifar-infer one.png`` (a fresh process: imports, session, decode, forward, print)
+   against a script doing the tutorial's way on the same image (import torch + torchvision, build the network,
+   ``torch.load`` the weights, ``Resize > ToTensor > Normalize``, forward). Target: >= 5x faster.
+2. Throughput over a folder of CIFAR-10 JPEGs with the CPU provider: end to end (decode + resize + normalise +
+   session + softmax, through the Classifier API and through the CLI) against model-only (``session.run`` on
+   pre-decoded batches) at the same batch size and session settings. Target: end to end >= 70% of model-only.
+   Also: intra-op threads 1 vs 2, which sets the documented default.
+
+The model: an exported ``model.onnx`` from ``--run-dir`` (weights from a cifar-train run) or, by default, a
+randomly initialised network of ``--arch`` exported here with ``torch.onnx.export`` (speed does not depend on the
+weights). This is a bench script: it may import torch; the runtime under test does not.
+
+    .venv/bin/python bench/infer.py [--arch airnet|seed] [--images 5000] [--batch-size 64] [--run-dir runs/latest]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+CIFAR_TRAIN = SHARED_DATA / "cifar10-jpeg" / "train"
+CAT_PHOTO = SHARED_DATA / "photos" / "cat.png"
+CLI = Path(sys.executable).parent / "cifar-infer"
+
+TUTORIAL_SCRIPT = textwrap.dedent(
+    '''
+    """The tutorial's way: import torch, build the network, load the weights, preprocess, forward."""
+    import json
+    import sys
+
+    import torch
+    import torchvision.transforms as transforms
+    from PIL import Image
+    from torch import nn
+
+    image_path, weights_path, spec_path = sys.argv[1:4]
+    spec = json.load(open(spec_path))
+    if spec["arch"] == "seed":  # the tutorial network, defined inline as the tutorial does
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 5, padding=2), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(1024, 64), nn.Linear(64, len(spec["classes"])),
+        )
+    else:
+        from cifar_edge.train.models import build_model
+        net = build_model(spec["arch"], **spec["kwargs"])
+    net.load_state_dict(torch.load(weights_path, weights_only=True))
+    net.eval()
+    transform = transforms.Compose([
+        transforms.Resize(tuple(spec["image_size"])),
+        transforms.ToTensor(),
+        transforms.Normalize(spec["mean"], spec["std"]),
+    ])
+    batch = transform(Image.open(image_path).convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        logits = net(batch)
+    print(spec["classes"][int(logits.argmax(1))])
+    '''
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="airnet", choices=["airnet", "seed"])
+    parser.add_argument("--run-dir", type=Path, help="use this cifar-train run's weights instead of random ones")
+    parser.add_argument("--images", type=int, default=5000, help="JPEGs in the throughput folder")
+    parser.add_argument("--batch-size", type=int, default=64, help="the same for end to end and model-only")
+    parser.add_argument("--cold-repeats", type=int, default=5, help="timed cold starts per side (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed throughput passes (best)")
+    args = parser.parse_args()
+    for needed in (CIFAR_TRAIN, CAT_PHOTO, CLI):
+        if not needed.exists():
+            sys.exit(f"missing {needed}")
+
+    work = Path(tempfile.mkdtemp(prefix="bench_infer_"))
+    model_path, weights_path, spec = prepare_model(args, work)
+    print(f"model: {spec['arch']} {model_path.stat().st_size:,} bytes ONNX ({spec['source']}); work dir {work}")
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} before; python {sys.version.split()[0]}")
+
+    cold = cold_start(model_path, weights_path, spec, work, args.cold_repeats)
+    folder = jpeg_folder(work / "jpegs", args.images)
+    throughput_report = throughput(model_path, folder, args.batch_size, args.repeats)
+
+    print(f"load average {os.getloadavg()[0]:.1f} after (other processes share these CPUs: compare ratios, not rates)")
+    print()
+    print(f"cold start, one image ({CAT_PHOTO.name}, {args.cold_repeats} runs each, median wall time):")
+    print(f"  tutorial way (torch)        {cold['torch']:.3f} s")
+    print(f"  cifar-infer (onnxruntime)   {cold['ours']:.3f} s")
+    print(f"  ratio                       {cold['torch'] / cold['ours']:.1f}x faster   (target >= 5x)")
+    print()
+    print(f"throughput, {args.images:,} CIFAR-10 JPEGs, CPU provider, batch {args.batch_size}, best of {args.repeats}:")
+    for line in throughput_report:
+        print("  " + line)
+
+
+def prepare_model(args: argparse.Namespace, work: Path) -> tuple[Path, Path, dict]:
+    import onnx
+    import torch
+
+    from cifar_edge.runtime.contract import (
+        CONTRACT_METADATA_KEY,
+        PROVENANCE_METADATA_KEY,
+        Contract,
+        unnormalized_contract,
+    )
+    from cifar_edge.train.models import build_model
+
+    if args.run_dir:
+        from cifar_edge.train.run_files import load_run
+
+        loaded = load_run(args.run_dir)
+        model, contract = loaded.model, loaded.contract
+        architecture = loaded.record["architecture"]
+        arch, kwargs, source = architecture["name"], architecture.get("kwargs", {}), f"weights of {args.run_dir}"
+    else:
+        torch.manual_seed(0)
+        arch, kwargs, source = args.arch, {}, "random weights"
+        model = build_model(arch).eval()
+        contract = unnormalized_contract() if arch == "seed" else Contract()
+    model.eval()
+    weights_path = work / "tutorial_weights.pt"
+    torch.save(model.state_dict(), weights_path)  # a state dict, as the tutorial saves it
+
+    model_path = work / "model.onnx"
+    height, width = contract.image_size
+    example = torch.randn(2, 3, height, width)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each step
+        torch.onnx.export(
+            model,
+            (example,),
+            str(model_path),
+            input_names=[contract.input_name],
+            output_names=[contract.output_name],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            opset_version=18,
+            dynamo=True,
+            verbose=False,
+        )
+    exported = onnx.load(str(model_path))  # pulls in any external-data file: we write one self-contained file
+    provenance = {"source": "bench/infer.py", "precision": "fp32", "torch": torch.__version__}
+    onnx.helper.set_model_props(
+        exported, {CONTRACT_METADATA_KEY: contract.to_json(), PROVENANCE_METADATA_KEY: json.dumps(provenance)}
+    )
+    for leftover in work.glob("model.onnx*"):
+        leftover.unlink()
+    onnx.save(exported, str(model_path))
+    spec = {
+        "arch": arch,
+        "kwargs": kwargs,
+        "classes": list(contract.class_names),
+        "image_size": list(contract.image_size),
+        "mean": list(contract.mean),
+        "std": list(contract.std),
+        "source": source,
+    }
+    # Sanity: the exported model computes what the PyTorch one does.
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    probe = torch.randn(5, 3, height, width)
+    with torch.no_grad():
+        expected = model(probe).numpy()
+    got = session.run(None, {contract.input_name: probe.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-3, "exported model does not match PyTorch"
+    return model_path, weights_path, spec
+
+
+def cold_start(model_path: Path, weights_path: Path, spec: dict, work: Path, repeats: int) -> dict[str, float]:
+    script = work / "tutorial_way.py"
+    script.write_text(TUTORIAL_SCRIPT)
+    spec_path = work / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    ours = [str(CLI), str(CAT_PHOTO), "--model", str(model_path), "--provider", "cpu", "--quiet"]
+    torch_way = [sys.executable, str(script), str(CAT_PHOTO), str(weights_path), str(spec_path)]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    # One untimed run each warms the page cache, as a second invocation on a device would find it.
+    labels = {}
+    for name, command in (("ours", ours), ("torch", torch_way)):
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        labels[name] = done.stdout
+    ours_label = labels["ours"].splitlines()[2].split("│")[1].strip()
+    assert ours_label == labels["torch"].strip(), f"labels differ: {ours_label} vs {labels['torch'].strip()}"
+    times: dict[str, list[float]] = {"ours": [], "torch": []}
+    for _ in range(repeats):  # alternate, so background load hits both sides alike
+        for name, command in (("ours", ours), ("torch", torch_way)):
+            started = time.perf_counter()
+            subprocess.run(command, capture_output=True, env=env, check=True)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def jpeg_folder(folder: Path, count: int) -> Path:
+    """``count`` JPEGs, spread evenly over the classes, linked into one folder tree."""
+    classes = sorted(p for p in CIFAR_TRAIN.iterdir() if p.is_dir())
+    per_class = -(-count // len(classes))
+    made = 0
+    for class_dir in classes:
+        target = folder / class_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sorted(class_dir.glob("*.jpg"))[:per_class]:
+            if made == count:
+                break
+            (target / source.name).symlink_to(source)
+            made += 1
+    return folder
+
+
+def throughput(model_path: Path, folder: Path, batch_size: int, repeats: int) -> list[str]:
+    from cifar_edge.runtime import Classifier
+    from cifar_edge.runtime.inputs import expand_inputs
+    from cifar_edge.runtime.preprocess import normalize_batch
+    from cifar_edge.runtime.providers import default_intra_op_threads
+
+    paths = [p for p in expand_inputs([str(folder)]) if isinstance(p, str)]
+    count = len(paths)
+    default = default_intra_op_threads()
+    results: dict[int, dict[str, float]] = {}
+    for threads in sorted({default, 1, 2}):
+        with Classifier(model_path, "cpu", batch_size=batch_size, intra_op_threads=threads) as classifier:
+            pixels = np.stack([classifier.prepare(p) for p in paths])  # decoded once, untimed, for model-only
+            batches = [
+                normalize_batch(pixels[i : i + batch_size], classifier.contract) for i in range(0, count, batch_size)
+            ]
+            name = classifier.io.input_name
+
+            def model_only(classifier=classifier, batches=batches, name=name) -> None:
+                for batch in batches:
+                    classifier.session.run(None, {name: batch})
+
+            def end_to_end(classifier=classifier) -> None:
+                assert sum(1 for _ in classifier.predict_iter(paths)) == count
+
+            # Alternate the two, so that load from other processes on a shared machine hits both alike.
+            model_only()  # warm-up: arena allocation, kernel selection
+            end_to_end()
+            timings: dict[str, list[float]] = {"model": [], "api": []}
+            for _ in range(repeats):
+                for key, work in (("model", model_only), ("api", end_to_end)):
+                    started = time.perf_counter()
+                    work()
+                    timings[key].append(time.perf_counter() - started)
+        results[threads] = {key: count / min(values) for key, values in timings.items()}
+
+    cli_seconds = []
+    command = [str(CLI), str(folder), "--model", str(model_path), "--provider", "cpu", "--json", "--quiet"]
+    command += ["--batch-size", str(batch_size)]
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        cli_seconds.append(time.perf_counter() - started)
+        assert done.returncode == 0 and done.stdout.count("\n") == count, done.stderr[-500:]
+    cli_rate = count / min(cli_seconds)
+
+    lines = []
+    best_model_only = max(r["model"] for r in results.values())
+    for threads, rates in results.items():
+        marker = "  (default)" if threads == default else ""
+        lines.append(
+            f"intra-op threads {threads}: model-only {rates['model']:>8,.0f} img/s   end to end (API) "
+            f"{rates['api']:>8,.0f} img/s   ratio {rates['api'] / rates['model']:.0%}{marker}"
+        )
+    chosen = results[default]
+    lines.append(
+        f"end to end through the CLI (a fresh process, start-up included): {cli_rate:,.0f} img/s = "
+        f"{cli_rate / chosen['model']:.0%} of model-only"
+    )
+    lines.append(
+        f"end to end (API, default settings) = {chosen['api'] / chosen['model']:.0%} of model-only at the same "
+        f"settings, {chosen['api'] / best_model_only:.0%} of the best model-only rate ({best_model_only:,.0f} img/s);"
+        " target >= 70%"
+    )
+    return lines
+
+
+if __name__ == "__main__":
+    main()
