@@ -1,0 +1,80 @@
+"""What ``cifar-export`` does, in one dataclass: formats, precision, opset, and the parity gate's thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORMATS = ("onnx", "torchscript", "exportedprogram")
+ALL_FORMATS = "all"
+DTYPES = ("fp32", "fp16")
+QUANTIZATIONS = ("int8",)
+
+# opset 18 is the version torch's dynamo exporter (torchlib) implements natively: no version conversion runs, and
+# onnxruntime has supported it since 1.14, so artifacts also load on older edge installs. Other values are
+# reached through the ONNX version converter and are checked after export.
+DEFAULT_OPSET = 18
+# Per-channel QDQ quantization needs opset >= 13. Below 18 the ONNX version converter runs and may not reach the
+# requested version (here 16 and 17 convert, 13 and 15 stay at 18); the exported opset is checked after export.
+MIN_OPSET = 13
+
+# Default artifact names inside the run folder, by (format, precision).
+DEFAULT_FILE_NAMES = {
+    ("onnx", "fp32"): "model.onnx",
+    ("onnx", "fp16"): "model.fp16.onnx",
+    ("onnx", "int8"): "model.int8.onnx",
+    ("torchscript", "fp32"): "model.torchscript.pt",
+    ("exportedprogram", "fp32"): "model.pt2",
+}
+PARITY_SUFFIX = ".parity.json"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass marks of the parity gate (documented in docs/export.md, overridable on the command line)."""
+
+    # fp32 artifacts (ONNX, TorchScript, exported program): largest allowed |logit difference| against PyTorch.
+    # Reordered fp32 sums differ by ~1e-6 on logits of size ~10; 1e-4 leaves room for that and catches real bugs.
+    fp32_max_abs_diff: float = 1e-4
+    # fp32: fraction of inputs whose top-1 class must equal PyTorch's (1.0 = every single one).
+    fp32_min_agreement: float = 1.0
+    # fp16 ONNX: top-1 agreement with fp32 PyTorch on the real images (halves carry ~3 significant digits).
+    fp16_min_agreement: float = 0.995
+    # int8 ONNX: accuracy may fall at most this many percentage points below fp32 PyTorch on the labelled images.
+    int8_max_accuracy_drop_pp: float = 1.0
+    # Runtime preprocessing (Pillow + numpy) against torchvision's Resize > ToTensor > Normalize, per tensor value.
+    preprocess_max_abs_diff: float = 1e-6
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """One export request. Defaults are what ``cifar-export RUN_DIR`` does."""
+
+    # Any of FORMATS; "all" is expanded by the CLI. ONNX precision follows dtype/quantize; the torch formats are fp32.
+    formats: tuple[str, ...] = ("onnx",)
+    # fp16: fp16 weights and compute with fp32 inputs and outputs (ONNX only).
+    dtype: str = "fp32"
+    # "int8": static QDQ quantization, per-channel weights (ONNX only). None keeps the float model.
+    quantize: str | None = None
+    # Where to write: a file for one artifact, a folder for several; None = the run folder with DEFAULT_FILE_NAMES.
+    output: Path | None = None
+    opset: int = DEFAULT_OPSET
+    # Run the parity gate (strongly recommended; skipping it writes the artifact unverified and says so).
+    verify: bool = True
+    # Real images compared against PyTorch: a seeded sample of the run's validation images (0 = probes only).
+    verify_images: int = 1000
+    # Training images fed to the int8 calibration (a few hundred are enough for MinMax ranges of a small CNN).
+    calibration_images: int = 300
+    # Labelled ImageFolder (PATH/<class>/* or PATH/train|val|test/<class>/*) to use instead of the run's own data.
+    data: Path | None = None
+    # Extra image files for the preprocessing-parity check (a photo of another size, odd modes, ...).
+    preprocess_files: tuple[Path, ...] = ()
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    # Seed for sampling verification/calibration images and for the random batch-shape probes.
+    seed: int = 0
+    # Batch sizes of the random probes: 1 and 2 catch specialised batch axes, 7 an odd size, 64 a large one.
+    probe_batch_sizes: tuple[int, ...] = (1, 2, 7, 64)
+
+    @property
+    def onnx_precision(self) -> str:
+        return "int8" if self.quantize == "int8" else self.dtype

@@ -1,0 +1,350 @@
+"""``export_run``: run folder in, verified artifacts out. The one library function behind ``cifar-export``.
+
+Every artifact is written to a temporary name beside its final path, verified there, and renamed only when the
+parity gate passes (``atomic_path``): a failing gate leaves nothing under the final name, and an older good
+artifact of the same name stays untouched. ``<artifact>.parity.json`` is written beside each passing artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+from torch import nn
+
+from cifar_edge.export.config import (
+    DEFAULT_FILE_NAMES,
+    DTYPES,
+    FORMATS,
+    MIN_OPSET,
+    PARITY_SUFFIX,
+    QUANTIZATIONS,
+    ExportConfig,
+)
+from cifar_edge.export.errors import (
+    EXIT_EXPORT_FAILED,
+    EXIT_OK,
+    EXIT_PARITY_FAILED,
+    ExportFailedError,
+    ExportUsageError,
+    first_line,
+)
+from cifar_edge.export.exported_program import EXPORTED_PROGRAM_EXPORTER, export_program
+from cifar_edge.export.fp16 import FP16_CONVERTER, convert_to_fp16
+from cifar_edge.export.metadata import build_provenance, embed_in_onnx, metadata_entries
+from cifar_edge.export.onnx_export import ONNX_EXPORTER, drop_unused_opsets, export_onnx_fp32, save_validated
+from cifar_edge.export.parity import GateInputs, ParityReport, prepare_gate_inputs, run_gate
+from cifar_edge.export.preprocess_parity import PreprocessReport, check_preprocessing
+from cifar_edge.export.progress import ExportProgress
+from cifar_edge.export.quantize import INT8_QUANTIZER, quantization_settings, quantize_int8
+from cifar_edge.export.torchscript_export import TORCHSCRIPT_EXPORTER, export_torchscript
+from cifar_edge.export.tta import module_for_export, tta_mode
+from cifar_edge.export.verification_data import ExportData, gather_export_data
+from cifar_edge.runtime.atomic_io import atomic_path, atomic_write_text
+from cifar_edge.runtime.contract import ContractError
+from cifar_edge.runtime.preprocess import normalize_batch
+from cifar_edge.train.run_files import LoadedRun, RunFolderError, load_run
+
+
+@dataclass(frozen=True)
+class Target:
+    format: str
+    precision: str
+    path: Path
+
+
+@dataclass
+class ArtifactResult:
+    format: str
+    precision: str
+    path: Path
+    written: bool
+    report: ParityReport | None  # None when verification was skipped (--no-verify)
+    parity_path: Path | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    seconds: float = 0.0
+    error: str | None = None  # the exporter/converter failed (exit code 3); nothing was written
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "precision": self.precision,
+            "path": str(self.path),
+            "written": self.written,
+            "verified": self.report is not None,
+            "passed": self.report.passed if self.report is not None else None,
+            "failures": self.report.failures() if self.report is not None else [],
+            "parity_path": str(self.parity_path) if self.parity_path else None,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "parity": self.report.to_dict() if self.report is not None else None,
+        }
+
+
+@dataclass
+class ExportResult:
+    run_dir: Path
+    artifacts: list[ArtifactResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(artifact.written for artifact in self.artifacts)
+
+    @property
+    def exit_code(self) -> int:
+        """3 when an exporter failed, else 1 when a parity gate failed, else 0."""
+        if any(artifact.error for artifact in self.artifacts):
+            return EXIT_EXPORT_FAILED
+        return EXIT_OK if self.ok else EXIT_PARITY_FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "run_dir": str(self.run_dir),
+            "notes": self.notes,
+            "artifacts": [artifact.to_dict() for artifact in self.artifacts],
+        }
+
+
+@dataclass
+class ExportContext:
+    """Everything loaded once per export and shared by its artifacts."""
+
+    run: LoadedRun
+    config: ExportConfig
+    module: nn.Module  # the eval-mode module every artifact must reproduce (network + TTA wrapper if requested)
+    tta: str
+    data: ExportData
+    gate_inputs: GateInputs | None
+    preprocessing: PreprocessReport | None
+    progress: ExportProgress
+    notes: list[str] = field(default_factory=list)
+    _fp32_onnx: onnx.ModelProto | None = None
+
+
+def plan_targets(config: ExportConfig, run_dir: Path) -> list[Target]:
+    """Validate the option combination and decide each artifact's final path."""
+    unknown = [name for name in config.formats if name not in FORMATS]
+    if unknown or not config.formats:
+        raise ExportUsageError(
+            f"--format must be one of {', '.join(FORMATS)} or all, got {', '.join(unknown) or 'none'}"
+        )
+    if config.dtype not in DTYPES:
+        raise ExportUsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
+    if config.quantize is not None and config.quantize not in QUANTIZATIONS:
+        raise ExportUsageError(f"--quantize must be int8, got {config.quantize!r}")
+    if config.quantize and config.dtype != "fp32":
+        raise ExportUsageError("--quantize int8 starts from the fp32 model: do not combine it with --dtype fp16")
+    if config.onnx_precision != "fp32" and "onnx" not in config.formats:
+        raise ExportUsageError("--dtype fp16 and --quantize int8 apply to ONNX only: add --format onnx (or all)")
+    newest_opset = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= config.opset <= newest_opset:
+        raise ExportUsageError(f"--opset must be between {MIN_OPSET} and {newest_opset}, got {config.opset}")
+    for name, value in (("--verify-images", config.verify_images), ("--calibration", config.calibration_images)):
+        if value < 0:
+            raise ExportUsageError(f"{name} must be >= 0, got {value}")
+    precisions = {name: (config.onnx_precision if name == "onnx" else "fp32") for name in config.formats}
+    formats = list(dict.fromkeys(config.formats))
+    output = Path(config.output) if config.output is not None else None
+    targets = []
+    for name in formats:
+        default_name = DEFAULT_FILE_NAMES[(name, precisions[name])]
+        if output is None:
+            path = run_dir / default_name
+        elif len(formats) > 1 or output.is_dir():
+            path = output / default_name  # several artifacts: --output names their folder
+        else:
+            path = output
+        targets.append(Target(name, precisions[name], path))
+    return targets
+
+
+def prepare_export(run_dir: Path, config: ExportConfig, progress: ExportProgress | None = None) -> ExportContext:
+    """Load the run, the real images and the reference outputs; raise ExportUsageError for unusable inputs."""
+    progress = progress or ExportProgress(enabled=False)
+    try:
+        run = load_run(run_dir)
+    except (RunFolderError, ContractError, ValueError, OSError) as error:
+        raise ExportUsageError(first_line(error)) from None
+    tta = tta_mode(run.record)
+    module = module_for_export(run.model, run.record)
+    needs_calibration = config.quantize == "int8"
+    with progress.step("loading real images"):
+        data = gather_export_data(
+            run.record,
+            run.contract,
+            data_path=config.data,
+            verify_images=config.verify_images if config.verify else 0,
+            calibration_images=config.calibration_images if needs_calibration else 0,
+            seed=config.seed,
+        )
+    if needs_calibration and (data.calibration is None or len(data.calibration) == 0):
+        raise ExportUsageError(
+            "--quantize int8 needs real images to calibrate on and this run offers none "
+            f"({data.notes[0] if data.notes else 'empty data'}); pass --data PATH (a labelled image folder)"
+        )
+    if needs_calibration and config.verify and (data.verification is None or data.verification.labels is None):
+        raise ExportUsageError("--quantize int8 is gated on accuracy and needs labelled images: pass --data PATH")
+    gate_inputs = preprocessing = None
+    if config.verify:
+        with progress.step("reference outputs of the PyTorch model"):
+            gate_inputs = prepare_gate_inputs(
+                module, run.contract, data.verification, config.probe_batch_sizes, config.seed
+            )
+        with progress.step("preprocessing parity (runtime vs torchvision)"):
+            preprocessing = check_preprocessing(
+                run.contract,
+                [*config.preprocess_files, *data.sample_files],
+                threshold=config.thresholds.preprocess_max_abs_diff,
+                seed=config.seed,
+            )
+    notes = list(data.notes)
+    if not config.verify:
+        notes.append("--no-verify: artifacts are written without the parity gate")
+    return ExportContext(run, config, module, tta, data, gate_inputs, preprocessing, progress, notes)
+
+
+def export_run(
+    run_dir: str | Path, config: ExportConfig | None = None, progress: ExportProgress | None = None
+) -> ExportResult:
+    """Export ``run_dir`` as ``config`` asks; gate failures are in the result (``exit_code`` 1), not raised."""
+    config = config or ExportConfig()
+    run_dir = Path(run_dir)
+    targets = plan_targets(config, run_dir)
+    context = prepare_export(run_dir, config, progress)
+    result = ExportResult(run_dir=run_dir, notes=context.notes)
+    for target in targets:
+        result.artifacts.append(export_artifact(context, target))
+    return result
+
+
+def export_artifact(context: ExportContext, target: Target, module: nn.Module | None = None) -> ArtifactResult:
+    """Write one artifact under a temporary name, gate it, and rename it into place only if the gate passes.
+
+    ``module`` overrides what gets exported (tests pass a deliberately broken copy); the gate always compares
+    against ``context.module``, the run's eval-mode model.
+    """
+    started = time.perf_counter()
+    module = context.module if module is None else module
+    report: ParityReport | None = None
+    with context.progress.step(f"{target.format} {target.precision} -> {target.path.name}"):
+        try:
+            with atomic_path(target.path) as temp_path:
+                _write(context, target, module, temp_path)
+                if context.config.verify:
+                    assert context.gate_inputs is not None
+                    report = run_gate(
+                        target.format,
+                        target.precision,
+                        temp_path,
+                        context.run.contract,
+                        context.gate_inputs,
+                        context.config.thresholds,
+                        context.preprocessing,
+                        artifact_name=target.path.name,
+                    )
+                    if not report.passed:
+                        raise _GateFailed
+        except _GateFailed:
+            return ArtifactResult(
+                target.format, target.precision, target.path, False, report, seconds=time.perf_counter() - started
+            )
+        except ExportFailedError as error:
+            return ArtifactResult(
+                target.format,
+                target.precision,
+                target.path,
+                False,
+                None,
+                seconds=time.perf_counter() - started,
+                error=str(error),
+            )
+    data = target.path.read_bytes()
+    artifact = ArtifactResult(
+        target.format,
+        target.precision,
+        target.path,
+        True,
+        report,
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        seconds=time.perf_counter() - started,
+    )
+    if report is not None:
+        artifact.parity_path = target.path.with_name(target.path.name + PARITY_SUFFIX)
+        document = {**report.to_dict(), "sha256": artifact.sha256, "size_bytes": artifact.size_bytes}
+        atomic_write_text(artifact.parity_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return artifact
+
+
+class _GateFailed(Exception):
+    """Raised inside atomic_path so the temporary file is discarded instead of renamed."""
+
+
+def _write(context: ExportContext, target: Target, module: nn.Module, path: Path) -> None:
+    contract, config = context.run.contract, context.config
+    if target.format == "onnx":
+        fp32 = _fp32_onnx(context, module)
+        extra: dict[str, Any] = {}
+        exporter = ONNX_EXPORTER
+        if target.precision == "fp16":
+            model = drop_unused_opsets(convert_to_fp16(fp32))
+            exporter, extra = f"{ONNX_EXPORTER} + {FP16_CONVERTER}", {"fp16": {"keep_io_types": True}}
+        elif target.precision == "int8":
+            assert context.data.calibration is not None
+            calibration = normalize_batch(context.data.calibration.images, contract)
+            model = drop_unused_opsets(quantize_int8(fp32, contract.input_name, calibration))
+            exporter = f"{ONNX_EXPORTER} + {INT8_QUANTIZER}"
+            extra = {
+                "quantization": {
+                    **quantization_settings(len(calibration)),
+                    "calibration_source": context.data.calibration.source,
+                }
+            }
+        else:
+            model = onnx.ModelProto()
+            model.CopyFrom(fp32)
+        provenance = build_provenance(
+            context.run,
+            artifact_format="onnx",
+            precision=target.precision,
+            exporter=exporter,
+            tta=context.tta,
+            opset=config.opset,
+            extra=extra,
+        )
+        save_validated(embed_in_onnx(model, contract, provenance), path)
+        return
+    if target.format == "torchscript":
+        provenance = build_provenance(
+            context.run, artifact_format="torchscript", precision="fp32", exporter=TORCHSCRIPT_EXPORTER, tta=context.tta
+        )
+        export_torchscript(module, contract, path, metadata_entries(contract, provenance))
+        return
+    provenance = build_provenance(
+        context.run,
+        artifact_format="exportedprogram",
+        precision="fp32",
+        exporter=EXPORTED_PROGRAM_EXPORTER,
+        tta=context.tta,
+    )
+    export_program(module, contract, path, metadata_entries(contract, provenance))
+
+
+def _fp32_onnx(context: ExportContext, module: nn.Module) -> onnx.ModelProto:
+    """The fp32 graph, exported once per run and reused by the fp16/int8 conversions."""
+    if module is not context.module:
+        return export_onnx_fp32(module, context.run.contract, context.config.opset)
+    if context._fp32_onnx is None:
+        context._fp32_onnx = export_onnx_fp32(module, context.run.contract, context.config.opset)
+    return context._fp32_onnx

@@ -1,0 +1,89 @@
+"""fp32 ONNX -> static int8 QDQ ONNX with onnxruntime's quantization tooling.
+
+Static, never dynamic: dynamic quantization leaves convolutions in float and quantizes activations on the fly,
+which made the tutorial net 5x slower on this CPU, while static QDQ ran 2.3x faster than fp32. Weights are
+quantized per output channel (one scale per conv filter), activations per tensor with MinMax ranges calibrated
+on real training images. S8S8 (int8 activations and weights) is onnxruntime's recommended first choice for QDQ.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from cifar_edge.export.errors import ExportFailedError, first_line
+from cifar_edge.export.quiet import quiet_tools
+
+INT8_QUANTIZER = "onnxruntime.quantization.quantize_static"
+# Images per calibration batch fed to onnxruntime (memory stays small; the ranges do not depend on it).
+_CALIBRATION_BATCH = 32
+
+
+class ImageCalibrationReader(CalibrationDataReader):
+    """Feeds preprocessed float32 NCHW images to the calibrator in batches."""
+
+    def __init__(self, input_name: str, images: np.ndarray, batch_size: int = _CALIBRATION_BATCH) -> None:
+        self.input_name = input_name
+        self.images = images
+        self.batch_size = batch_size
+        self._batches = self._iterate()
+
+    def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, len(self.images), self.batch_size):
+            yield {self.input_name: np.ascontiguousarray(self.images[start : start + self.batch_size])}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:
+        self._batches = self._iterate()
+
+
+def quantization_settings(calibration_count: int) -> dict[str, Any]:
+    """What provenance records about the quantization."""
+    return {
+        "method": "static",
+        "format": "QDQ",
+        "per_channel": True,
+        "activation_type": "int8",
+        "weight_type": "int8",
+        "calibration_method": "MinMax",
+        "calibration_images": calibration_count,
+        "tool": INT8_QUANTIZER,
+    }
+
+
+def quantize_int8(model: onnx.ModelProto, input_name: str, calibration_images: np.ndarray) -> onnx.ModelProto:
+    """Quantize ``model``; ``calibration_images`` are float32 (N, 3, H, W) already normalised like runtime input."""
+    if len(calibration_images) == 0:
+        raise ExportFailedError("int8 quantization needs calibration images, got none")
+    with tempfile.TemporaryDirectory(prefix="cifar-edge-int8-") as work:
+        source = Path(work) / "fp32.onnx"
+        prepared = Path(work) / "fp32.prepared.onnx"
+        quantized = Path(work) / "int8.onnx"
+        onnx.save_model(model, source)
+        try:
+            with quiet_tools():
+                # Shape inference + onnxruntime's basic graph optimisations, as onnxruntime recommends before
+                # quantizing. Its symbolic shape pass cannot follow the dynamo exporter's Reshape; ONNX's own runs.
+                quant_pre_process(source, prepared, skip_symbolic_shape=True)
+                quantize_static(
+                    prepared,
+                    quantized,
+                    ImageCalibrationReader(input_name, calibration_images),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
+        except Exception as error:  # onnxruntime's tooling raises many types; all mean "not quantized"
+            raise ExportFailedError(f"int8 quantization failed: {type(error).__name__}: {first_line(error)}") from None
+        return onnx.load_model(quantized)

@@ -1,0 +1,128 @@
+"""Every format and precision round-trips: written, gated, loadable, equal to the PyTorch model, dynamic batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from export_helpers import copy_run
+
+from cifar_edge.export import ExportConfig, export_run
+from cifar_edge.runtime.preprocess import normalize_batch
+from cifar_edge.train.run_files import load_run
+
+BATCHES = (1, 3, 64)
+
+
+def _inputs(run_dir: Path, batch: int, seed: int = 7) -> np.ndarray:
+    contract = load_run(run_dir).contract
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(batch, 32, 32, 3), dtype=np.uint8)
+    return normalize_batch(pixels, contract)
+
+
+def _torch_logits(run_dir: Path, inputs: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return load_run(run_dir).model(torch.from_numpy(inputs)).numpy()
+
+
+def test_all_formats_pass_the_gate_and_write_reports(exported_all) -> None:
+    assert exported_all.ok and exported_all.exit_code == 0
+    names = sorted(artifact.path.name for artifact in exported_all.artifacts)
+    assert names == ["model.onnx", "model.pt2", "model.torchscript.pt"]
+    for artifact in exported_all.artifacts:
+        assert artifact.written and artifact.report is not None and artifact.report.passed
+        assert artifact.path.parent == exported_all.run_dir  # default: beside the weights
+        parity = json.loads(artifact.parity_path.read_text())
+        assert parity["passed"] and parity["precision"] == "fp32"
+        assert parity["size_bytes"] == artifact.path.stat().st_size
+        real = [c for b in parity["backends"] for c in b["comparisons"] if c["name"] == "real images"]
+        assert real and real[0]["inputs"] == 60  # every labelled validation image of the fixture
+        assert real[0]["max_abs_diff"] <= 1e-4 and real[0]["top1_agreement"] == 1.0
+        assert real[0]["reference_accuracy"] == real[0]["artifact_accuracy"]
+        assert parity["preprocessing"]["passed"]
+    leftovers = [path.name for path in exported_all.run_dir.iterdir() if path.name.endswith(".tmp")]
+    assert not leftovers
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_onnx_round_trip_dynamic_batch(exported_all, batch: int) -> None:
+    run_dir = exported_all.run_dir
+    path = run_dir / "model.onnx"
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx.load(str(path))
+    assert [entry.version for entry in model.opset_import if entry.domain == ""] == [18]
+    assert model.graph.input[0].name == "images" and model.graph.output[0].name == "logits"
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    inputs = _inputs(run_dir, batch)
+    logits = session.run(["logits"], {"images": inputs})[0]
+    assert logits.shape == (batch, 3)
+    np.testing.assert_allclose(logits, _torch_logits(run_dir, inputs), atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def torch_artifacts(exported_all) -> dict[str, torch.nn.Module]:
+    run_dir = exported_all.run_dir
+    return {  # our own files, written just now: the only kind of TorchScript / .pt2 file one may load
+        "torchscript": torch.jit.load(str(run_dir / "model.torchscript.pt")),
+        "exportedprogram": torch.export.load(str(run_dir / "model.pt2")).module(),
+    }
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("artifact_format", ["torchscript", "exportedprogram"])
+def test_torch_formats_round_trip(exported_all, torch_artifacts, artifact_format: str, batch: int) -> None:
+    run_dir = exported_all.run_dir
+    inputs = _inputs(run_dir, batch)
+    with torch.inference_mode():
+        logits = torch_artifacts[artifact_format](torch.from_numpy(inputs)).numpy()
+    assert logits.shape == (batch, 3)
+    np.testing.assert_allclose(logits, _torch_logits(run_dir, inputs), atol=1e-5, rtol=0)
+
+
+def test_fp16_onnx_keeps_fp32_io_and_agrees(trained_run_dir: Path, labelled_data_dir: Path, tmp_path: Path) -> None:
+    run_dir = copy_run(trained_run_dir, tmp_path / "run")
+    result = export_run(run_dir, ExportConfig(dtype="fp16", data=labelled_data_dir, opset=17))
+    (artifact,) = result.artifacts
+    assert result.ok and artifact.path == run_dir / "model.fp16.onnx" and artifact.report.passed
+    model = onnx.load(str(artifact.path))
+    assert [entry.version for entry in model.opset_import if entry.domain == ""] == [17]
+    float_types = {init.data_type for init in model.graph.initializer if init.data_type != onnx.TensorProto.INT64}
+    assert float_types == {onnx.TensorProto.FLOAT16}  # weights are halves ...
+    for value in (model.graph.input[0], model.graph.output[0]):  # ... inputs and outputs stay fp32
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
+    inputs = _inputs(run_dir, 3)
+    logits = session.run(None, {"images": inputs})[0]
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, _torch_logits(run_dir, inputs), atol=5e-2, rtol=0)
+    assert artifact.size_bytes < (run_dir / "model.safetensors").stat().st_size
+
+
+def test_int8_onnx_is_static_qdq_per_channel(trained_run_dir: Path, labelled_data_dir: Path, tmp_path: Path) -> None:
+    run_dir = copy_run(trained_run_dir, tmp_path / "run")
+    result = export_run(run_dir, ExportConfig(quantize="int8", calibration_images=48, data=labelled_data_dir))
+    (artifact,) = result.artifacts
+    assert result.ok and artifact.path == run_dir / "model.int8.onnx"
+    checks = {check.name: check for _, check in artifact.report.all_checks()}
+    drop = checks["accuracy drop vs fp32 PyTorch (pp)"]
+    assert drop.passed and drop.measured <= 1.0
+    model = onnx.load(str(artifact.path))
+    op_types = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= op_types
+    assert "DynamicQuantizeLinear" not in op_types  # static, never dynamic
+    initializers = {init.name: init for init in model.graph.initializer}
+    weight_scales = [
+        initializers[node.input[1]]
+        for node in model.graph.node
+        if node.op_type == "DequantizeLinear" and node.input[0] in initializers and "weight" in node.input[0]
+    ]
+    assert weight_scales and any(len(scale.dims) == 1 and scale.dims[0] > 1 for scale in weight_scales)  # per channel
+    provenance = json.loads({p.key: p.value for p in model.metadata_props}["cifar_edge.provenance"])
+    assert provenance["quantization"]["calibration_images"] == 48
+    assert provenance["quantization"]["per_channel"] is True
