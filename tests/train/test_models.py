@@ -1,0 +1,64 @@
+"""The model registry: the tutorial network exactly as published, and the default AirNet."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cifar_edge.train.models import available_models, build_model, count_parameters
+
+
+def test_seed_network_is_the_published_tutorial_network() -> None:
+    model = build_model("seed")
+    layers = [(type(layer).__name__, _shape(layer)) for layer in model]
+    assert layers == [
+        ("Conv2d", (3, 32, 5, 2)),
+        ("MaxPool2d", 2),
+        ("Conv2d", (32, 32, 5, 2)),
+        ("MaxPool2d", 2),
+        ("Conv2d", (32, 64, 5, 2)),
+        ("MaxPool2d", 2),
+        ("Flatten", None),
+        ("Linear", (1024, 64)),
+        ("Linear", (64, 10)),
+    ]
+    # No activation functions, exactly as published.
+    assert not any(isinstance(layer, (nn.ReLU, nn.GELU, nn.Sigmoid, nn.Tanh)) for layer in model.modules())
+    assert count_parameters(model) == 145_578
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def _shape(layer: nn.Module) -> object:
+    if isinstance(layer, nn.Conv2d):
+        return (layer.in_channels, layer.out_channels, layer.kernel_size[0], layer.padding[0])
+    if isinstance(layer, nn.Linear):
+        return (layer.in_features, layer.out_features)
+    if isinstance(layer, nn.MaxPool2d):
+        return layer.kernel_size
+    return None
+
+
+def test_seed_network_refuses_other_image_sizes() -> None:
+    with pytest.raises(ValueError, match="32x32"):
+        build_model("seed", image_size=[64, 64])
+
+
+def test_airnet_whitening_decorrelates_patches() -> None:
+    torch.manual_seed(0)
+    model = build_model("airnet", num_classes=4, widths=[8, 16, 16])
+    # Strongly correlated channels: whitening must map 2x2 patches to (nearly) unit covariance.
+    mixing = torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.3, 0.0], [-0.5, 0.2, 0.4]])
+    images = torch.einsum("ij,njhw->nihw", mixing, torch.randn(64, 3, 32, 32))
+    model.init_whitening(images)
+    features = model.whiten(images) - model.whiten.bias.view(1, -1, 1, 1)
+    half = features[:, : features.shape[1] // 2].permute(0, 2, 3, 1).reshape(-1, features.shape[1] // 2)
+    covariance = torch.cov(half.T)
+    assert torch.allclose(covariance, torch.eye(half.shape[1]), atol=0.05)
+    assert model(images[:2]).shape == (2, 4)
+    assert "airnet" in available_models() and "seed" in available_models()
+
+
+def test_unknown_model_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown model 'resnet9'"):
+        build_model("resnet9")

@@ -1,0 +1,76 @@
+"""Recipes supply defaults; explicit options and --set overrides win; bad values are one-line ValueErrors."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.recipes import RECIPES, Recipe, apply_overrides, get_recipe, resolve_recipe
+
+
+def test_seed_recipe_is_the_tutorial() -> None:
+    recipe = get_recipe("seed")
+    assert (recipe.model, recipe.model_kwargs, recipe.normalization) == ("seed", {}, "none")
+    assert (recipe.lr, recipe.batch_size, recipe.epochs, recipe.log_every) == (0.05, 64, 10, 100)
+    assert (recipe.momentum, recipe.weight_decay, recipe.label_smoothing) == (0.0, 0.0, 0.0)
+    assert (recipe.crop_padding, recipe.flip, recipe.schedule) == (0, False, "constant")
+
+
+def test_default_recipe_uses_the_stronger_model_with_augmentation() -> None:
+    recipe = get_recipe("default")
+    assert recipe.model == "airnet" and recipe.model_kwargs == {"widths": [32, 128, 128]}
+    assert recipe.nesterov and recipe.momentum == 0.9 and recipe.weight_decay > 0
+    assert recipe.label_smoothing == 0.2 and recipe.schedule == "warmup_linear" and recipe.warmup_epochs > 0
+    assert recipe.crop_padding in (2, 3, 4) and recipe.flip and recipe.whitening_images == 5000
+    assert recipe.batch_size == 512 and 0.2 <= recipe.lr <= 1.0
+    assert TrainConfig().recipe == "default"
+
+
+def test_explicit_options_override_the_recipe() -> None:
+    config = TrainConfig(recipe="seed", epochs=3, batch_size=8, lr=0.1, recipe_overrides={"flip": True})
+    recipe = resolve_recipe(config)
+    assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.flip) == (3, 8, 0.1, True)
+    assert recipe.momentum == 0.0  # untouched fields keep the recipe's value
+
+
+def test_another_model_starts_from_its_own_defaults() -> None:
+    assert resolve_recipe(TrainConfig(model="seed")).model_kwargs == {}
+    assert resolve_recipe(TrainConfig(model="airnet")).model_kwargs == {"widths": [32, 128, 128]}
+    custom = resolve_recipe(TrainConfig(model_kwargs={"widths": [8, 8, 8]}))
+    assert custom.model_kwargs == {"widths": [8, 8, 8]}
+
+
+def test_overrides_are_type_checked() -> None:
+    recipe = RECIPES["default"]
+    assert apply_overrides(recipe, {"warmup_epochs": 2}).warmup_epochs == 2.0  # ints stand for floats
+    with pytest.raises(ValueError, match="unknown recipe field 'lerning_rate'"):
+        apply_overrides(recipe, {"lerning_rate": 0.1})
+    with pytest.raises(ValueError, match="'flip' needs a bool"):
+        apply_overrides(recipe, {"flip": "yes"})
+    with pytest.raises(ValueError, match="tta must be one of"):
+        apply_overrides(recipe, {"tta": "mirror"})
+    with pytest.raises(ValueError, match="unknown recipe 'fast'"):
+        resolve_recipe(TrainConfig(recipe="fast"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 0}, "--epochs"),
+        ({"batch_size": -1}, "--batch-size"),
+        ({"lr": 0.0}, "--lr"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+        ({"device": "gpu"}, "--device"),
+        ({"threads": 0}, "--threads"),
+    ],
+)
+def test_config_validation_names_the_option(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**changes).validate()
+
+
+def test_config_round_trips_through_a_plain_dict() -> None:
+    config = TrainConfig(recipe="seed", epochs=4, model_kwargs={"widths": [1, 2, 3]}, recipe_overrides={"flip": True})
+    assert TrainConfig.from_dict({**config.to_dict(), "from_a_newer_version": 1}) == config
+    with pytest.raises(ValueError, match="nesterov needs momentum"):
+        Recipe(name="x", model="seed", nesterov=True)

@@ -1,0 +1,163 @@
+"""``cifar-train``: parse options into a TrainConfig, call ``fit``, map the outcome to an exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from cifar_edge.train.config import TrainConfig
+
+EXIT_OK = 0
+EXIT_TRAINING_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+EPILOG = (
+    "Exit codes: 0 trained; 1 training failed (NaN/Inf loss; the last good checkpoint is kept); "
+    "2 usage, data or run-folder error (one line on stderr); 130 interrupted by Ctrl-C (a checkpoint was saved "
+    "and the resume command printed). "
+    "Recipes: 'default' (AirNet, crop+flip, label smoothing, Nesterov SGD, warmup + linear decay, 12 epochs) and "
+    "'seed' (the original tutorial CNN: plain SGD lr 0.05, batch 64, 10 epochs, inputs in [0, 1])."
+)
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+def train(
+    model: str | None = typer.Option(None, help="Architecture: airnet or seed. (default: the recipe's)"),
+    model_kwargs: str | None = typer.Option(
+        None, "--model-kwargs", help="Architecture arguments as JSON, e.g. '{\"widths\": [64, 256, 256]}'."
+    ),
+    recipe: str = typer.Option("default", help="Training recipe: default or seed."),
+    epochs: int | None = typer.Option(None, help="Epochs to train (on --resume: extend to this many)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step. (default: the recipe's)"),
+    lr: float | None = typer.Option(None, help="Peak learning rate. (default: the recipe's)"),
+    recipe_settings: list[str] = typer.Option(
+        [], "--set", metavar="FIELD=VALUE", help="Override any recipe field, e.g. --set label_smoothing=0.1 (repeat)."
+    ),
+    data: str = typer.Option("cifar10", help="'cifar10' (downloaded) or an ImageFolder path (PATH/train/<class>/)."),
+    data_root: str | None = typer.Option(None, "--data-root", help="Where CIFAR-10 lives or is downloaded to."),
+    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder for the decoded-image cache."),
+    limit_per_class: int | None = typer.Option(
+        None, "--limit-per-class", help="Use only the first N images of each class (quick experiments)."
+    ),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of train held out when there is no val/."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    run_dir: str | None = typer.Option(None, "--run-dir", help="Run folder. (default: runs/<timestamp> + runs/latest)"),
+    resume: str | None = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue a run from its checkpoint."),
+    seed: int = typer.Option(0, help="Seed for init, validation split, shuffling and augmentation."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-epoch lines."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout (implies --quiet)."),
+    compile_model: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model (CUDA)."),
+    threads: int | None = typer.Option(None, help="CPU threads. (default: all cores on CPU)"),
+) -> None:
+    """Train an image classifier on CIFAR-10 or your own ImageFolder and write a self-describing run folder."""
+    try:
+        config = TrainConfig(
+            recipe=recipe,
+            model=model,
+            model_kwargs=_json_object(model_kwargs, "--model-kwargs") if model_kwargs is not None else None,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            recipe_overrides=_settings(recipe_settings),
+            data=data,
+            data_root=data_root,
+            cache_dir=cache_dir,
+            limit_per_class=limit_per_class,
+            val_fraction=val_fraction,
+            device=device,
+            run_dir=run_dir,
+            resume=resume,
+            seed=seed,
+            quiet=quiet or json_output,
+            compile=compile_model,
+            threads=threads,
+        )
+        config.validate()
+    except ValueError as error:
+        _fail(EXIT_USAGE, str(error), json_output)
+    raise typer.Exit(_run(config, json_output))
+
+
+def _run(config: TrainConfig, json_output: bool) -> int:
+    from cifar_edge.train.fit import TrainingFailed, TrainingInterrupted, fit
+
+    try:
+        result = fit(config)
+    except TrainingInterrupted as interrupted:
+        message = f"interrupted after step {interrupted.global_step}; checkpoint saved in {interrupted.run_dir}"
+        extra = {"run_dir": str(interrupted.run_dir), "resume_command": interrupted.resume_command}
+        _report(EXIT_INTERRUPTED, f"{message}\nresume with: {interrupted.resume_command}", json_output, extra)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        _report(EXIT_INTERRUPTED, "interrupted before training started; nothing was saved", json_output)
+        return EXIT_INTERRUPTED
+    except TrainingFailed as failed:
+        extra = {"run_dir": None if failed.run_dir is None else str(failed.run_dir), "step": failed.global_step}
+        _report(EXIT_TRAINING_FAILED, str(failed), json_output, extra)
+        return EXIT_TRAINING_FAILED
+    except (ValueError, OSError) as error:  # DataError, ContractError, CheckpointError are ValueErrors
+        _report(EXIT_USAGE, _one_line(error), json_output)
+        return EXIT_USAGE
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), sort_keys=True))
+    elif not config.quiet:
+        best = "n/a" if result.best_val_accuracy is None else f"{100 * result.best_val_accuracy:.2f}%"
+        typer.echo(
+            f"done in {result.wall_time_s:.0f}s: best val acc {best} (epoch {result.best_epoch}); {result.run_dir}"
+        )
+    return EXIT_OK
+
+
+def _settings(items: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, separator, text = item.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = text  # bare words are strings: --set tta=flip
+    return overrides
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{option}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option}: expected a JSON object, got {text!r}")
+    return value
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+def _report(code: int, message: str, json_output: bool, extra: dict[str, Any] | None = None) -> None:
+    status = {EXIT_TRAINING_FAILED: "failed", EXIT_INTERRUPTED: "interrupted"}.get(code, "error")
+    prefix = "" if code == EXIT_INTERRUPTED else "error: "
+    typer.echo(f"cifar-train: {prefix}{message}", err=True)
+    if json_output:
+        typer.echo(json.dumps({"status": status, "exit_code": code, "message": message, **(extra or {})}))
+
+
+def _fail(code: int, message: str, json_output: bool) -> None:
+    _report(code, message, json_output)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console entry point (``cifar-train``)."""
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C while typer parses options or torch imports
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,85 @@
+"""Where a run happened: device choice, CPU threads, and the versions recorded in run.json."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from typing import Any
+
+import torch
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (respects CPU affinity and container limits where the OS exposes them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """ "auto" | "cpu" | "cuda" | "cuda:N" -> a usable torch.device, or ValueError saying why not."""
+    if spec == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {spec}: CUDA is not available on this machine; use --device cpu")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present")
+    return device
+
+
+def configure_threads(device: torch.device, threads: int | None) -> int:
+    """Use every core on the CPU (measured fastest here); on CUDA the CPU only feeds the GPU, leave torch's pick."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    elif device.type == "cpu":
+        torch.set_num_threads(available_cpus())
+    return torch.get_num_threads()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return _cpu_model() or platform.processor() or platform.machine() or "CPU"
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def describe_environment(device: torch.device) -> dict[str, Any]:
+    """JSON-ready facts about the software and hardware a run used."""
+    facts: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cifar_edge": _version("cifar-edge"),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "numpy": _version("numpy"),
+        "device": str(device),
+        "device_name": device_name(device),
+        "threads": torch.get_num_threads(),
+        "cpu_count": available_cpus(),
+    }
+    if device.type == "cuda":
+        facts["cuda"] = torch.version.cuda
+        facts["cudnn"] = torch.backends.cudnn.version()
+    return facts

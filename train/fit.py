@@ -1,0 +1,289 @@
+"""``fit(config)``: one training run from options to a self-describing run folder.
+
+The run folder holds ``checkpoint.pt`` (full state, for --resume), ``model.safetensors`` + ``run.json`` (what
+``cifar-export`` reads), ``metrics.csv`` and ``curves.png``; all of them are rewritten atomically after every epoch.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cifar_edge.train.checkpoint import capture_rng_state, to_cpu, write_checkpoint
+from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.environment import describe_environment
+from cifar_edge.train.interrupts import StopRequest
+from cifar_edge.train.loop import EpochTotals, NonFiniteLossError, StepEvent
+from cifar_edge.train.reporting import Reporter, write_curves, write_metrics_csv
+from cifar_edge.train.run_files import CHECKPOINT_FILE, RUN_JSON, WEIGHTS_FILE, save_model_files
+from cifar_edge.train.run_folder import new_run_dir, point_latest
+from cifar_edge.train.session import Session, open_session
+
+if TYPE_CHECKING:
+    from cifar_edge.train.data import Splits
+
+METRICS_CSV = "metrics.csv"
+CURVES_PNG = "curves.png"
+# curves.png is redrawn after an epoch only when this much time passed since the last drawing (~0.2 s each), and
+# always at the end, on Ctrl-C and on failure: long runs get a live plot, tiny runs do not pay for one per epoch.
+CURVES_REFRESH_S = 10.0
+
+
+@dataclass(frozen=True)
+class FitResult:
+    run_dir: Path
+    checkpoint: Path
+    weights: Path
+    run_json: Path
+    metrics_csv: Path
+    curves_png: Path
+    metrics: list[dict[str, Any]]  # one dict per epoch (see reporting.METRIC_COLUMNS)
+    best_val_accuracy: float | None  # None when there is no validation set
+    best_epoch: int | None
+    final_val_accuracy: float | None
+    epochs: int
+    wall_time_s: float  # training wall time over all sessions of the run (resumes included)
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` summary."""
+        return {
+            "status": "completed",
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(self.checkpoint),
+            "weights": str(self.weights),
+            "run_json": str(self.run_json),
+            "metrics_csv": str(self.metrics_csv),
+            "curves_png": str(self.curves_png),
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_epoch": self.best_epoch,
+            "final_val_accuracy": self.final_val_accuracy,
+            "final_train_loss": self.metrics[-1]["train_loss"] if self.metrics else None,
+            "epochs": self.epochs,
+            "wall_time_s": round(self.wall_time_s, 3),
+            "device": self.device,
+        }
+
+
+class TrainingFailed(RuntimeError):
+    """Training diverged (NaN/Inf loss); the last good checkpoint was left untouched. CLI exit code 1."""
+
+    def __init__(self, message: str, run_dir: Path | None, global_step: int) -> None:
+        super().__init__(message)
+        self.run_dir, self.global_step = run_dir, global_step
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the current step finished and a checkpoint was saved. CLI exit code 130."""
+
+    def __init__(self, run_dir: Path, global_step: int) -> None:
+        self.run_dir, self.global_step = run_dir, global_step
+        self.resume_command = f"cifar-train --resume {shlex.quote(str(run_dir))}"
+        super().__init__(f"interrupted after step {global_step}; checkpoint saved; resume with: {self.resume_command}")
+
+
+def fit(
+    config: TrainConfig,
+    splits: Splits | None = None,
+    *,
+    on_step: Callable[[StepEvent], None] | None = None,
+    reporter: Reporter | None = None,
+) -> FitResult:
+    """Train as ``config`` says and return the run's paths and metrics.
+
+    ``splits``: prepared data (tests, benchmarks); None loads it with ``load_splits`` from the config's data
+    options. ``on_step`` is called after every optimizer step. Raises ValueError (bad options, data or run
+    folder), TrainingFailed (non-finite loss) or TrainingInterrupted (Ctrl-C, after saving a checkpoint).
+    """
+    reporter = reporter or Reporter(quiet=config.quiet)
+    session_start = time.perf_counter()
+    session = open_session(config, splits, reporter)
+    if session.run_dir is None:
+        session.run_dir = new_run_dir(session.config.runs_root)
+        point_latest(session.config.runs_root, session.run_dir)
+    session.run_dir.mkdir(parents=True, exist_ok=True)
+    session.config = replace(session.config, run_dir=str(session.run_dir))
+    environment = describe_environment(session.trainer.device)
+    recipe, position = session.recipe, session.position
+    verb = "resuming" if position.epoch or position.step else "training"
+    reporter.line(
+        f"{verb} {session.architecture['name']} ({recipe.name} recipe) on {environment['device_name']} "
+        f"[{environment['device']}, {session.threads} threads]: {len(session.train_data)} train / "
+        f"{len(session.val_data)} val images, {recipe.epochs} epochs -> {session.run_dir}"
+    )
+
+    def wall_time() -> float:
+        return session.previous_wall_time_s + time.perf_counter() - session_start
+
+    def announce_stop() -> None:
+        reporter.progress_console.print("Ctrl-C: finishing this step and saving a checkpoint (again to abort)")
+
+    curves = _Curves(session)
+    with StopRequest(on_first_signal=announce_stop) as stop:
+        while position.epoch < recipe.epochs:
+            epoch_started = time.perf_counter()
+            try:
+                completed = session.trainer.train_epoch(
+                    session.train_data,
+                    position,
+                    session.totals,
+                    reporter,
+                    on_step=on_step,
+                    stop_requested=lambda: stop.requested,
+                )
+            except NonFiniteLossError as error:
+                curves.draw()
+                raise _failure(session, error) from None
+            if not completed:
+                _save_checkpoint(session, wall_time())
+                curves.draw()
+                raise TrainingInterrupted(session.run_dir, position.global_step)
+            _finish_epoch(session, environment, time.perf_counter() - epoch_started, wall_time(), reporter)
+            if stop.requested and position.epoch < recipe.epochs:
+                curves.draw()
+                raise TrainingInterrupted(session.run_dir, position.global_step)
+            curves.draw(force=position.epoch >= recipe.epochs)
+    return _result(session, wall_time())
+
+
+class _Curves:
+    """Redraws curves.png from the metrics so far (see CURVES_REFRESH_S)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.drawn_epochs = len(session.metrics) if (session.run_dir / CURVES_PNG).exists() else -1
+        self.drawn_at = time.perf_counter()
+
+    def draw(self, force: bool = True) -> None:
+        metrics = self.session.metrics
+        if not metrics or len(metrics) == self.drawn_epochs:
+            return
+        if not force and time.perf_counter() - self.drawn_at < CURVES_REFRESH_S:
+            return
+        title = f"{self.session.architecture['name']} / {self.session.recipe.name} recipe"
+        write_curves(self.session.run_dir / CURVES_PNG, metrics, title=title)
+        self.drawn_epochs, self.drawn_at = len(metrics), time.perf_counter()
+
+
+def _finish_epoch(
+    session: Session, environment: dict[str, Any], seconds: float, wall_time_s: float, reporter: Reporter
+) -> None:
+    trainer, totals, position = session.trainer, session.totals, session.position
+    val_loss, val_accuracy = trainer.evaluate(session.val_data)
+    seen = max(1, totals.seen)
+    row = {
+        "epoch": position.epoch + 1,
+        "train_loss": totals.loss_sum.item() / seen,
+        "train_accuracy": totals.correct.item() / seen,
+        "val_loss": val_loss,
+        "val_accuracy": val_accuracy,
+        "lr": trainer.last_lr if trainer.last_lr is not None else trainer.optimizer.param_groups[0]["lr"],
+        "seconds": round(seconds, 3),
+        "train_images_per_second": round(totals.seen / max(totals.train_seconds, 1e-9), 1),
+        "elapsed_seconds": round(wall_time_s, 3),
+    }
+    session.metrics.append(row)
+    position.epoch, position.step = position.epoch + 1, 0
+    session.totals = EpochTotals()
+    _save_checkpoint(session, wall_time_s)
+    save_model_files(session.run_dir, trainer.evaluation_model(), _record(session, environment, wall_time_s))
+    write_metrics_csv(session.run_dir / METRICS_CSV, session.metrics)
+    reporter.epoch_summary(row, session.recipe.epochs)
+
+
+def _save_checkpoint(session: Session, wall_time_s: float) -> None:
+    trainer, position, totals = session.trainer, session.position, session.totals
+    payload = {
+        "config": session.config.to_dict(),
+        "recipe": session.recipe.to_dict(),
+        "contract": session.contract.to_dict(),
+        "architecture": session.architecture,
+        "model": to_cpu(trainer.model.state_dict()),
+        "optimizer": to_cpu(trainer.optimizer.state_dict()),
+        "scheduler": trainer.scheduler.state_dict(),
+        "weight_average": None if trainer.average is None else to_cpu(trainer.average.model.state_dict()),
+        "position": {"epoch": position.epoch, "step": position.step, "global_step": position.global_step},
+        "epoch_totals": {
+            "loss_sum": to_cpu(totals.loss_sum),
+            "correct": to_cpu(totals.correct),
+            "seen": totals.seen,
+            "train_seconds": totals.train_seconds,
+        },
+        "metrics": session.metrics,
+        "rng": capture_rng_state(),
+        "data": session.data_record,
+        "wall_time_s": wall_time_s,
+        "saved_at": _now(),
+    }
+    write_checkpoint(session.run_dir / CHECKPOINT_FILE, payload)
+
+
+def _record(session: Session, environment: dict[str, Any], wall_time_s: float) -> dict[str, Any]:
+    best_val_accuracy, best_epoch, final_val_accuracy = _val_summary(session.metrics)
+    return {
+        "architecture": session.architecture,
+        "contract": session.contract.to_dict(),
+        "config": session.config.to_dict(),
+        "recipe": session.recipe.to_dict(),
+        "metrics": {
+            "per_epoch": session.metrics,
+            "epochs_completed": session.position.epoch,
+            "best_val_accuracy": best_val_accuracy,
+            "best_epoch": best_epoch,
+            "final_val_accuracy": final_val_accuracy,
+            "train_images": len(session.train_data),
+            "val_images": len(session.val_data),
+        },
+        "environment": {**environment, "seed": session.config.seed, "wall_time_s": round(wall_time_s, 3)},
+        "data": session.data_record,
+        "status": "completed" if session.position.epoch >= session.recipe.epochs else "running",
+        "weights": "weight_average" if session.trainer.average is not None else "model",
+        "updated_at": _now(),
+    }
+
+
+def _val_summary(metrics: list[dict[str, Any]]) -> tuple[float | None, int | None, float | None]:
+    scored = [row for row in metrics if row["val_accuracy"] is not None]
+    if not scored:
+        return None, None, None
+    best = max(scored, key=lambda row: row["val_accuracy"])
+    return best["val_accuracy"], best["epoch"], scored[-1]["val_accuracy"]
+
+
+def _failure(session: Session, error: NonFiniteLossError) -> TrainingFailed:
+    checkpoint = session.run_dir / CHECKPOINT_FILE
+    if checkpoint.exists():
+        kept = f"the last good checkpoint ({checkpoint}, after epoch {session.position.epoch}) is unchanged"
+    else:
+        kept = "no checkpoint had been saved yet"
+    message = f"training diverged: {error}; {kept}. Try a lower --lr"
+    return TrainingFailed(message, session.run_dir, error.global_step)
+
+
+def _result(session: Session, wall_time_s: float) -> FitResult:
+    run_dir = session.run_dir
+    best_val_accuracy, best_epoch, final_val_accuracy = _val_summary(session.metrics)
+    return FitResult(
+        run_dir=run_dir,
+        checkpoint=run_dir / CHECKPOINT_FILE,
+        weights=run_dir / WEIGHTS_FILE,
+        run_json=run_dir / RUN_JSON,
+        metrics_csv=run_dir / METRICS_CSV,
+        curves_png=run_dir / CURVES_PNG,
+        metrics=list(session.metrics),
+        best_val_accuracy=best_val_accuracy,
+        best_epoch=best_epoch,
+        final_val_accuracy=final_val_accuracy,
+        epochs=session.position.epoch,
+        wall_time_s=wall_time_s,
+        device=str(session.trainer.device),
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,255 @@
+"""Building a training session: recipe, data, contract, model, optimizer, fresh or restored from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cifar_edge.runtime.contract import Contract, unnormalized_contract
+from cifar_edge.train.augment import epoch_seed, normalize
+from cifar_edge.train.checkpoint import read_checkpoint, restore_rng_state
+from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.environment import configure_threads, resolve_device
+from cifar_edge.train.loop import DeviceData, EpochTotals, LrSchedule, Position, Trainer, WeightAverage
+from cifar_edge.train.models import available_models, build_model
+from cifar_edge.train.recipes import Recipe, resolve_recipe
+from cifar_edge.train.reporting import Reporter
+from cifar_edge.train.run_files import CHECKPOINT_FILE
+from cifar_edge.train.run_folder import resolve_resume_dir
+
+if TYPE_CHECKING:
+    # The data module imports torchvision (~1 s): loaded only when fit() has to load data itself.
+    from cifar_edge.train.data import Splits
+
+
+@dataclass
+class Session:
+    config: TrainConfig  # effective: what run.json records and --resume restores
+    recipe: Recipe  # resolved: every knob's actual value
+    contract: Contract
+    architecture: dict[str, Any]
+    data_record: dict[str, Any]  # {"spec": load_splits kwargs or None, "summary": splits.description}
+    trainer: Trainer
+    train_data: DeviceData
+    val_data: DeviceData
+    run_dir: Path | None  # None until training starts (a fresh run's folder is created late: nothing empty is left)
+    position: Position = field(default_factory=Position)
+    totals: EpochTotals = field(default_factory=EpochTotals)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    previous_wall_time_s: float = 0.0  # spent by earlier sessions of a resumed run
+    threads: int = 1
+
+
+def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter) -> Session:
+    """Validate options, load or accept data, build everything; ValueError (one line) for bad options or data."""
+    config.validate()
+    saved: dict[str, Any] | None = None
+    if config.resume:
+        run_dir: Path | None = resolve_resume_dir(config.resume)
+        saved = read_checkpoint(run_dir / CHECKPOINT_FILE)
+        config, recipe = _resumed_config(config, saved, run_dir)
+    else:
+        recipe = resolve_recipe(config)
+        if recipe.model not in available_models():
+            raise ValueError(f"unknown model {recipe.model!r}; available: {', '.join(available_models())}")
+        run_dir = Path(config.run_dir) if config.run_dir else None
+        if run_dir is not None and (run_dir / CHECKPOINT_FILE).exists():
+            raise ValueError(f"--run-dir {run_dir} already holds a run; continue it with --resume {run_dir}")
+    device = resolve_device(config.device)
+    threads = configure_threads(device, config.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    base_contract = Contract() if recipe.normalization == "cifar10" else unnormalized_contract()
+    if saved is not None:
+        base_contract = Contract.from_dict(saved["contract"])
+    splits, spec = _obtain_splits(config, splits, saved, base_contract)
+    _check_splits(splits, base_contract)
+    contract = base_contract.with_classes(splits.class_names)
+    if saved is not None and tuple(saved["contract"]["class_names"]) != contract.class_names:
+        raise ValueError(
+            f"the data's classes {list(contract.class_names)} differ from the run's {saved['contract']['class_names']}"
+        )
+
+    _seed_everything(config.seed)
+    kwargs = {**recipe.model_kwargs, "num_classes": contract.num_classes}
+    model = build_model(recipe.model, **kwargs).to(device=device, memory_format=torch.channels_last)
+    architecture: dict[str, Any] = {"name": recipe.model, "kwargs": kwargs}
+    if recipe.tta != "none":
+        architecture["tta"] = recipe.tta
+    train_data = DeviceData.from_arrays(splits.train_images, splits.train_labels, device)
+    val_data = DeviceData.from_arrays(splits.val_images, splits.val_labels, device)
+    mean = torch.tensor(contract.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(contract.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    if saved is None and recipe.whitening_images > 0 and hasattr(model, "init_whitening"):
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, -1))
+        pick = torch.randperm(len(train_data), generator=generator)[: recipe.whitening_images].to(device)
+        model.init_whitening(normalize(train_data.images[pick].permute(0, 3, 1, 2), mean, std))
+
+    optimizer = torch.optim.SGD(
+        _parameter_groups(model, recipe),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+    )
+    steps_per_epoch = -(-len(train_data) // recipe.batch_size)
+    warmup_steps = round(recipe.warmup_epochs * steps_per_epoch)
+    schedule = LrSchedule(recipe.schedule, recipe.epochs * steps_per_epoch, warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    average = WeightAverage(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+    train_model = torch.compile(model) if config.compile else model
+    trainer = Trainer(model, train_model, optimizer, scheduler, recipe, config.seed, device, mean, std, average)
+
+    summary = _plain_json(splits.description)
+    session = Session(
+        config=config,
+        recipe=recipe,
+        contract=contract,
+        architecture=architecture,
+        data_record={"spec": spec, "summary": summary},
+        trainer=trainer,
+        train_data=train_data,
+        val_data=val_data,
+        run_dir=run_dir,
+        threads=threads,
+    )
+    if saved is not None:
+        _restore(session, saved, schedule)
+    return session
+
+
+def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -> tuple[TrainConfig, Recipe]:
+    recipe = Recipe(**saved["recipe"])
+    done = saved["position"]["epoch"]
+    if config.epochs is not None:
+        if config.epochs < done:
+            raise ValueError(f"--epochs {config.epochs}: {run_dir} has already completed {done} epochs")
+        recipe = replace(recipe, epochs=config.epochs)
+    if done >= recipe.epochs:
+        raise ValueError(f"{run_dir} already completed its {done} epochs; pass --epochs N (> {done}) to train further")
+    saved_config = TrainConfig.from_dict(saved["config"])
+    # Only how and where to compute may change on resume; what is computed comes from the checkpoint.
+    effective = replace(
+        saved_config,
+        epochs=recipe.epochs,
+        device=config.device,
+        threads=config.threads,
+        compile=config.compile,
+        quiet=config.quiet,
+        run_dir=str(run_dir),
+        resume=None,
+    )
+    return effective, recipe
+
+
+def _obtain_splits(
+    config: TrainConfig, splits: Splits | None, saved: dict[str, Any] | None, contract: Contract
+) -> tuple[Splits, dict[str, Any] | None]:
+    """The splits and the exact ``load_splits`` keyword arguments that reproduce them (None when unknown).
+
+    The data module records its canonical arguments (paths made absolute) as ``description["spec"]``; those are
+    preferred. Caller-provided splits without that record get None: fit did not load them and cannot know how.
+    """
+    if splits is not None:
+        return splits, _plain_json(splits.description.get("spec"))
+    if saved is not None:
+        spec = saved["data"]["spec"]
+        if spec is None:
+            raise ValueError("this run's data was passed to fit() directly; resume it with fit(config, splits)")
+    else:
+        spec = {
+            "data": config.data if config.data == "cifar10" else str(Path(config.data).expanduser().resolve()),
+            "data_root": None if config.data_root is None else str(Path(config.data_root).expanduser().resolve()),
+            "val_fraction": config.val_fraction,
+            "seed": config.seed,
+            "image_size": list(contract.image_size),
+            "resize_method": contract.resize_method,
+        }
+        if config.cache_dir is not None:
+            spec["cache_dir"] = str(Path(config.cache_dir).expanduser().resolve())
+        if config.limit_per_class is not None:
+            spec["limit_per_class"] = config.limit_per_class
+    arguments = {**spec, "image_size": tuple(spec["image_size"])}
+    from cifar_edge.train.data import load_splits
+
+    splits = load_splits(**arguments, show_progress=not config.quiet)
+    return splits, _plain_json(splits.description.get("spec") or spec)
+
+
+def _check_splits(splits: Splits, contract: Contract) -> None:
+    height, width = contract.image_size
+    for name, images, labels in (
+        ("train", splits.train_images, splits.train_labels),
+        ("val", splits.val_images, splits.val_labels),
+    ):
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (height, width, 3):
+            raise ValueError(
+                f"{name} images must be uint8 (N, {height}, {width}, 3), got {images.dtype} {images.shape}"
+            )
+        if len(labels) != len(images):
+            raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(splits.class_names)):
+            raise ValueError(f"{name} labels must be in [0, {len(splits.class_names)})")
+    if len(splits.train_labels) == 0:
+        raise ValueError("no training images")
+    if len(splits.class_names) < 2:
+        raise ValueError(f"need at least 2 classes, got {len(splits.class_names)}")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
+    """Conv/linear weights decay; BatchNorm shifts and biases (1-D) decay only if asked, and may step faster."""
+    weights = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    others = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": weights, "weight_decay": recipe.weight_decay, "lr": recipe.lr}]
+    if others:
+        decay = recipe.weight_decay if recipe.decay_norm_and_bias else 0.0
+        groups.append({"params": others, "weight_decay": decay, "lr": recipe.lr * recipe.bias_lr_scale})
+    return groups
+
+
+def _restore(session: Session, saved: dict[str, Any], schedule: LrSchedule) -> None:
+    trainer = session.trainer
+    trainer.model.load_state_dict(saved["model"])
+    trainer.optimizer.load_state_dict(saved["optimizer"])
+    trainer.scheduler.load_state_dict(saved["scheduler"])
+    # --epochs may have grown: stretch the schedule over the new total and re-derive the current rate from it.
+    schedule.total_steps = session.recipe.epochs * trainer.steps_per_epoch(len(session.train_data))
+    for group, base_lr in zip(trainer.optimizer.param_groups, trainer.scheduler.base_lrs, strict=True):
+        group["lr"] = base_lr * schedule(trainer.scheduler.last_epoch)
+    if trainer.average is not None and saved.get("weight_average") is not None:
+        trainer.average.model.load_state_dict(saved["weight_average"])
+    position = saved["position"]
+    session.position = Position(position["epoch"], position["step"], position["global_step"])
+    totals = saved["epoch_totals"]
+    session.totals = EpochTotals(totals["loss_sum"], totals["correct"], totals["seen"], totals["train_seconds"])
+    session.metrics = list(saved["metrics"])
+    session.previous_wall_time_s = float(saved["wall_time_s"])
+    session.data_record = {**saved["data"], "summary": session.data_record["summary"]}
+    restore_rng_state(saved["rng"])
+
+
+def _plain_json(value: Any) -> Any:
+    """Round-trip through JSON so records hold only plain types (numpy scalars and paths become numbers/strings)."""
+
+    def convert(item: Any) -> Any:
+        if isinstance(item, np.generic):
+            return item.item()
+        if isinstance(item, np.ndarray):
+            return item.tolist()
+        return str(item)
+
+    return json.loads(json.dumps(value, default=convert))
