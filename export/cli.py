@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -11,9 +12,11 @@ import typer
 from rich.console import Console
 
 from cifar_edge.export.config import ALL_FORMATS, DEFAULT_OPSET, FORMATS, ExportConfig, Thresholds
-from cifar_edge.export.errors import ExportError
+from cifar_edge.export.errors import EXIT_EXPORT_FAILED, ExportError, first_line
 
 DEFAULTS = ExportConfig()
+# Set to re-raise unexpected exceptions with their traceback instead of the one-line error.
+DEBUG_ENV = "CIFAR_EDGE_DEBUG"
 LIMITS = Thresholds()
 
 
@@ -101,10 +104,12 @@ def export(
         with ExportProgress(enabled=not (quiet or as_json), console=errors) as progress:
             result = export_run(resolved, config, progress)
     except ExportError as error:
-        errors.print(f"cifar-export: error: {error}", markup=False)
-        if as_json:
-            print(json.dumps({"ok": False, "exit_code": error.exit_code, "error": str(error)}))
-        raise typer.Exit(error.exit_code) from None
+        _fail(errors, str(error), error.exit_code, as_json)
+    except Exception as error:  # a bug, not a user error: still one line, with a way to get the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = f"internal error: {type(error).__name__}: {first_line(error)} (set {DEBUG_ENV}=1 for the traceback)"
+        _fail(errors, message, EXIT_EXPORT_FAILED, as_json)
     if as_json:
         print(json.dumps(result.to_dict(), indent=None, sort_keys=True))
     elif not quiet:
@@ -118,6 +123,13 @@ def export(
                 f"cifar-export: {artifact.path.name} failed the parity gate, not written: {failures}", markup=False
             )
     raise typer.Exit(result.exit_code)
+
+
+def _fail(errors: Console, message: str, exit_code: int, as_json: bool) -> None:
+    errors.print(f"cifar-export: error: {message}", markup=False)
+    if as_json:
+        print(json.dumps({"ok": False, "exit_code": exit_code, "error": message}))
+    raise typer.Exit(exit_code)
 
 
 def main() -> None:

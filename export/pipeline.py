@@ -153,9 +153,11 @@ def plan_targets(config: ExportConfig, run_dir: Path) -> list[Target]:
     for name, value in (("--verify-images", config.verify_images), ("--calibration", config.calibration_images)):
         if value < 0:
             raise ExportUsageError(f"{name} must be >= 0, got {value}")
+    output = Path(config.output) if config.output is not None else None
+    if output is not None and len(set(config.formats)) > 1 and output.suffix and not output.is_dir():
+        raise ExportUsageError(f"--output {config.output}: several formats need a folder, not a file name")
     precisions = {name: (config.onnx_precision if name == "onnx" else "fp32") for name in config.formats}
     formats = list(dict.fromkeys(config.formats))
-    output = Path(config.output) if config.output is not None else None
     targets = []
     for name in formats:
         default_name = DEFAULT_FILE_NAMES[(name, precisions[name])]

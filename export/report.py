@@ -6,6 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from cifar_edge.export.parity import VALIDATION
 from cifar_edge.export.pipeline import ArtifactResult, ExportResult
 
 
@@ -28,8 +29,8 @@ def artifact_table(artifact: ArtifactResult) -> Table:
         status = "[yellow]written, NOT verified[/]"
     else:
         status = "[green]passed[/]"
-    title = f"{artifact.path}  ({artifact.format} {artifact.precision}, {_size(artifact.size_bytes)})  {status}"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    title = f"{artifact.path.name}  {artifact.format} {artifact.precision}  {_size(artifact.size_bytes)}  {status}"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for column in ("backend", "inputs", "n", "max |Δ|", "mean |Δ|", "top-1", "acc torch", "acc export"):
         table.add_column(column, justify="left" if column in ("backend", "inputs") else "right", no_wrap=True)
     if artifact.report is not None:
@@ -37,10 +38,10 @@ def artifact_table(artifact: ArtifactResult) -> Table:
             for comparison in backend.comparisons:
                 table.add_row(
                     backend.backend,
-                    comparison.name,
+                    "real" if comparison.name == VALIDATION else comparison.name,
                     str(comparison.inputs),
-                    f"{comparison.max_abs_diff:.2e}",
-                    f"{comparison.mean_abs_diff:.2e}",
+                    f"{comparison.max_abs_diff:.1e}",
+                    f"{comparison.mean_abs_diff:.1e}",
                     _percent(100 * comparison.top1_agreement),
                     _percent(comparison.reference_accuracy),
                     _percent(comparison.artifact_accuracy),

@@ -123,3 +123,18 @@ def test_probes_only_when_the_run_has_no_data_record(tiny_run_dir: Path, tmp_pat
     assert artifact["passed"] and artifact["parity"]["verification_source"] is None
     assert "no real images: compared on random probes only" in artifact["parity"]["notes"]
     assert not list(tiny_run_dir.glob("model.pt2*"))  # nothing written into the run folder itself
+
+
+def test_unreachable_opset_is_an_export_failure_exit_3(tiny_run_dir: Path, tmp_path: Path) -> None:
+    # opset 15 is valid ONNX, but the version converter cannot lower this graph to it (it stays at 18).
+    target = tmp_path / "model.onnx"
+    result = _invoke(tiny_run_dir, "--opset", "15", "--no-verify", "--output", target)
+    assert result.exit_code == 3
+    line = _one_line_error(result)
+    assert "opset 18, not the requested 15" in line
+    assert not target.exists()
+
+
+def test_several_formats_need_an_output_folder(tiny_run_dir: Path, tmp_path: Path) -> None:
+    result = _invoke(tiny_run_dir, "--format", "all", "--output", tmp_path / "model.onnx")
+    assert result.exit_code == 2 and "need a folder" in _one_line_error(result)

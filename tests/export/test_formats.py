@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,15 @@ def test_all_formats_pass_the_gate_and_write_reports(exported_all) -> None:
         assert parity["preprocessing"]["passed"]
     leftovers = [path.name for path in exported_all.run_dir.iterdir() if path.name.endswith(".tmp")]
     assert not leftovers
+
+
+def test_artifacts_get_ordinary_file_permissions(exported_all) -> None:
+    # Written through a temporary file (0600 from mkstemp); the final file must be readable like any other.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for artifact in exported_all.artifacts:
+        for path in (artifact.path, artifact.parity_path):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
 @pytest.mark.parametrize("batch", BATCHES)
