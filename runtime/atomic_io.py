@@ -9,6 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _default_file_mode() -> int:
+    # Read once at import: os.umask can only be read by setting it, which is racy once threads run.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# mkstemp creates 0600 files; the final file gets the mode a plain open() would give it (0666 minus the umask).
+_FILE_MODE = _default_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``final_path``; on success fsync it and rename it over ``final_path``.
@@ -23,6 +34,7 @@ def atomic_path(final_path: str | os.PathLike[str]) -> Iterator[Path]:
     temp_path = Path(temp_name)
     try:
         yield temp_path
+        os.chmod(temp_path, _FILE_MODE)
         with open(temp_path, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temp_path, final_path)
