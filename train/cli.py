@@ -95,7 +95,8 @@ def _run(config: TrainConfig, json_output: bool) -> int:
         _report(EXIT_INTERRUPTED, f"{message}\nresume with: {interrupted.resume_command}", json_output, extra)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        _report(EXIT_INTERRUPTED, "interrupted before training started; nothing was saved", json_output)
+        # Ctrl-C before training started, or a second Ctrl-C that aborts without saving.
+        _report(EXIT_INTERRUPTED, "interrupted; nothing new was saved", json_output)
         return EXIT_INTERRUPTED
     except TrainingFailed as failed:
         extra = {"run_dir": None if failed.run_dir is None else str(failed.run_dir), "step": failed.global_step}

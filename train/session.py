@@ -133,13 +133,17 @@ def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -
         if config.epochs < done:
             raise ValueError(f"--epochs {config.epochs}: {run_dir} has already completed {done} epochs")
         recipe = replace(recipe, epochs=config.epochs)
+    if config.lr is not None:  # e.g. to continue a diverged run from its last good checkpoint more gently
+        recipe = replace(recipe, lr=config.lr)
     if done >= recipe.epochs:
         raise ValueError(f"{run_dir} already completed its {done} epochs; pass --epochs N (> {done}) to train further")
     saved_config = TrainConfig.from_dict(saved["config"])
-    # Only how and where to compute may change on resume; what is computed comes from the checkpoint.
+    # Only how and where to compute may change on resume (plus the epoch count and the peak learning rate);
+    # what is computed comes from the checkpoint.
     effective = replace(
         saved_config,
         epochs=recipe.epochs,
+        lr=recipe.lr if config.lr is not None else saved_config.lr,
         device=config.device,
         threads=config.threads,
         compile=config.compile,
@@ -226,9 +230,13 @@ def _restore(session: Session, saved: dict[str, Any], schedule: LrSchedule) -> N
     trainer.model.load_state_dict(saved["model"])
     trainer.optimizer.load_state_dict(saved["optimizer"])
     trainer.scheduler.load_state_dict(saved["scheduler"])
-    # --epochs may have grown: stretch the schedule over the new total and re-derive the current rate from it.
+    # --epochs may have grown and --lr changed: stretch the schedule over the new total, re-derive the base and
+    # current rates from the recipe (the same arithmetic as a fresh start, so unchanged values stay bit-identical).
     schedule.total_steps = session.recipe.epochs * trainer.steps_per_epoch(len(session.train_data))
-    for group, base_lr in zip(trainer.optimizer.param_groups, trainer.scheduler.base_lrs, strict=True):
+    base_lrs = [group["lr"] for group in _parameter_groups(trainer.model, session.recipe)]
+    trainer.scheduler.base_lrs = base_lrs
+    for group, base_lr in zip(trainer.optimizer.param_groups, base_lrs, strict=True):
+        group["initial_lr"] = base_lr
         group["lr"] = base_lr * schedule(trainer.scheduler.last_epoch)
     if trainer.average is not None and saved.get("weight_average") is not None:
         trainer.average.model.load_state_dict(saved["weight_average"])

@@ -178,6 +178,10 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     for name, content in kept.items():
         assert (run_dir / name).read_bytes() == content, f"{name} changed"
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["position"]["epoch"] == 1
+    # The way out: continue from the last good checkpoint with a smaller learning rate.
+    gentler = fit(TrainConfig(resume=str(run_dir), lr=0.01, quiet=True, threads=1), tiny_splits)
+    assert gentler.epochs == 2 and gentler.metrics[-1]["lr"] == 0.01
+    assert json.loads(gentler.run_json.read_text())["recipe"]["lr"] == 0.01
 
 
 def test_bad_options_and_folders_are_value_errors(
