@@ -103,6 +103,19 @@ class WeightAverage:
             averaged.copy_(current)
 
 
+def check_finite(losses: torch.Tensor, start: int, stop: int, position: Position) -> int:
+    """Raise NonFiniteLossError naming the first NaN/Inf in ``losses[start:stop]`` (steps of the current epoch,
+    ``position`` already counting step ``stop``); returns ``stop``, the next unchecked step."""
+    window = losses[start:stop]
+    finite = torch.isfinite(window)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0])
+        step_in_epoch = start + bad + 1
+        global_step = position.global_step - (stop - step_in_epoch)
+        raise NonFiniteLossError(position.epoch + 1, step_in_epoch, global_step, float(window[bad]))
+    return stop
+
+
 @dataclass
 class Trainer:
     model: nn.Module
@@ -182,7 +195,7 @@ class Trainer:
                 correct += (logits.detach().argmax(dim=1) == labels).sum()
                 totals.seen += stop - start
                 if (step + 1 - first_step) % self.finite_check_every == 0 or step + 1 == steps:
-                    checked = self._check_finite(losses, checked, step + 1, position)
+                    checked = check_finite(losses, checked, step + 1, position)
                 if recipe.log_every and (step + 1) % recipe.log_every == 0:
                     window = losses[max(first_step, step + 1 - recipe.log_every) : step + 1]
                     reporter.step_loss(position.epoch + 1, step + 1, steps, window.mean().item())
@@ -190,23 +203,13 @@ class Trainer:
                 if on_step is not None:
                     on_step(StepEvent(position.epoch + 1, step + 1, position.global_step, self.model, self.optimizer))
                 if stop_requested() and step + 1 < steps:
-                    self._check_finite(losses, checked, step + 1, position)
+                    check_finite(losses, checked, step + 1, position)
                     break
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         totals.train_seconds += time.perf_counter() - started
         totals.loss_sum, totals.correct = loss_sum, correct
         return position.step >= steps
-
-    def _check_finite(self, losses: torch.Tensor, start: int, stop: int, position: Position) -> int:
-        window = losses[start:stop]
-        finite = torch.isfinite(window)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0])
-            step_in_epoch = start + bad + 1
-            global_step = position.global_step - (stop - step_in_epoch)
-            raise NonFiniteLossError(position.epoch + 1, step_in_epoch, global_step, float(window[bad]))
-        return stop
 
     @torch.no_grad()
     def evaluate(self, data: DeviceData) -> tuple[float | None, float | None]:
