@@ -79,6 +79,22 @@ class TrainConfig:
             raise ValueError("model_kwargs must be a JSON object")
         if not isinstance(self.recipe_overrides, dict):
             raise ValueError("recipe_overrides must be a mapping of Recipe field names to values")
+        if self.resume is not None:
+            # A resumed run computes what its checkpoint says; only epochs and lr may change (see fit's docs).
+            fixed = {
+                "--run-dir": self.run_dir,
+                "--model": self.model,
+                "--model-kwargs": self.model_kwargs,
+                "--batch-size": self.batch_size,
+                "--set": self.recipe_overrides or None,
+                "--limit-per-class": self.limit_per_class,
+            }
+            given = [option for option, value in fixed.items() if value is not None]
+            if given:
+                raise ValueError(
+                    f"--resume continues a run as it was configured; {', '.join(given)} cannot change "
+                    "(start a new run instead)"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

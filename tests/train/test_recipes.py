@@ -62,6 +62,8 @@ def test_overrides_are_type_checked() -> None:
         ({"val_fraction": 1.0}, "--val-fraction"),
         ({"device": "gpu"}, "--device"),
         ({"threads": 0}, "--threads"),
+        ({"resume": "runs/x", "batch_size": 8}, "--batch-size cannot change"),
+        ({"resume": "runs/x", "run_dir": "elsewhere"}, "--run-dir cannot change"),
     ],
 )
 def test_config_validation_names_the_option(changes: dict, message: str) -> None:
