@@ -9,7 +9,6 @@ gives a skipped row that says why. torch and onnxruntime run with the same numbe
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import tempfile
 from collections.abc import Callable
@@ -21,10 +20,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cifar_edge.export.bench_artifacts import VARIANTS, Artifact, Variant, ensure_artifacts
+from cifar_edge.export.bench_artifacts import VARIANTS, Artifact, ensure_artifacts
+from cifar_edge.export.bench_engines import RowSkipped, open_engine
 from cifar_edge.export.bench_machine import machine_info
 from cifar_edge.export.bench_targets import evaluate_targets
-from cifar_edge.export.bench_timing import FULL, QUICK, ColdStartError, Repeats, cold_start, latency_ms, throughput
+from cifar_edge.export.bench_timing import (
+    FULL,
+    QUICK,
+    ColdStartJob,
+    Repeats,
+    measure_cold_starts,
+    measure_latency,
+    measure_throughput,
+)
 from cifar_edge.export.errors import ExportUsageError
 from cifar_edge.export.eval_data import load_eval_data, materialize, run_validation_data
 from cifar_edge.export.evaluate_models import torch_predictor
@@ -32,7 +40,7 @@ from cifar_edge.export.run_select import resolve_run_dir
 from cifar_edge.export.tta import module_for_export
 from cifar_edge.runtime.labelled_folder import ArrayImages, LabelledDataError
 from cifar_edge.runtime.preprocess import normalize_batch
-from cifar_edge.runtime.providers import ProviderUnavailableError, default_intra_op_threads
+from cifar_edge.runtime.providers import default_intra_op_threads
 from cifar_edge.train.run_files import LoadedRun, RunFolderError, load_run
 
 BENCH_SCHEMA_VERSION = 1
@@ -71,10 +79,6 @@ class BenchConfig:
     @property
     def repeats(self) -> Repeats:
         return QUICK if self.quick else FULL
-
-
-class RowSkipped(Exception):
-    """This row cannot run here (the provider is not active); ``str()`` says why."""
 
 
 @dataclass
@@ -161,12 +165,20 @@ def _measure(
         image_path = Path(scratch) / "cold_start.png"
         Image.fromarray(data.images[0], "RGB").save(image_path)
         shared = _Shared(run, reference_module, config, threads, inputs, data.labels, reference_top1, image_path)
+        opened: dict[int, _Opened] = {}
         for variant in variants:
             for provider in config.providers:
-                step(f"{variant.label} {variant.precision} on {provider}")
+                step(f"loading {variant.label} {variant.precision} on {provider}; accuracy")
                 row = Row(variant.key, variant.label, variant.precision, provider)
                 rows.append(row)
-                _measure_row(row, artifacts[variant.key], provider, shared)
+                engine = _open_row(row, artifacts[variant.key], provider, shared)
+                if engine is not None:
+                    opened[len(rows) - 1] = engine
+        try:
+            _time_rows(rows, opened, shared, step)
+        finally:
+            for engine in opened.values():
+                engine.close()
     report = {
         "schema_version": BENCH_SCHEMA_VERSION,
         "kind": "cifar-edge benchmark",
@@ -206,85 +218,78 @@ class _Shared:
     image_path: Path  # the image file the cold-start processes classify
 
 
-def _measure_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> None:
-    config = shared.config
+@dataclass
+class _Opened:
+    forward: Callable[[np.ndarray], np.ndarray]
+    close: Callable[[], None]
+    cold_start: ColdStartJob
+    first_label: str  # what it predicts for the cold-start image, in this process
+
+
+def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _Opened | None:
+    """Load the row's engine and measure its accuracy and agreement; None when the row is skipped or failed."""
     row.file = str(artifact.path)
     row.notes.extend(artifact.notes)
     if artifact.error is not None:
         row.status, row.reason = "failed", artifact.error
-        return
+        return None
     row.size_mb = round(artifact.path.stat().st_size / 1e6, 4)
+    variant = artifact.variant
     try:
-        forward, close = _open_backend(
-            artifact.variant, artifact.path, shared.reference_module, provider, shared.threads
-        )
+        forward, close = open_engine(variant, artifact.path, shared.reference_module, provider, shared.threads)
     except RowSkipped as skipped:
         row.status, row.reason = "skipped", str(skipped)
-        return
+        return None
     except Exception as error:  # an artifact that does not load is this row's failure, not the benchmark's
         row.status, row.reason = "failed", f"cannot load: {_first_line(error)}"
-        return
+        return None
     try:
-        scores = _run_batches(forward, shared.inputs, config.batch_size)
-        top1 = scores.argmax(axis=1)
-        row.accuracy = round(100.0 * float(np.mean(top1 == shared.labels)), 3)
-        row.agreement = round(100.0 * float(np.mean(top1 == shared.reference_top1)), 3)
-        p50, p95 = latency_ms(forward, shared.inputs, config.repeats)
-        row.latency_p50_ms, row.latency_p95_ms = round(p50, 4), round(p95, 4)
-        row.throughput_ips = round(throughput(forward, shared.inputs, config.batch_size, config.repeats), 1)
+        top1 = _run_batches(forward, shared.inputs, shared.config.batch_size).argmax(axis=1)
     except Exception as error:  # e.g. a provider that loads but fails at run time
-        row.status, row.reason = "failed", f"failed while running: {_first_line(error)}"
-        return
-    finally:
         close()
-    if config.cold_start:
-        target = shared.run.run_dir if artifact.variant.engine == "pytorch" else artifact.path
-        engine = artifact.variant.engine
-        try:
-            measured = cold_start(engine, target, shared.image_path, provider, shared.threads, config.repeats)
-        except ColdStartError as error:
-            row.notes.append(f"cold start: {error}")
-        else:
-            row.cold_start_s = round(measured.seconds, 4)
-            row.cold_start = measured.to_dict()
-            expected = shared.run.contract.class_names[int(top1[0])]
-            if measured.label != expected:
-                row.notes.append(f"cold-start process predicted {measured.label!r}, in-process {expected!r}")
+        row.status, row.reason = "failed", f"failed while running: {_first_line(error)}"
+        return None
+    row.accuracy = round(100.0 * float(np.mean(top1 == shared.labels)), 3)
+    row.agreement = round(100.0 * float(np.mean(top1 == shared.reference_top1)), 3)
+    target = shared.run.run_dir if variant.engine == "pytorch" else artifact.path
+    job = ColdStartJob(variant.engine, Path(target), shared.image_path, provider, shared.threads)
+    return _Opened(forward, close, job, shared.run.contract.class_names[int(top1[0])])
 
 
-def _open_backend(
-    variant: Variant, path: Path, reference_module: torch.nn.Module, provider: str, threads: int
-) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[], None]]:
-    """(forward on float32 NCHW -> scores, close) for one row; RowSkipped when the provider is not active."""
-    if variant.engine == "onnx":
-        from cifar_edge.runtime.classifier import Classifier
+def _time_rows(rows: list[Row], opened: dict[int, _Opened], shared: _Shared, step: Callable[[str], Any]) -> None:
+    """Latency, throughput and cold start of every open engine, each phase in interleaved rounds."""
+    config = shared.config
 
-        try:
-            classifier = Classifier(path, provider, intra_op_threads=threads)
-        except ProviderUnavailableError as error:
-            raise RowSkipped(error.cause) from None
-        session, io = classifier.session, classifier.io
-        dtype = np.float16 if io.input_type == "tensor(float16)" else np.float32
+    def fail(failed: dict[Any, str], phase: str) -> None:
+        for index, reason in failed.items():
+            rows[index].status, rows[index].reason = "failed", f"failed while timing {phase}: {reason}"
+            opened.pop(index).close()
 
-        def forward(batch: np.ndarray) -> np.ndarray:
-            return session.run([io.output_name], {io.input_name: batch.astype(dtype, copy=False)})[0]
-
-        return forward, classifier.close
-    if provider == "cuda" and not torch.cuda.is_available():
-        built = torch.version.cuda
-        raise RowSkipped(
-            f"torch {torch.__version__} sees no usable CUDA GPU (built with CUDA {built})"
-            if built
-            else f"torch {torch.__version__} is a CPU-only build"
-        )
-    device = "cuda" if provider == "cuda" else "cpu"
-    if variant.engine == "torchscript":
-        from cifar_edge.export.torchscript_export import load_torchscript
-
-        module = load_torchscript(path)[0]
-    else:
-        module = reference_module if device == "cpu" else copy.deepcopy(reference_module)
-    return torch_predictor(module.to(device), device), lambda: None
+    step(f"latency at batch 1 ({len(opened)} engines, interleaved)")
+    forwards = {index: engine.forward for index, engine in opened.items()}
+    latencies, failed = measure_latency(forwards, shared.inputs, config.repeats)
+    for index, (p50, p95) in latencies.items():
+        rows[index].latency_p50_ms, rows[index].latency_p95_ms = round(p50, 4), round(p95, 4)
+    fail(failed, "latency")
+    step(f"throughput at batch {config.batch_size} ({len(opened)} engines, interleaved)")
+    forwards = {index: engine.forward for index, engine in opened.items()}
+    rates, failed = measure_throughput(forwards, shared.inputs, config.batch_size, config.repeats)
+    for index, rate in rates.items():
+        rows[index].throughput_ips = round(rate, 1)
+    fail(failed, "throughput")
+    if not config.cold_start:
+        return
+    step(f"cold start of {len(opened)} fresh processes x {config.repeats.cold_starts}")
+    starts, failed = measure_cold_starts({index: engine.cold_start for index, engine in opened.items()}, config.repeats)
+    for index, measured in starts.items():
+        rows[index].cold_start_s = round(measured.seconds, 4)
+        rows[index].cold_start = measured.to_dict()
+        if measured.label != opened[index].first_label:
+            rows[index].notes.append(
+                f"cold-start process predicted {measured.label!r}, in-process {opened[index].first_label!r}"
+            )
+    for index, reason in failed.items():
+        rows[index].notes.append(f"cold start: {reason}")
 
 
 def _run_batches(forward: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:

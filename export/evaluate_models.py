@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
-from cifar_edge.runtime.providers import ProviderUnavailableError
+from cifar_edge.runtime.providers import ProviderUnavailableError, default_intra_op_threads
 
 TORCH_KINDS = ("run", "checkpoint", "torchscript", "exportedprogram")
 KIND_LABELS = {
@@ -207,8 +207,8 @@ def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> Op
     import torch
 
     device = torch_device(provider)
-    if threads:
-        torch.set_num_threads(threads)
+    # The same default as onnxruntime's in the runtime (half the cores): the other half decodes images.
+    torch.set_num_threads(threads or default_intra_op_threads())
     provenance: dict[str, Any] | None = None
     precision = "fp32"
     try:
