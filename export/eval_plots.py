@@ -56,7 +56,7 @@ def plot_confusion(
     figure = _new_figure(side + 1.0, side)
     axes = figure.add_subplot()
     heatmap = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(heatmap, ax=axes, fraction=0.046, pad=0.04, label="share of the true class")
+    figure.colorbar(heatmap, ax=axes, shrink=0.8, label="share of the true class")
     axes.set_xticks(range(classes), labels=class_names, rotation=45, ha="right", rotation_mode="anchor")
     axes.set_yticks(range(classes), labels=class_names)
     axes.set_xlabel("predicted class")
