@@ -6,10 +6,12 @@ onnxruntime both release the GIL for their heavy work), so decoding and inferenc
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,16 @@ from cifar_edge.runtime.providers import create_session, usable_cpu_count
 
 DEFAULT_BATCH_SIZE = 64  # images per session run: large enough to amortise the call, small enough for edge memory
 DEFAULT_TOP_K = 3
+_MAX_DECODE_CHUNK = 16  # images per decoding task
 
 ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
+
+
+@dataclass(frozen=True)
+class _PreparedChunk:
+    # (source, None) for an image that is in ``inputs``, in order; (source, Failure) for one that is not.
+    entries: list[tuple[str, Failure | None]]
+    inputs: np.ndarray  # model-ready (n, 3, H, W)
 
 
 class Classifier:
@@ -111,42 +121,38 @@ class Classifier:
         A Failure passed in (e.g. an unmatched glob from input expansion) is yielded back in its place.
         """
         batch_size = batch_size or self.batch_size
-        lookahead = 2 * batch_size  # the batch being gathered plus the next one decoding while the session runs
-        pending: deque[tuple[str, Future[np.ndarray] | Failure]] = deque()
+        # Each batch is split into chunks, one pool task each, that decode, resize AND normalise their images: the
+        # main thread then only joins a few arrays and runs the session. (Stacking 64 small arrays on the main
+        # thread made it queue for the GIL behind the decoders, costing a fifth of the throughput.)
+        chunk_size = max(1, min(_MAX_DECODE_CHUNK, -(-batch_size // self.decode_workers)))
         numbered = enumerate(items)
+        in_flight: deque[list[Future[_PreparedChunk]]] = deque()
         exhausted = False
 
         def refill() -> None:
             nonlocal exhausted
-            while not exhausted and len(pending) < lookahead:
-                try:
-                    position, item = next(numbered)
-                except StopIteration:
+            # Two batches ahead: the decoders stay busy while the session runs the current one.
+            while not exhausted and len(in_flight) < 2:
+                batch = list(itertools.islice(numbered, batch_size))
+                if not batch:
                     exhausted = True
                     return
-                if isinstance(item, Failure):
-                    pending.append((item.source, item))
-                else:
-                    pending.append((_describe_source(item, position), self._decode_pool().submit(self.prepare, item)))
+                pool = self._decode_pool()
+                starts = range(0, len(batch), chunk_size)
+                in_flight.append([pool.submit(self._prepare_chunk, batch[i : i + chunk_size]) for i in starts])
 
         refill()
-        while pending:
-            gathered = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
-            ordered: list[tuple[str, np.ndarray | Failure]] = []
-            for source, job in gathered:
-                if isinstance(job, Failure):
-                    ordered.append((source, job))
-                    continue
-                try:
-                    ordered.append((source, job.result()))
-                except ImageDecodeError as error:
-                    ordered.append((source, Failure(source, error.reason)))
-            refill()  # the next batch decodes while this one runs
-            arrays = [value for _, value in ordered if isinstance(value, np.ndarray)]
-            sources = [source for source, value in ordered if isinstance(value, np.ndarray)]
-            predictions = iter(self._classify_arrays(np.stack(arrays), sources, top_k) if arrays else [])
-            for _source, value in ordered:
-                yield value if isinstance(value, Failure) else next(predictions)
+        while in_flight:
+            futures = in_flight.popleft()
+            refill()
+            chunks = [future.result() for future in futures]
+            inputs = [chunk.inputs for chunk in chunks if len(chunk.inputs)]
+            sources = [source for chunk in chunks for source, failure in chunk.entries if failure is None]
+            scores = self._classify_inputs(np.concatenate(inputs), sources, top_k) if inputs else []
+            predictions = iter(scores)
+            for chunk in chunks:
+                for _source, failure in chunk.entries:
+                    yield failure if failure is not None else next(predictions)
 
     def prepare(self, item: ImageInput) -> np.ndarray:
         """One input -> uint8 (H, W, 3) at the contract's size (decoded, oriented, RGB, resized)."""
@@ -163,17 +169,7 @@ class Classifier:
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) images at the contract size -> the model's raw (N, classes) output."""
-        inputs = normalize_batch(images, self.contract).astype(self._input_dtype, copy=False)
-        fixed = self.io.fixed_batch_size
-        if fixed is None:
-            return self._run(inputs)
-        # A model exported with a fixed batch size: run in chunks of exactly that size, padding the last one.
-        outputs = []
-        for start in range(0, len(inputs), fixed):
-            chunk = inputs[start : start + fixed]
-            padded = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            outputs.append(self._run(padded)[: len(chunk)])
-        return np.concatenate(outputs)
+        return self._run_batches(normalize_batch(images, self.contract).astype(self._input_dtype, copy=False))
 
     def close(self) -> None:
         if self._pool is not None:
@@ -191,6 +187,26 @@ class Classifier:
 
     # -- internals ------------------------------------------------------------------------------------------------
 
+    def _prepare_chunk(self, chunk: list[tuple[int, ImageInput | Failure]]) -> _PreparedChunk:
+        entries: list[tuple[str, Failure | None]] = []
+        images: list[np.ndarray] = []
+        for position, item in chunk:
+            if isinstance(item, Failure):
+                entries.append((item.source, item))
+                continue
+            source = _describe_source(item, position)
+            try:
+                images.append(self.prepare(item))
+                entries.append((source, None))
+            except ImageDecodeError as error:
+                entries.append((source, Failure(source, error.reason)))
+        if images:
+            inputs = normalize_batch(np.stack(images), self.contract).astype(self._input_dtype, copy=False)
+        else:
+            height, width = self.contract.image_size
+            inputs = np.empty((0, 3, height, width), self._input_dtype)
+        return _PreparedChunk(entries, inputs)
+
     def _run(self, inputs: np.ndarray) -> np.ndarray:
         (output,) = self.session.run([self.io.output_name], {self.io.input_name: inputs})
         output = np.asarray(output)
@@ -201,8 +217,20 @@ class Classifier:
             )
         return output
 
-    def _classify_arrays(self, images: np.ndarray, sources: list[str], top_k: int) -> list[Prediction]:
-        scores = self.logits(images)
+    def _run_batches(self, inputs: np.ndarray) -> np.ndarray:
+        fixed = self.io.fixed_batch_size
+        if fixed is None:
+            return self._run(inputs)
+        # A model exported with a fixed batch size: run in chunks of exactly that size, padding the last one.
+        outputs = []
+        for start in range(0, len(inputs), fixed):
+            chunk = inputs[start : start + fixed]
+            padded = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            outputs.append(self._run(padded)[: len(chunk)])
+        return np.concatenate(outputs)
+
+    def _classify_inputs(self, inputs: np.ndarray, sources: list[str], top_k: int) -> list[Prediction]:
+        scores = self._run_batches(inputs)
         probabilities = softmax(scores) if self.contract.output_kind == "logits" else scores.astype(np.float64)
         return top_k_predictions(probabilities, sources, self.contract.class_names, top_k)
 
