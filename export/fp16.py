@@ -1,10 +1,10 @@
 """fp32 ONNX -> fp16 weights and compute, with the fp32 input and output kept (callers feed the same tensors).
 
-Uses onnxruntime's own converter (``onnxruntime.transformers.float16``, ``keep_io_types=True``): it converts the
-graph the fp32 gate already verified, so both precisions share one topology. Exporting the module with
-``model.half()`` instead was tried and gave far larger logit errors here (torch's half decompositions cast back and
-forth), so it is not used. The converter appends its boundary Casts at the end of the node list; a topological
-sort (onnx_ir) restores the order the ONNX checker requires.
+Uses onnxruntime's own converter (``onnxruntime.transformers.float16``, ``keep_io_types=True``) on the fp32 graph
+the exporter already produced: one torch export per run serves both precisions, the fp32 input and output are kept
+by construction, and ops on the converter's block list stay in fp32. (Exporting ``model.half()`` with casts at the
+boundary gave the same logits on the trained seed net; it is not needed.) The converter appends its boundary Casts
+at the end of the node list; a topological sort (onnx_ir) restores the order the ONNX checker requires.
 """
 
 from __future__ import annotations

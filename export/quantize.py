@@ -22,6 +22,12 @@ from cifar_edge.export.errors import ExportFailedError, first_line
 from cifar_edge.export.quiet import quiet_tools
 
 INT8_QUANTIZER = "onnxruntime.quantization.quantize_static"
+# Ops that get int8 inputs. Convolutions and matrix products carry the compute; MaxPool keeps int8 flowing between
+# conv layers. Elementwise ops (GELU's Erf/Mul/Add/Div, BatchNorm after pooling) stay float: quantizing them (as
+# onnxruntime's default list does) only adds Quantize/Dequantize pairs. Measured here, 1 thread, batch 256:
+# seed net 2.45x fp32 with this list vs 2.35x with the default and 1.64x without MaxPool; AirNet 32/64/64
+# 1.36x vs 1.22x with the default; accuracy equal within noise for all three lists.
+QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul", "MaxPool")
 # Images per calibration batch fed to onnxruntime (memory stays small; the ranges do not depend on it).
 _CALIBRATION_BATCH = 32
 
@@ -55,6 +61,7 @@ def quantization_settings(calibration_count: int) -> dict[str, Any]:
         "activation_type": "int8",
         "weight_type": "int8",
         "calibration_method": "MinMax",
+        "op_types": list(QUANTIZED_OP_TYPES),
         "calibration_images": calibration_count,
         "tool": INT8_QUANTIZER,
     }
@@ -83,6 +90,7 @@ def quantize_int8(model: onnx.ModelProto, input_name: str, calibration_images: n
                     activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
+                    op_types_to_quantize=list(QUANTIZED_OP_TYPES),
                 )
         except Exception as error:  # onnxruntime's tooling raises many types; all mean "not quantized"
             raise ExportFailedError(f"int8 quantization failed: {type(error).__name__}: {first_line(error)}") from None

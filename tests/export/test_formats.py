@@ -137,3 +137,4 @@ def test_int8_onnx_is_static_qdq_per_channel(trained_run_dir: Path, labelled_dat
     provenance = json.loads({p.key: p.value for p in model.metadata_props}["cifar_edge.provenance"])
     assert provenance["quantization"]["calibration_images"] == 48
     assert provenance["quantization"]["per_channel"] is True
+    assert provenance["quantization"]["op_types"] == ["Conv", "Gemm", "MatMul", "MaxPool"]
