@@ -1,30 +1,15 @@
-"""Which run folder to export: the one given, else the latest run (``runs/latest``, relative to the current folder)."""
+"""Which run folder to export: the one given, else the latest run (``runs/latest``, relative to the current folder).
+
+``runs/latest`` is read by the runtime's own ``latest_run_dir`` (a symlink to the run folder or, where symlinks fail,
+a text file holding its name), so ``cifar-export`` and ``cifar-infer`` always agree on what "latest" means.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from cifar_edge.export.errors import ExportUsageError
-
-RUNS_DIR = Path("runs")
-LATEST_NAME = "latest"
-
-
-def latest_run_dir(runs_dir: str | Path = RUNS_DIR) -> Path | None:
-    """The folder ``runs/latest`` names: a symlink to it, or (where symlinks fail) a text file holding its name."""
-    latest = Path(runs_dir) / LATEST_NAME
-    if latest.is_dir():  # a symlink to a folder (or a real folder)
-        return latest.resolve()
-    if latest.is_file():
-        try:
-            name = latest.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        if not name or "\n" in name:
-            return None
-        target = Path(name) if Path(name).is_absolute() else Path(runs_dir) / name
-        return target if target.is_dir() else None
-    return None
+from cifar_edge.runtime.model_file import LATEST_LINK, RUNS_DIR, latest_run_dir
 
 
 def resolve_run_dir(run_dir: str | Path | None, runs_dir: str | Path = RUNS_DIR) -> Path:
@@ -36,7 +21,7 @@ def resolve_run_dir(run_dir: str | Path | None, runs_dir: str | Path = RUNS_DIR)
         return path
     latest = latest_run_dir(runs_dir)
     if latest is None:
-        where = Path(runs_dir) / LATEST_NAME
+        where = Path(runs_dir) / LATEST_LINK
         raise ExportUsageError(
             f"no RUN_DIR given and {where} does not point to a run folder (looked under {Path.cwd()}); "
             "pass the run folder written by cifar-train"
