@@ -6,6 +6,8 @@ near-tied logits would make top-1 agreement a coin toss), while staying well und
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +18,23 @@ from export_helpers import TINY_CLASSES, copy_run, write_image_folder
 TRAIN_STEPS = 15
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """One intra-op thread while these tests run: on 2 shared cores, torch's 2 threads thrash (measured 15x slower
-    per training step under load), and these models are far too small to gain from a second thread."""
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on 2 shared cores torch's 2 threads thrash (measured 15x slower per training step under
+    load), and these models are far too small to gain from a second thread."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread() -> Iterator[None]:
+    """For the export test modules (they opt in with ``pytestmark``), so other packages' tests keep their setting."""
+    with one_torch_thread():
+        yield
 
 
 def _load_folder(root: Path, contract) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +61,11 @@ def labelled_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run_dir(tmp_path_factory: pytest.TempPathFactory, labelled_data_dir: Path) -> Path:
     """A real run folder: AirNet (widths 8/16/16) trained for TRAIN_STEPS steps on ``labelled_data_dir``."""
+    with one_torch_thread():
+        return _train_run(tmp_path_factory, labelled_data_dir)
+
+
+def _train_run(tmp_path_factory: pytest.TempPathFactory, labelled_data_dir: Path) -> Path:
     from cifar_edge.runtime.contract import Contract
     from cifar_edge.runtime.preprocess import normalize_batch
     from cifar_edge.train.models import build_model
@@ -98,4 +114,5 @@ def exported_all(trained_run_dir: Path, labelled_data_dir: Path, tmp_path_factor
 
     run_dir = copy_run(trained_run_dir, tmp_path_factory.mktemp("exported_all"))
     config = ExportConfig(formats=("onnx", "torchscript", "exportedprogram"), data=labelled_data_dir)
-    return export_run(run_dir, config)
+    with one_torch_thread():
+        return export_run(run_dir, config)

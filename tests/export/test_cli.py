@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from cifar_edge.export.cli import app
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 runner = CliRunner()
 
 

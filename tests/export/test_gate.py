@@ -14,6 +14,8 @@ from cifar_edge.export import ExportConfig, Thresholds
 from cifar_edge.export.parity import Comparison, _precision_checks
 from cifar_edge.export.pipeline import Target, export_artifact, prepare_export
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def gate_context(trained_run_dir: Path, labelled_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):

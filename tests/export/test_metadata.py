@@ -7,10 +7,17 @@ import json
 
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract
 from cifar_edge.train.run_files import load_run
+
+pytestmark = [
+    pytest.mark.usefixtures("single_torch_thread"),
+    # TorchScript is deprecated upstream (see docs/export.md); loading our own file to check it is the point here.
+    pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning"),
+]
 
 KEYS = (CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY)
 

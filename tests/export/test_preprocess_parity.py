@@ -12,6 +12,8 @@ from PIL import Image
 from cifar_edge.export.preprocess_parity import check_preprocessing, runtime_tensor, torchvision_tensor
 from cifar_edge.runtime.contract import Contract
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 TOLERANCE = 1e-6
 
 

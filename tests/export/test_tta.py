@@ -16,6 +16,8 @@ from cifar_edge.export.tta import module_for_export
 from cifar_edge.train.models import build_model
 from cifar_edge.train.run_files import load_run
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
 
 def test_flip_average_is_the_mean_of_both_views() -> None:
     torch.manual_seed(0)
