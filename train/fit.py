@@ -143,7 +143,7 @@ def fit(
                 _save_checkpoint(session, wall_time())
                 curves.draw()
                 raise TrainingInterrupted(session.run_dir, position.global_step)
-            _finish_epoch(session, environment, time.perf_counter() - epoch_started, wall_time(), reporter)
+            _finish_epoch(session, environment, epoch_started, wall_time, reporter)
             if stop.requested and position.epoch < recipe.epochs:
                 curves.draw()
                 raise TrainingInterrupted(session.run_dir, position.global_step)
@@ -171,10 +171,15 @@ class _Curves:
 
 
 def _finish_epoch(
-    session: Session, environment: dict[str, Any], seconds: float, wall_time_s: float, reporter: Reporter
+    session: Session,
+    environment: dict[str, Any],
+    epoch_started: float,
+    wall_time: Callable[[], float],
+    reporter: Reporter,
 ) -> None:
     trainer, totals, position = session.trainer, session.totals, session.position
     val_loss, val_accuracy = trainer.evaluate(session.val_data)
+    seconds, wall_time_s = time.perf_counter() - epoch_started, wall_time()  # training + evaluation
     seen = max(1, totals.seen)
     row = {
         "epoch": position.epoch + 1,

@@ -7,9 +7,9 @@ from datetime import datetime
 from pathlib import Path
 
 from cifar_edge.runtime.atomic_io import atomic_write_text
+from cifar_edge.runtime.model_file import LATEST_LINK as LATEST
+from cifar_edge.runtime.model_file import latest_run_dir
 from cifar_edge.train.run_files import CHECKPOINT_FILE
-
-LATEST = "latest"
 
 
 def new_run_dir(runs_root: str | Path, now: datetime | None = None) -> Path:
@@ -51,8 +51,8 @@ def point_latest(runs_root: str | Path, run_dir: Path) -> Path:
 def resolve_resume_dir(path: str | Path) -> Path:
     """The run folder ``path`` names: a run folder, a ``latest`` symlink, or a ``latest`` pointer file."""
     path = Path(path)
-    if path.is_file() and path.name == LATEST:
-        path = path.parent / path.read_text(encoding="utf-8").strip()
+    if path.name == LATEST and path.is_file():  # the text pointer left where symlinks fail (the runtime's reader)
+        path = latest_run_dir(path.parent) or path
     if not (path / CHECKPOINT_FILE).is_file():
         raise ValueError(f"--resume {path}: no {CHECKPOINT_FILE} there (is it a cifar-train run folder?)")
     return path
