@@ -8,9 +8,9 @@
    pre-decoded batches) at the same batch size and session settings. Target: end to end >= 70% of model-only.
    Also: intra-op threads 1 vs 2, which sets the documented default.
 
-The model: an exported ``model.onnx`` from ``--run-dir`` (weights from a cifar-train run) or, by default, a
-randomly initialised network of ``--arch`` exported here with ``torch.onnx.export`` (speed does not depend on the
-weights). This is a bench script: it may import torch; the runtime under test does not.
+The model: the run folder ``--run-dir`` (a cifar-train run) or, by default, a randomly initialised network of
+``--arch`` (speed does not depend on the weights), exported to ONNX by cifar-export's ``export_run``. This is a
+bench script: it may import torch; the runtime under test does not.
 
     .venv/bin/python bench/infer.py [--arch airnet|seed] [--images 5000] [--batch-size 64] [--run-dir runs/latest]
 """
@@ -112,74 +112,42 @@ def main() -> None:
 
 
 def prepare_model(args: argparse.Namespace, work: Path) -> tuple[Path, Path, dict]:
-    import onnx
+    """A run folder (given, or random weights written here) exported with cifar-export's own export_run."""
     import torch
 
-    from cifar_edge.runtime.contract import (
-        CONTRACT_METADATA_KEY,
-        PROVENANCE_METADATA_KEY,
-        Contract,
-        unnormalized_contract,
-    )
+    from cifar_edge.export import ExportConfig, export_run
+    from cifar_edge.runtime.contract import Contract, unnormalized_contract
     from cifar_edge.train.models import build_model
+    from cifar_edge.train.run_files import load_run, save_model_files
 
     if args.run_dir:
-        from cifar_edge.train.run_files import load_run
-
-        loaded = load_run(args.run_dir)
-        model, contract = loaded.model, loaded.contract
-        architecture = loaded.record["architecture"]
-        arch, kwargs, source = architecture["name"], architecture.get("kwargs", {}), f"weights of {args.run_dir}"
+        run_dir, source = args.run_dir, f"weights of {args.run_dir}"
     else:
         torch.manual_seed(0)
-        arch, kwargs, source = args.arch, {}, "random weights"
-        model = build_model(arch).eval()
-        contract = unnormalized_contract() if arch == "seed" else Contract()
-    model.eval()
+        run_dir, source = work / "run", "random weights"
+        contract = unnormalized_contract() if args.arch == "seed" else Contract()
+        record = {"architecture": {"name": args.arch, "kwargs": {}}, "contract": contract.to_dict(), "metrics": {}}
+        save_model_files(run_dir, build_model(args.arch), record)
+    loaded = load_run(run_dir)
     weights_path = work / "tutorial_weights.pt"
-    torch.save(model.state_dict(), weights_path)  # a state dict, as the tutorial saves it
+    torch.save(loaded.model.state_dict(), weights_path)  # a state dict, as the tutorial saves it
 
     model_path = work / "model.onnx"
-    height, width = contract.image_size
-    example = torch.randn(2, 3, height, width)
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each step
-        torch.onnx.export(
-            model,
-            (example,),
-            str(model_path),
-            input_names=[contract.input_name],
-            output_names=[contract.output_name],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-            opset_version=18,
-            dynamo=True,
-            verbose=False,
-        )
-    exported = onnx.load(str(model_path))  # pulls in any external-data file: we write one self-contained file
-    provenance = {"source": "bench/infer.py", "precision": "fp32", "torch": torch.__version__}
-    onnx.helper.set_model_props(
-        exported, {CONTRACT_METADATA_KEY: contract.to_json(), PROVENANCE_METADATA_KEY: json.dumps(provenance)}
-    )
-    for leftover in work.glob("model.onnx*"):
-        leftover.unlink()
-    onnx.save(exported, str(model_path))
+    # The parity gate runs on random probes (verify_images=0): this is a speed bench, cifar-export's tests gate.
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = export_run(run_dir, ExportConfig(output=model_path, verify_images=0))
+    if result.exit_code != 0 or not model_path.is_file():
+        sys.exit(f"cifar-export failed: {result}")
+    architecture, contract = loaded.record["architecture"], loaded.contract
     spec = {
-        "arch": arch,
-        "kwargs": kwargs,
+        "arch": architecture["name"],
+        "kwargs": architecture.get("kwargs", {}),
         "classes": list(contract.class_names),
         "image_size": list(contract.image_size),
         "mean": list(contract.mean),
         "std": list(contract.std),
         "source": source,
     }
-    # Sanity: the exported model computes what the PyTorch one does.
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    probe = torch.randn(5, 3, height, width)
-    with torch.no_grad():
-        expected = model(probe).numpy()
-    got = session.run(None, {contract.input_name: probe.numpy()})[0]
-    assert np.abs(got - expected).max() < 1e-3, "exported model does not match PyTorch"
     return model_path, weights_path, spec
 
 
@@ -252,12 +220,16 @@ def throughput(model_path: Path, folder: Path, batch_size: int, repeats: int) ->
             model_only()  # warm-up: arena allocation, kernel selection
             end_to_end()
             timings: dict[str, list[float]] = {"model": [], "api": []}
+            cpu_seconds = {"model": 0.0, "api": 0.0}
             for _ in range(repeats):
                 for key, work in (("model", model_only), ("api", end_to_end)):
-                    started = time.perf_counter()
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     work()
                     timings[key].append(time.perf_counter() - started)
+                    cpu_seconds[key] += time.process_time() - cpu_started
         results[threads] = {key: count / min(values) for key, values in timings.items()}
+        # CPU time per image, all threads of this process: what each image costs whatever the machine's load.
+        results[threads].update({f"{key}_cpu_us": 1e6 * cpu_seconds[key] / (count * repeats) for key in cpu_seconds})
 
     cli_seconds = []
     command = [str(CLI), str(folder), "--model", str(model_path), "--provider", "cpu", "--json", "--quiet"]
@@ -278,6 +250,11 @@ def throughput(model_path: Path, folder: Path, batch_size: int, repeats: int) ->
             f"{rates['api']:>8,.0f} img/s   ratio {rates['api'] / rates['model']:.0%}{marker}"
         )
     chosen = results[default]
+    lines.append(
+        f"CPU time per image (all threads), default settings: model-only {chosen['model_cpu_us']:.0f} us, "
+        f"end to end {chosen['api_cpu_us']:.0f} us (decode + resize + normalise + pipeline: "
+        f"{chosen['api_cpu_us'] - chosen['model_cpu_us']:.0f} us)"
+    )
     lines.append(
         f"end to end through the CLI (a fresh process, start-up included): {cli_rate:,.0f} img/s = "
         f"{cli_rate / chosen['model']:.0%} of model-only"

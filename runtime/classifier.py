@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb, to_rgb
+from cifar_edge.runtime.images import ImageDecodeError, decode_image_bytes, open_image_rgb, to_rgb
 from cifar_edge.runtime.model_file import (
     ModelError,
     check_graph_matches_contract,
@@ -36,7 +36,7 @@ DEFAULT_BATCH_SIZE = 64  # images per session run: large enough to amortise the 
 DEFAULT_TOP_K = 3
 _MAX_DECODE_CHUNK = 16  # images per decoding task
 
-ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
+ImageInput = str | os.PathLike[str] | bytes | Image.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,10 @@ class Classifier:
                     yield failure if failure is not None else next(predictions)
 
     def prepare(self, item: ImageInput) -> np.ndarray:
-        """One input -> uint8 (H, W, 3) at the contract's size (decoded, oriented, RGB, resized)."""
+        """One input -> uint8 (H, W, 3) at the contract's size (decoded, oriented, RGB, resized).
+
+        Inputs: a path; the bytes of an encoded image file; a PIL image; a uint8 array (H, W, 3), (H, W) or (H, W, 4).
+        """
         contract = self.contract
         if isinstance(item, np.ndarray):
             image = _array_to_image(item, contract.alpha_background)
@@ -163,8 +166,12 @@ class Classifier:
             image = _pil_to_rgb(item, contract.alpha_background)
         elif isinstance(item, str | os.PathLike):
             image = open_image_rgb(item, contract.alpha_background, max_pixels=self.max_pixels)
+        elif isinstance(item, bytes):
+            image = decode_image_bytes(item, "<bytes>", contract.alpha_background, max_pixels=self.max_pixels)
         else:
-            raise TypeError(f"cannot classify a {type(item).__name__}: pass a path, a PIL image or a uint8 array")
+            raise TypeError(
+                f"cannot classify a {type(item).__name__}: pass a path, encoded bytes, a PIL image or a uint8 array"
+            )
         return resize_to_contract(image, contract)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
@@ -243,7 +250,7 @@ class Classifier:
 def _is_single_item(items: object) -> bool:
     if isinstance(items, np.ndarray):
         return items.ndim != 4
-    return isinstance(items, str | os.PathLike | Image.Image)
+    return isinstance(items, str | os.PathLike | bytes | Image.Image)
 
 
 def _describe_source(item: object, position: int) -> str:
@@ -252,6 +259,8 @@ def _describe_source(item: object, position: int) -> str:
     if isinstance(item, Image.Image):
         filename = getattr(item, "filename", "")
         return str(filename) if filename else f"<PIL image {position}>"
+    if isinstance(item, bytes):
+        return f"<bytes {position}>"
     return f"<array {position}>"
 
 

@@ -58,11 +58,15 @@ def test_paths_pil_images_and_arrays_agree(classifier: Classifier, colour_images
     by_pil = classifier.predict(pil_images)
     by_array = classifier.predict(arrays)
     by_stack = classifier.predict(np.stack(arrays))
-    for results in (by_pil, by_array, by_stack):
+    by_bytes = classifier.predict([f.read_bytes() for f in files])
+    for results in (by_pil, by_array, by_stack, by_bytes):
         assert [p.label for p in results] == [p.label for p in by_path]
         np.testing.assert_allclose([p.probability for p in results], [p.probability for p in by_path], atol=1e-6)
     assert by_pil[0].source == str(files[0])  # a PIL image from a file keeps its filename
     assert by_array[1].source == "<array 1>"
+    assert by_bytes[2].source == "<bytes 2>"
+    with pytest.raises(ImageDecodeError, match=r"<bytes 0>: not an image"):
+        classifier.predict([b"GIF89a but not really"])
     single = classifier.predict(arrays[0])
     assert isinstance(single, Prediction) and single.label == by_path[0].label
 
