@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+# Pseudo-epochs for randomness that is not per epoch: -1 picks the whitening images, -2 the alternating flip coins.
+WHITENING_PICK_EPOCH = -1
+FLIP_COIN_EPOCH = -2
+
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """A well-mixed 63-bit seed for (seed, epoch): neighbouring seeds and epochs give unrelated streams."""
@@ -54,9 +58,16 @@ def plan_epoch(
     shuffle: bool = True,
     crop_padding: int = 0,
     flip: bool = False,
+    flip_mode: str = "random",
     device: torch.device | str = "cpu",
 ) -> EpochPlan:
-    """Draw an epoch's order and augmentation parameters from a generator seeded by (seed, epoch)."""
+    """Draw an epoch's order and augmentation parameters from a generator seeded by (seed, epoch).
+
+    ``flip_mode="alternating"``: each image has one coin drawn from ``seed`` alone; even epochs follow it, odd
+    epochs invert it, so over any two consecutive epochs every image is seen both ways.
+    """
+    if flip_mode not in ("random", "alternating"):
+        raise ValueError(f"flip_mode must be 'random' or 'alternating', got {flip_mode!r}")
     generator = torch.Generator(device="cpu")
     generator.manual_seed(epoch_seed(seed, epoch))
     # Drawn on the CPU so the stream is identical on every device; N int64s per epoch is nothing to move.
@@ -65,7 +76,11 @@ def plan_epoch(
     if crop_padding > 0:
         shifts = torch.randint(0, 2 * crop_padding + 1, (2, num_images), generator=generator)
         shift_y, shift_x = shifts[0].to(device), shifts[1].to(device)
-    if flip:
+    if flip and flip_mode == "alternating":
+        coins = torch.Generator(device="cpu").manual_seed(epoch_seed(seed, FLIP_COIN_EPOCH))
+        per_image = torch.rand(num_images, generator=coins) < 0.5
+        flips = (per_image[order] ^ bool(epoch % 2)).to(device)
+    elif flip:
         flips = (torch.rand(num_images, generator=generator) < 0.5).to(device)
     return EpochPlan(order.to(device), shift_y, shift_x, flips, crop_padding)
 

@@ -19,8 +19,11 @@ EPILOG = (
     "Exit codes: 0 trained; 1 training failed (NaN/Inf loss; the last good checkpoint is kept); "
     "2 usage, data or run-folder error (one line on stderr); 130 interrupted by Ctrl-C (a checkpoint was saved "
     "and the resume command printed). "
-    "Recipes: 'default' (AirNet, crop+flip, label smoothing, Nesterov SGD, warmup + linear decay, 12 epochs) and "
-    "'seed' (the original tutorial CNN: plain SGD lr 0.05, batch 64, 10 epochs, inputs in [0, 1])."
+    "Recipes: 'default' (AirNet 32/128/128 with a whitening stem, alternating flip + 2-pixel crop, label smoothing "
+    "0.2, Nesterov SGD lr 0.75 momentum 0.85 with BatchNorm shifts at 64x, triangle schedule, lookahead averaging, "
+    "flip TTA; batch 512, 10 epochs: 87.3% validation accuracy on CIFAR-10 in ~12 minutes on a 2-core CPU) and "
+    "'seed' (the original tutorial CNN: plain SGD lr 0.05, batch 64, 10 epochs, inputs in [0, 1]). "
+    "See docs/training.md for every recipe field and why."
 )
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -35,7 +38,9 @@ def train(
     recipe: str = typer.Option("default", help="Training recipe: default or seed."),
     epochs: int | None = typer.Option(None, help="Epochs to train (on --resume: extend to this many)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step. (default: the recipe's)"),
-    lr: float | None = typer.Option(None, help="Peak learning rate. (default: the recipe's)"),
+    lr: float | None = typer.Option(
+        None, help="Peak learning rate of the weights (BatchNorm shifts: x bias_lr_scale). (default: the recipe's)"
+    ),
     recipe_settings: list[str] = typer.Option(
         [], "--set", metavar="FIELD=VALUE", help="Override any recipe field, e.g. --set label_smoothing=0.1 (repeat)."
     ),

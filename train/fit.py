@@ -211,7 +211,8 @@ def _save_checkpoint(session: Session, wall_time_s: float) -> None:
         "model": to_cpu(trainer.model.state_dict()),
         "optimizer": to_cpu(trainer.optimizer.state_dict()),
         "scheduler": trainer.scheduler.state_dict(),
-        "weight_average": None if trainer.average is None else to_cpu(trainer.average.model.state_dict()),
+        "weight_average": None if trainer.average is None else to_cpu(trainer.average.state_dict()),
+        "lookahead": None if trainer.lookahead is None else to_cpu(trainer.lookahead.state_dict()),
         "position": {"epoch": position.epoch, "step": position.step, "global_step": position.global_step},
         "epoch_totals": {
             "loss_sum": to_cpu(totals.loss_sum),
@@ -247,9 +248,18 @@ def _record(session: Session, environment: dict[str, Any], wall_time_s: float) -
         "environment": {**environment, "seed": session.config.seed, "wall_time_s": round(wall_time_s, 3)},
         "data": session.data_record,
         "status": "completed" if session.position.epoch >= session.recipe.epochs else "running",
-        "weights": "weight_average" if session.trainer.average is not None else "model",
+        "weights": _weights_kind(session),
         "updated_at": _now(),
     }
+
+
+def _weights_kind(session: Session) -> str:
+    """What model.safetensors holds: the EMA copy, the model after lookahead averaging, or the plain model."""
+    if session.trainer.average is not None:
+        return "weight_average"
+    if session.trainer.lookahead is not None and session.trainer.lookahead.average is not None:
+        return "lookahead_average"
+    return "model"
 
 
 def _val_summary(metrics: list[dict[str, Any]]) -> tuple[float | None, int | None, float | None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifar_edge.train.augment import normalize, plan_epoch
+from cifar_edge.train.averaging import LookaheadAverage, WeightAverage
 from cifar_edge.train.recipes import Recipe
 from cifar_edge.train.reporting import Reporter
 
@@ -75,32 +75,32 @@ class EpochTotals:
 class LrSchedule:
     """Learning-rate factor per optimizer step (plain attributes only, so LambdaLR can checkpoint it)."""
 
-    def __init__(self, kind: str, total_steps: int, warmup_steps: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        total_steps: int,
+        warmup_steps: int = 0,
+        start_factor: float = 0.2,
+        peak_fraction: float = 0.23,
+        end_factor: float = 0.07,
+    ) -> None:
         self.kind, self.total_steps, self.warmup_steps = kind, total_steps, warmup_steps
+        self.start_factor, self.peak_fraction, self.end_factor = start_factor, peak_fraction, end_factor
 
     def __call__(self, step: int) -> float:
         if self.kind == "constant":
             return 1.0
+        if self.kind == "triangle":
+            last = self.total_steps - 1  # the factor at the last optimizer step is end_factor exactly
+            if last <= 0:
+                return 1.0
+            peak = min(self.peak_fraction * self.total_steps, last / 2)
+            if step <= peak:
+                return self.start_factor + (1.0 - self.start_factor) * step / peak
+            return 1.0 + (self.end_factor - 1.0) * min(1.0, (step - peak) / (last - peak))
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
-
-
-class WeightAverage:
-    """Exponential moving average of a model's weights (buffers such as BatchNorm statistics are copied)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.model = copy.deepcopy(model).requires_grad_(False)
-        self.decay = decay
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, global_step: int) -> None:
-        # Early on, the average would be dominated by random initial weights; ramp the decay up.
-        decay = min(self.decay, (1 + global_step) / (10 + global_step))
-        for averaged, current in zip(self.model.parameters(), model.parameters(), strict=True):
-            averaged.lerp_(current, 1 - decay)
-        for averaged, current in zip(self.model.buffers(), model.buffers(), strict=True):
-            averaged.copy_(current)
 
 
 def check_finite(losses: torch.Tensor, start: int, stop: int, position: Position) -> int:
@@ -128,6 +128,7 @@ class Trainer:
     mean: torch.Tensor  # (1, 3, 1, 1) on the device
     std: torch.Tensor
     average: WeightAverage | None = None
+    lookahead: LookaheadAverage | None = None
 
     def __post_init__(self) -> None:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
@@ -159,14 +160,18 @@ class Trainer:
         """Run the rest of epoch ``position.epoch``; True when it completed, False when a stop was requested."""
         recipe, count = self.recipe, len(data)
         steps = self.steps_per_epoch(count)
+        total_steps = recipe.epochs * steps
+        self.prepare_epoch(position.epoch)
         plan = plan_epoch(
             count,
             self.seed,
             position.epoch,
             crop_padding=recipe.crop_padding,
             flip=recipe.flip,
+            flip_mode=recipe.flip_mode,
             device=self.device,
         )
+        averaging = self.lookahead is not None and position.epoch >= recipe.average_start_epoch
         losses = torch.zeros(steps, dtype=torch.float32, device=self.device)
         loss_sum, correct = totals.loss_sum.to(self.device), totals.correct.to(self.device)
         first_step, checked = position.step, position.step
@@ -189,6 +194,8 @@ class Trainer:
                 position.step, position.global_step = step + 1, position.global_step + 1
                 if self.average is not None:
                     self.average.update(self.model, position.global_step)
+                if averaging and self.lookahead.due(position.global_step):
+                    self.lookahead.update(self.model, position.global_step, total_steps)
                 detached = loss.detach()
                 losses[step] = detached
                 loss_sum += detached.double() * (stop - start)
@@ -209,7 +216,17 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         totals.train_seconds += time.perf_counter() - started
         totals.loss_sum, totals.correct = loss_sum, correct
-        return position.step >= steps
+        completed = position.step >= steps
+        if completed and averaging:
+            self.lookahead.settle(self.model)
+        return completed
+
+    def prepare_epoch(self, epoch: int) -> None:
+        """Per-epoch trainability, a function of the epoch alone (so a resumed run sets it the same way)."""
+        freeze_after = self.recipe.whiten_bias_epochs
+        bias = getattr(getattr(self.model, "whiten", None), "bias", None)
+        if freeze_after > 0 and isinstance(bias, nn.Parameter):
+            bias.requires_grad_(epoch < freeze_after)
 
     @torch.no_grad()
     def evaluate(self, data: DeviceData) -> tuple[float | None, float | None]:

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from cifar_edge.runtime.contract import Contract, unnormalized_contract
-from cifar_edge.train.augment import epoch_seed, normalize
+from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
+from cifar_edge.train.averaging import LookaheadAverage
 from cifar_edge.train.checkpoint import read_checkpoint, restore_rng_state
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.environment import configure_threads, resolve_device
@@ -89,7 +90,7 @@ def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter)
     mean = torch.tensor(contract.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std = torch.tensor(contract.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     if saved is None and recipe.whitening_images > 0 and hasattr(model, "init_whitening"):
-        generator = torch.Generator().manual_seed(epoch_seed(config.seed, -1))
+        generator = torch.Generator().manual_seed(epoch_seed(config.seed, WHITENING_PICK_EPOCH))
         pick = torch.randperm(len(train_data), generator=generator)[: recipe.whitening_images].to(device)
         model.init_whitening(normalize(train_data.images[pick].permute(0, 3, 1, 2), mean, std))
 
@@ -102,11 +103,23 @@ def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter)
     )
     steps_per_epoch = -(-len(train_data) // recipe.batch_size)
     warmup_steps = round(recipe.warmup_epochs * steps_per_epoch)
-    schedule = LrSchedule(recipe.schedule, recipe.epochs * steps_per_epoch, warmup_steps)
+    schedule = LrSchedule(
+        recipe.schedule,
+        recipe.epochs * steps_per_epoch,
+        warmup_steps,
+        recipe.lr_start_factor,
+        recipe.lr_peak_fraction,
+        recipe.lr_end_factor,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     average = WeightAverage(model, recipe.ema_decay) if recipe.ema_decay > 0 else None
+    lookahead = None
+    if recipe.lookahead_every > 0:
+        lookahead = LookaheadAverage(recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power)
     train_model = torch.compile(model) if config.compile else model
-    trainer = Trainer(model, train_model, optimizer, scheduler, recipe, config.seed, device, mean, std, average)
+    trainer = Trainer(
+        model, train_model, optimizer, scheduler, recipe, config.seed, device, mean, std, average, lookahead
+    )
 
     summary = _plain_json(splits.description)
     session = Session(
@@ -127,7 +140,7 @@ def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter)
 
 
 def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -> tuple[TrainConfig, Recipe]:
-    recipe = Recipe(**saved["recipe"])
+    recipe = Recipe.from_dict(saved["recipe"])
     done = saved["position"]["epoch"]
     if config.epochs is not None:
         if config.epochs < done:
@@ -215,13 +228,26 @@ def _seed_everything(seed: int) -> None:
 
 
 def _parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
-    """Conv/linear weights decay; BatchNorm shifts and biases (1-D) decay only if asked, and may step faster."""
-    weights = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    others = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    """Two groups: everything trainable outside BatchNorm (group 0: weights, head, other biases such as the
+    whitening stem's) at lr / weight_decay; BatchNorm parameters (shifts) at lr * bias_lr_scale, decaying at
+    weight_decay / bias_lr_scale (same shrink per step) when decay_norm, else not at all.
+
+    Built from a freshly constructed model (before any per-epoch freezing), so a resumed run's groups match the
+    checkpointed optimizer's.
+    """
+    norm_ids = {
+        id(parameter)
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for parameter in module.parameters(recurse=False)
+    }
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    weights = [p for p in trainable if id(p) not in norm_ids]
+    norms = [p for p in trainable if id(p) in norm_ids]
     groups = [{"params": weights, "weight_decay": recipe.weight_decay, "lr": recipe.lr}]
-    if others:
-        decay = recipe.weight_decay if recipe.decay_norm_and_bias else 0.0
-        groups.append({"params": others, "weight_decay": decay, "lr": recipe.lr * recipe.bias_lr_scale})
+    if norms:
+        decay = recipe.weight_decay / recipe.bias_lr_scale if recipe.decay_norm else 0.0
+        groups.append({"params": norms, "weight_decay": decay, "lr": recipe.lr * recipe.bias_lr_scale})
     return groups
 
 
@@ -239,7 +265,9 @@ def _restore(session: Session, saved: dict[str, Any], schedule: LrSchedule) -> N
         group["initial_lr"] = base_lr
         group["lr"] = base_lr * schedule(trainer.scheduler.last_epoch)
     if trainer.average is not None and saved.get("weight_average") is not None:
-        trainer.average.model.load_state_dict(saved["weight_average"])
+        trainer.average.load_state_dict(saved["weight_average"])
+    if trainer.lookahead is not None and saved.get("lookahead") is not None:
+        trainer.lookahead.load_state_dict(saved["lookahead"], trainer.device)
     position = saved["position"]
     session.position = Position(position["epoch"], position["step"], position["global_step"])
     totals = saved["epoch_totals"]

@@ -56,8 +56,10 @@ def seed_config(tmp_path: Path) -> TrainConfig:
 
 @pytest.fixture
 def airnet_config(seed_config: TrainConfig) -> TrainConfig:
-    """The default recipe (augmentation, Nesterov, warmup + decay) with a tiny AirNet."""
-    return replace(seed_config, recipe="default", model_kwargs={"widths": [8, 16, 16]})
+    """The default recipe with a tiny AirNet, its epoch-based milestones scaled to the 2-epoch run: the whitening
+    bias freezes and lookahead averaging starts after epoch 1, averaging every 2 of the 4 steps per epoch."""
+    overrides = {"whiten_bias_epochs": 1, "average_start_epoch": 1, "lookahead_every": 2}
+    return replace(seed_config, recipe="default", model_kwargs={"widths": [8, 16, 16]}, recipe_overrides=overrides)
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,8 @@ def test_small_model_overfits_random_labels(tmp_path: Path) -> None:
 
 
 def test_run_folder_is_complete_and_self_describing(tiny_splits: Splits, airnet_config: TrainConfig) -> None:
-    config = replace(airnet_config, recipe_overrides={"tta": "flip", "ema_decay": 0.9})
+    overrides = {**airnet_config.recipe_overrides, "tta": "flip", "ema_decay": 0.9, "lookahead_every": 0}
+    config = replace(airnet_config, recipe_overrides=overrides)
     result = fit(config, tiny_splits)
     for path in (result.checkpoint, result.weights, result.run_json, result.metrics_csv, result.curves_png):
         assert path.is_file() and path.stat().st_size > 0, path
@@ -133,7 +134,8 @@ def test_resume_equals_an_uninterrupted_run(tiny_splits: Splits, seed_config: Tr
 def test_ctrl_c_mid_epoch_saves_and_resume_equals_an_uninterrupted_run(
     tiny_splits: Splits, airnet_config: TrainConfig, tmp_path: Path
 ) -> None:
-    """A real SIGINT at step 6 (mid-epoch 2 of the default recipe: schedule, augmentation, momentum)."""
+    """A real SIGINT at step 6 (mid-epoch 2 of the default recipe: schedule, augmentation, momentum, the frozen
+    whitening bias, and lookahead averaging, whose snapshot at step 6 must survive the resume)."""
     straight = fit(replace(airnet_config, run_dir=str(tmp_path / "straight")), tiny_splits)
     interrupted_dir = tmp_path / "interrupted"
 
@@ -147,6 +149,7 @@ def test_ctrl_c_mid_epoch_saves_and_resume_equals_an_uninterrupted_run(
     assert caught.value.resume_command == f"cifar-train --resume {interrupted_dir}"
     saved = torch.load(interrupted_dir / "checkpoint.pt", weights_only=True)
     assert saved["position"] == {"epoch": 1, "step": 2, "global_step": 6}
+    assert saved["lookahead"]["average"] is not None  # taken at step 6; updated at step 8 after the resume
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
     resumed = fit(TrainConfig(resume=str(interrupted_dir), quiet=True, threads=1), tiny_splits)
@@ -156,6 +159,9 @@ def test_ctrl_c_mid_epoch_saves_and_resume_equals_an_uninterrupted_run(
     for index in momentum[0]:
         _assert_same_weights(momentum[0][index], momentum[1][index])
     assert [row["train_loss"] for row in straight.metrics] == [row["train_loss"] for row in resumed.metrics]
+    averages = [torch.load(r.checkpoint, weights_only=True)["lookahead"]["average"] for r in (straight, resumed)]
+    _assert_same_weights(averages[0], averages[1])
+    assert json.loads(resumed.run_json.read_text())["weights"] == "lookahead_average"
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(

@@ -16,13 +16,23 @@ def test_seed_recipe_is_the_tutorial() -> None:
     assert (recipe.crop_padding, recipe.flip, recipe.schedule) == (0, False, "constant")
 
 
-def test_default_recipe_uses_the_stronger_model_with_augmentation() -> None:
+def test_default_recipe_is_the_tuned_airbench_style_recipe() -> None:
     recipe = get_recipe("default")
     assert recipe.model == "airnet" and recipe.model_kwargs == {"widths": [32, 128, 128]}
-    assert recipe.nesterov and recipe.momentum == 0.9 and recipe.weight_decay > 0
-    assert recipe.label_smoothing == 0.2 and recipe.schedule == "warmup_linear" and recipe.warmup_epochs > 0
-    assert recipe.crop_padding in (2, 3, 4) and recipe.flip and recipe.whitening_images == 5000
-    assert recipe.batch_size == 512 and 0.2 <= recipe.lr <= 1.0
+    assert (recipe.batch_size, recipe.epochs, recipe.label_smoothing) == (512, 10, 0.2)
+    assert recipe.nesterov and (recipe.momentum, recipe.lr, recipe.weight_decay) == (0.85, 0.75, 0.00133)
+    assert recipe.bias_lr_scale == 64 and recipe.decay_norm
+    assert (recipe.schedule, recipe.lr_start_factor, recipe.lr_peak_fraction, recipe.lr_end_factor) == (
+        "triangle",
+        0.2,
+        0.23,
+        0.07,
+    )
+    assert (recipe.crop_padding, recipe.flip, recipe.flip_mode) == (2, True, "alternating")
+    assert (recipe.whitening_images, recipe.whiten_bias_epochs) == (5000, 3)
+    assert (recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power) == (5, 0.95, 3.0)
+    assert recipe.average_start_epoch == 3 and recipe.ema_decay == 0.0
+    assert recipe.tta == "flip"
     assert TrainConfig().recipe == "default"
 
 
@@ -49,6 +59,10 @@ def test_overrides_are_type_checked() -> None:
         apply_overrides(recipe, {"flip": "yes"})
     with pytest.raises(ValueError, match="tta must be one of"):
         apply_overrides(recipe, {"tta": "mirror"})
+    with pytest.raises(ValueError, match="flip_mode must be one of"):
+        apply_overrides(recipe, {"flip_mode": "sometimes"})
+    with pytest.raises(ValueError, match="choose one weight average"):
+        apply_overrides(recipe, {"ema_decay": 0.99})
     with pytest.raises(ValueError, match="unknown recipe 'fast'"):
         resolve_recipe(TrainConfig(recipe="fast"))
 
@@ -76,3 +90,7 @@ def test_config_round_trips_through_a_plain_dict() -> None:
     assert TrainConfig.from_dict({**config.to_dict(), "from_a_newer_version": 1}) == config
     with pytest.raises(ValueError, match="nesterov needs momentum"):
         Recipe(name="x", model="seed", nesterov=True)
+    recipe = get_recipe("default")
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    with pytest.raises(ValueError, match="does not know: decay_norm_and_bias"):
+        Recipe.from_dict({**recipe.to_dict(), "decay_norm_and_bias": True})

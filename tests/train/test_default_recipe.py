@@ -1,0 +1,68 @@
+"""The default recipe's trainer features: parameter groups, whitening-bias freezing, alternating flips."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from cifar_edge.train import TrainConfig, fit
+from cifar_edge.train.augment import plan_epoch
+from cifar_edge.train.data import Splits
+from cifar_edge.train.loop import StepEvent
+from cifar_edge.train.reporting import Reporter
+from cifar_edge.train.session import open_session
+
+
+def test_batchnorm_shifts_step_64x_faster_and_shrink_per_step_like_the_weights(
+    tiny_splits: Splits, airnet_config: TrainConfig
+) -> None:
+    session = open_session(replace(airnet_config, recipe_overrides={}), tiny_splits, Reporter(quiet=True))
+    model, optimizer = session.trainer.model, session.trainer.optimizer
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    weights, norms = optimizer.param_groups
+    norm_names = sorted(names[id(p)] for p in norms["params"])
+    assert norm_names and all(".norm" in name and name.endswith(".bias") for name in norm_names)
+    assert len(norm_names) == 6  # two shifts per conv group; the BatchNorm scales are frozen
+    weight_names = {names[id(p)] for p in weights["params"]}
+    assert {"whiten.bias", "head.weight", "groups.0.conv1.weight"} <= weight_names
+    assert "whiten.weight" not in weight_names  # the whitening filters never train
+    assert (weights["initial_lr"], weights["weight_decay"]) == (0.75, 0.00133)
+    assert (norms["initial_lr"], norms["weight_decay"]) == (0.75 * 64, 0.00133 / 64)
+    # The same shrink per step for both groups (~0.001 x the schedule factor).
+    assert norms["initial_lr"] * norms["weight_decay"] == pytest.approx(weights["initial_lr"] * weights["weight_decay"])
+    assert weights["lr"] == pytest.approx(0.75 * 0.2)  # the triangle starts at 0.2
+    assert weights["momentum"] == 0.85 and weights["nesterov"]
+
+
+def test_whitening_bias_trains_then_freezes(tiny_splits: Splits, airnet_config: TrainConfig) -> None:
+    """whiten_bias_epochs=1 (the fixture's scaled-down 3): the bias moves in epoch 1, stays fixed from epoch 2."""
+    seen: list[tuple[int, bool, torch.Tensor]] = []
+
+    def record(event: StepEvent) -> None:
+        bias = event.model.whiten.bias
+        seen.append((event.epoch, bias.requires_grad, bias.detach().clone()))
+
+    fit(airnet_config, tiny_splits, on_step=record)
+    first = [bias for epoch, _, bias in seen if epoch == 1]
+    second = [bias for epoch, _, bias in seen if epoch == 2]
+    assert [trainable for epoch, trainable, _ in seen] == [epoch == 1 for epoch, _, _ in seen]
+    assert not torch.equal(first[0], first[-1])
+    assert all(torch.equal(bias, first[-1]) for bias in second)
+
+
+def test_alternating_flip_shows_every_image_both_ways_every_two_epochs() -> None:
+    count = 64
+    flips = []
+    for epoch in range(4):
+        plan = plan_epoch(count, seed=5, epoch=epoch, flip=True, flip_mode="alternating")
+        by_image = torch.empty(count, dtype=torch.bool)
+        by_image[plan.order] = plan.flip
+        flips.append(by_image)
+    assert 0.2 < flips[0].float().mean() < 0.8  # a coin per image, not one for all
+    assert torch.equal(flips[1], ~flips[0]) and torch.equal(flips[2], flips[0]) and torch.equal(flips[3], ~flips[0])
+    other_seed = plan_epoch(count, seed=6, epoch=0, flip=True, flip_mode="alternating")
+    assert not torch.equal(other_seed.flip[other_seed.order.argsort()], flips[0])
+    random = [plan_epoch(count, seed=5, epoch=e, flip=True).flip for e in range(2)]
+    assert not torch.equal(random[0], ~random[1])  # plain random flips carry no such guarantee
