@@ -28,7 +28,11 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+@app.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 all inputs classified, 1 some inputs failed, 2 usage error or unusable model, "
+    "3 requested provider unavailable. See docs/runtime.md.",
+)
 def infer(
     inputs: Annotated[
         list[str] | None,
