@@ -23,7 +23,9 @@ EPILOG = (
     "0.2, Nesterov SGD lr 0.75 momentum 0.85 with BatchNorm shifts at 64x, triangle schedule, lookahead averaging, "
     "flip TTA; batch 512, 10 epochs: 87.3% validation accuracy on CIFAR-10 in ~12 minutes on a 2-core CPU) and "
     "'seed' (the original tutorial CNN: plain SGD lr 0.05, batch 64, 10 epochs, inputs in [0, 1]). "
-    "See docs/training.md for every recipe field and why."
+    "See docs/training.md for every recipe field and why. "
+    "Several processes or GPUs: torchrun --nproc-per-node N $(which cifar-train) ... (DistributedDataParallel; "
+    "--batch-size is the global batch, split evenly over the processes; only rank 0 writes the run folder)."
 )
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -58,7 +60,10 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-epoch lines."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout (implies --quiet)."),
     compile_model: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model (CUDA)."),
-    threads: int | None = typer.Option(None, help="CPU threads. (default: all cores on CPU)"),
+    threads: int | None = typer.Option(None, help="CPU threads. (default: all cores, shared by torchrun's processes)"),
+    sync_bn: bool = typer.Option(
+        False, "--sync-bn/--no-sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch."
+    ),
 ) -> None:
     """Train an image classifier on CIFAR-10 or your own ImageFolder and write a self-describing run folder."""
     try:
@@ -82,6 +87,7 @@ def train(
             quiet=quiet or json_output,
             compile=compile_model,
             threads=threads,
+            sync_batchnorm=sync_bn,
         )
         config.validate()
     except ValueError as error:
@@ -167,3 +173,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # Ctrl-C while typer parses options or torch imports
         sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":  # python -m cifar_edge.train.cli, and torchrun -m cifar_edge.train.cli
+    main()

@@ -56,8 +56,13 @@ class TrainConfig:
     quiet: bool = False
     # torch.compile the model (CUDA; costs ~1 minute of compilation up front, pays off over long runs).
     compile: bool = False
-    # CPU threads for torch; None = every core this process may use (measured fastest here).
+    # CPU threads for torch; None = every core this process may use (measured fastest here), divided among the
+    # processes torchrun started on this machine.
     threads: int | None = None
+    # Under torchrun: BatchNorm statistics over the whole global batch (SyncBatchNorm, CUDA only) instead of each
+    # rank's share. Off by default: per-rank statistics over batch/N images are plenty at batch >= 64 per rank and
+    # cost no extra communication.
+    sync_batchnorm: bool = False
 
     def validate(self) -> None:
         """Raise ValueError with one line naming the bad option."""

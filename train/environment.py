@@ -32,12 +32,13 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
-def configure_threads(device: torch.device, threads: int | None) -> int:
-    """Use every core on the CPU (measured fastest here); on CUDA the CPU only feeds the GPU, leave torch's pick."""
+def configure_threads(device: torch.device, threads: int | None, processes: int = 1) -> int:
+    """Use every core on the CPU (measured fastest here), shared out when ``processes`` training processes run on
+    this machine (torchrun); on CUDA the CPU only feeds the GPU, leave torch's pick."""
     if threads is not None:
         torch.set_num_threads(threads)
     elif device.type == "cpu":
-        torch.set_num_threads(available_cpus())
+        torch.set_num_threads(max(1, available_cpus() // max(1, processes)))
     return torch.get_num_threads()
 
 

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from cifar_edge.train.checkpoint import capture_rng_state, to_cpu, write_checkpoint
 from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.distributed import any_rank, broadcast_object, launched_as_worker
 from cifar_edge.train.environment import describe_environment
 from cifar_edge.train.interrupts import StopRequest
 from cifar_edge.train.loop import EpochTotals, NonFiniteLossError, StepEvent
 from cifar_edge.train.reporting import Reporter, write_curves, write_metrics_csv
 from cifar_edge.train.run_files import CHECKPOINT_FILE, RUN_JSON, WEIGHTS_FILE, save_model_files
 from cifar_edge.train.run_folder import new_run_dir, point_latest
-from cifar_edge.train.session import Session, open_session
+from cifar_edge.train.session import Session, close_session, open_session
 
 if TYPE_CHECKING:
     from cifar_edge.train.data import Splits
@@ -99,21 +100,40 @@ def fit(
     ``splits``: prepared data (tests, benchmarks); None loads it with ``load_splits`` from the config's data
     options. ``on_step`` is called after every optimizer step. Raises ValueError (bad options, data or run
     folder), TrainingFailed (non-finite loss) or TrainingInterrupted (Ctrl-C, after saving a checkpoint).
+
+    Under ``torchrun`` every process calls ``fit`` with the same arguments: they train one model together
+    (DistributedDataParallel, see :mod:`cifar_edge.train.distributed`), only rank 0 prints and writes the run
+    folder, and every rank returns the same result.
     """
-    reporter = reporter or Reporter(quiet=config.quiet)
+    reporter = reporter or Reporter(quiet=config.quiet or launched_as_worker())
     session_start = time.perf_counter()
     session = open_session(config, splits, reporter)
-    if session.run_dir is None:
+    try:
+        return _train(session, session_start, reporter, on_step)
+    finally:
+        close_session(session)
+
+
+def _train(
+    session: Session, session_start: float, reporter: Reporter, on_step: Callable[[StepEvent], None] | None
+) -> FitResult:
+    writes = session.distributed.is_main  # under torchrun only rank 0 touches the run folder
+    if session.run_dir is None and writes:
         session.run_dir = new_run_dir(session.config.runs_root)
         point_latest(session.config.runs_root, session.run_dir)
-    session.run_dir.mkdir(parents=True, exist_ok=True)
+    chosen = None if session.run_dir is None else str(session.run_dir)
+    session.run_dir = Path(broadcast_object(chosen, session.distributed))  # rank 0's choice, on every rank
+    if writes:
+        session.run_dir.mkdir(parents=True, exist_ok=True)
     session.config = replace(session.config, run_dir=str(session.run_dir))
     environment = describe_environment(session.trainer.device)
     recipe, position = session.recipe, session.position
     verb = "resuming" if position.epoch or position.step else "training"
+    processes = session.distributed.world_size
     reporter.line(
         f"{verb} {session.architecture['name']} ({recipe.name} recipe) on {environment['device_name']} "
-        f"[{environment['device']}, {session.threads} threads]: {len(session.train_data)} train / "
+        f"[{environment['device']}, {session.threads} threads{f', x {processes} processes' if processes > 1 else ''}]: "
+        f"{len(session.train_data)} train / "
         f"{len(session.val_data)} val images, {recipe.epochs} epochs -> {session.run_dir}"
     )
 
@@ -144,7 +164,7 @@ def fit(
                 curves.draw()
                 raise TrainingInterrupted(session.run_dir, position.global_step)
             _finish_epoch(session, environment, epoch_started, wall_time, reporter)
-            if stop.requested and position.epoch < recipe.epochs:
+            if any_rank(stop.requested, session.distributed, session.trainer.device) and position.epoch < recipe.epochs:
                 curves.draw()
                 raise TrainingInterrupted(session.run_dir, position.global_step)
             curves.draw(force=position.epoch >= recipe.epochs)
@@ -161,7 +181,7 @@ class _Curves:
 
     def draw(self, force: bool = True) -> None:
         metrics = self.session.metrics
-        if not metrics or len(metrics) == self.drawn_epochs:
+        if not self.session.distributed.is_main or not metrics or len(metrics) == self.drawn_epochs:
             return
         if not force and time.perf_counter() - self.drawn_at < CURVES_REFRESH_S:
             return
@@ -196,12 +216,15 @@ def _finish_epoch(
     position.epoch, position.step = position.epoch + 1, 0
     session.totals = EpochTotals()
     _save_checkpoint(session, wall_time_s)
-    save_model_files(session.run_dir, trainer.evaluation_model(), _record(session, environment, wall_time_s))
-    write_metrics_csv(session.run_dir / METRICS_CSV, session.metrics)
+    if session.distributed.is_main:
+        save_model_files(session.run_dir, trainer.evaluation_model(), _record(session, environment, wall_time_s))
+        write_metrics_csv(session.run_dir / METRICS_CSV, session.metrics)
     reporter.epoch_summary(row, session.recipe.epochs)
 
 
 def _save_checkpoint(session: Session, wall_time_s: float) -> None:
+    if not session.distributed.is_main:
+        return
     trainer, position, totals = session.trainer, session.position, session.totals
     payload = {
         "config": session.config.to_dict(),

@@ -16,6 +16,14 @@ from torch import nn
 
 from cifar_edge.train.augment import normalize, plan_epoch
 from cifar_edge.train.averaging import LookaheadAverage, WeightAverage
+from cifar_edge.train.distributed import (
+    SINGLE_PROCESS,
+    DistributedContext,
+    all_reduce_sum,
+    average_buffers,
+    rank_slice,
+    usable_images,
+)
 from cifar_edge.train.recipes import Recipe
 from cifar_edge.train.reporting import Reporter
 
@@ -129,9 +137,13 @@ class Trainer:
     std: torch.Tensor
     average: WeightAverage | None = None
     lookahead: LookaheadAverage | None = None
+    distributed: DistributedContext = SINGLE_PROCESS
+    # Rebuilds train_model from model (DDP, torch.compile) when the trainable parameters change; None = never.
+    wrap: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]] | None = None
 
     def __post_init__(self) -> None:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
+        self.wrapped_for = self._trainable_signature()
         # A CPU check is free; on CUDA each check syncs the device, so look every few steps (and before saving).
         self.finite_check_every = 1 if self.device.type == "cpu" else 25
         self.last_lr: float | None = None  # learning rate of the latest step (weights group)
@@ -143,7 +155,8 @@ class Trainer:
         return contextlib.nullcontext()
 
     def steps_per_epoch(self, num_images: int) -> int:
-        return math.ceil(num_images / self.recipe.batch_size)
+        batch, world = self.recipe.batch_size, self.distributed.world_size
+        return math.ceil(usable_images(num_images, batch, world) / batch)
 
     def evaluation_model(self) -> nn.Module:
         return self.model if self.average is None else self.average.model
@@ -158,12 +171,13 @@ class Trainer:
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Run the rest of epoch ``position.epoch``; True when it completed, False when a stop was requested."""
-        recipe, count = self.recipe, len(data)
-        steps = self.steps_per_epoch(count)
+        recipe, distributed = self.recipe, self.distributed
+        count = usable_images(len(data), recipe.batch_size, distributed.world_size)
+        steps = self.steps_per_epoch(len(data))
         total_steps = recipe.epochs * steps
         self.prepare_epoch(position.epoch)
         plan = plan_epoch(
-            count,
+            len(data),
             self.seed,
             position.epoch,
             crop_padding=recipe.crop_padding,
@@ -181,13 +195,20 @@ class Trainer:
         with reporter.epoch_progress(description, count, min(count, first_step * recipe.batch_size)) as progress:
             for step in range(first_step, steps):
                 start, stop = step * recipe.batch_size, min(count, (step + 1) * recipe.batch_size)
-                inputs = normalize(plan.batch(data.images, start, stop), self.mean, self.std)
-                labels = data.labels[plan.order[start:stop]]
+                # Under torchrun this rank trains on its chunk of the global batch; alone, on all of it.
+                first, last = rank_slice(start, stop, distributed.rank, distributed.world_size)
+                inputs = normalize(plan.batch(data.images, first, last), self.mean, self.std)
+                labels = data.labels[plan.order[first:last]]
                 with self.autocast():
                     logits = self.train_model(inputs)
                 loss = self.criterion(logits.float(), labels)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if distributed.enabled:
+                    # DDP averages gradients over ranks; weighting by the chunk's share makes that the global
+                    # batch's mean even when the last batch splits unevenly.
+                    (loss * ((last - first) * distributed.world_size / (stop - start))).backward()
+                else:
+                    loss.backward()
                 self.last_lr = self.optimizer.param_groups[0]["lr"]
                 self.optimizer.step()
                 self.scheduler.step()
@@ -195,11 +216,21 @@ class Trainer:
                 if self.average is not None:
                     self.average.update(self.model, position.global_step)
                 if averaging and self.lookahead.due(position.global_step):
+                    average_buffers(self.model, distributed)
                     self.lookahead.update(self.model, position.global_step, total_steps)
-                detached = loss.detach()
+                hits = (logits.detach().argmax(dim=1) == labels).sum()
+                if distributed.enabled:
+                    # One small all-reduce: the global batch's loss and hits, and whether any rank wants to stop,
+                    # so every rank logs, checks for NaN and stops at the same step.
+                    votes = torch.tensor(float(stop_requested()), dtype=torch.float64, device=self.device)
+                    stats = torch.stack([loss.detach().double() * (last - first), hits.double(), votes])
+                    all_reduce_sum(stats, distributed)
+                    detached, hits = (stats[0] / (stop - start)).float(), stats[1].long()
+                else:
+                    stats, detached = None, loss.detach()
                 losses[step] = detached
                 loss_sum += detached.double() * (stop - start)
-                correct += (logits.detach().argmax(dim=1) == labels).sum()
+                correct += hits
                 totals.seen += stop - start
                 if (step + 1 - first_step) % self.finite_check_every == 0 or step + 1 == steps:
                     checked = check_finite(losses, checked, step + 1, position)
@@ -209,7 +240,7 @@ class Trainer:
                 progress.advance(stop - start)
                 if on_step is not None:
                     on_step(StepEvent(position.epoch + 1, step + 1, position.global_step, self.model, self.optimizer))
-                if stop_requested() and step + 1 < steps:
+                if self._stop_agreed(stats, stop_requested, step + 1 - first_step) and step + 1 < steps:
                     check_finite(losses, checked, step + 1, position)
                     break
         if self.device.type == "cuda":
@@ -217,9 +248,23 @@ class Trainer:
         totals.train_seconds += time.perf_counter() - started
         totals.loss_sum, totals.correct = loss_sum, correct
         completed = position.step >= steps
-        if completed and averaging:
-            self.lookahead.settle(self.model)
+        if completed:
+            average_buffers(self.model, distributed)  # every rank ends the epoch with the same statistics
+            if self.average is not None:
+                average_buffers(self.average.model, distributed)
+            if averaging:
+                self.lookahead.settle(self.model)
         return completed
+
+    def _stop_agreed(self, stats: torch.Tensor | None, stop_requested: Callable[[], bool], done: int) -> bool:
+        """Alone: whether a stop was requested. Under torchrun: whether any rank voted to stop, read only where
+        the loss is checked anyway (reading it synchronises the GPU), so all ranks stop at the same step."""
+        if stats is None:
+            return stop_requested()
+        return done % self.finite_check_every == 0 and bool(stats[2] > 0)
+
+    def _trainable_signature(self) -> tuple[bool, ...]:
+        return tuple(parameter.requires_grad for parameter in self.model.parameters())
 
     def prepare_epoch(self, epoch: int) -> None:
         """Per-epoch trainability, a function of the epoch alone (so a resumed run sets it the same way)."""
@@ -227,6 +272,9 @@ class Trainer:
         bias = getattr(getattr(self.model, "whiten", None), "bias", None)
         if freeze_after > 0 and isinstance(bias, nn.Parameter):
             bias.requires_grad_(epoch < freeze_after)
+        signature = self._trainable_signature()
+        if self.wrap is not None and signature != self.wrapped_for:
+            self.train_model, self.wrapped_for = self.wrap(self.model), signature
 
     @torch.no_grad()
     def evaluate(self, data: DeviceData) -> tuple[float | None, float | None]:
@@ -235,18 +283,20 @@ class Trainer:
             return None, None
         model = self.evaluation_model()
         model.eval()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        # Under torchrun each rank scores its slice of the validation set and the sums are added up.
+        first, last = rank_slice(0, len(data), self.distributed.rank, self.distributed.world_size)
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct
         batch = self.recipe.eval_batch_size
-        for start in range(0, len(data), batch):
-            images = data.images[start : start + batch].permute(0, 3, 1, 2)
-            labels = data.labels[start : start + batch]
+        for start in range(first, last, batch):
+            images = data.images[start : min(last, start + batch)].permute(0, 3, 1, 2)
+            labels = data.labels[start : min(last, start + batch)]
             inputs = normalize(images, self.mean, self.std)
             with self.autocast():
                 logits = model(inputs).float()
                 if self.recipe.tta == "flip":
                     logits = (logits + model(inputs.flip(3)).float()) / 2
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").double()
-            correct += (logits.argmax(dim=1) == labels).sum()
+            sums[0] += F.cross_entropy(logits, labels, reduction="sum").double()
+            sums[1] += (logits.argmax(dim=1) == labels).sum()
         model.train()
-        return loss_sum.item() / len(data), correct.item() / len(data)
+        loss_sum, correct = all_reduce_sum(sums, self.distributed).tolist()
+        return loss_sum / len(data), correct / len(data)

@@ -17,6 +17,15 @@ from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
 from cifar_edge.train.averaging import LookaheadAverage
 from cifar_edge.train.checkpoint import read_checkpoint, restore_rng_state
 from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.distributed import (
+    DistributedContext,
+    data_parallel_wrapper,
+    local_batch_size,
+    main_first,
+    usable_images,
+)
+from cifar_edge.train.distributed import start as start_distributed
+from cifar_edge.train.distributed import stop as stop_distributed
 from cifar_edge.train.environment import configure_threads, resolve_device
 from cifar_edge.train.loop import DeviceData, EpochTotals, LrSchedule, Position, Trainer, WeightAverage
 from cifar_edge.train.models import available_models, build_model
@@ -46,11 +55,33 @@ class Session:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     previous_wall_time_s: float = 0.0  # spent by earlier sessions of a resumed run
     threads: int = 1
+    distributed: DistributedContext = field(default_factory=DistributedContext)  # torchrun's rank and world
 
 
 def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter) -> Session:
-    """Validate options, load or accept data, build everything; ValueError (one line) for bad options or data."""
+    """Validate options, load or accept data, build everything; ValueError (one line) for bad options or data.
+
+    Under torchrun this also joins the process group (``session.distributed``; released by ``close_session``).
+    """
     config.validate()
+    device = resolve_device(config.device)
+    distributed = start_distributed(device.type)
+    try:
+        if distributed.enabled and device.type == "cuda":
+            device = torch.device("cuda", distributed.local_rank)  # one GPU per process
+        return _build_session(config, splits, device, distributed)
+    except BaseException:
+        stop_distributed(distributed)
+        raise
+
+
+def close_session(session: Session) -> None:
+    stop_distributed(session.distributed)
+
+
+def _build_session(
+    config: TrainConfig, splits: Splits | None, device: torch.device, distributed: DistributedContext
+) -> Session:
     saved: dict[str, Any] | None = None
     if config.resume:
         run_dir: Path | None = resolve_resume_dir(config.resume)
@@ -63,15 +94,18 @@ def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter)
         run_dir = Path(config.run_dir) if config.run_dir else None
         if run_dir is not None and (run_dir / CHECKPOINT_FILE).exists():
             raise ValueError(f"--run-dir {run_dir} already holds a run; continue it with --resume {run_dir}")
-    device = resolve_device(config.device)
-    threads = configure_threads(device, config.threads)
+    local_batch_size(recipe.batch_size, distributed.world_size)  # ValueError unless the batch splits evenly
+    if config.sync_batchnorm and distributed.enabled and device.type != "cuda":
+        raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); drop it on the CPU")
+    threads = configure_threads(device, config.threads, processes=distributed.local_world_size)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
     base_contract = Contract() if recipe.normalization == "cifar10" else unnormalized_contract()
     if saved is not None:
         base_contract = Contract.from_dict(saved["contract"])
-    splits, spec = _obtain_splits(config, splits, saved, base_contract)
+    # Under torchrun rank 0 decodes (and caches) the data first; the other ranks then read its cache.
+    splits, spec = main_first(distributed, lambda: _obtain_splits(config, splits, saved, base_contract))
     _check_splits(splits, base_contract)
     contract = base_contract.with_classes(splits.class_names)
     if saved is not None and tuple(saved["contract"]["class_names"]) != contract.class_names:
@@ -101,7 +135,7 @@ def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter)
         nesterov=recipe.nesterov,
         weight_decay=recipe.weight_decay,
     )
-    steps_per_epoch = -(-len(train_data) // recipe.batch_size)
+    steps_per_epoch = -(-usable_images(len(train_data), recipe.batch_size, distributed.world_size) // recipe.batch_size)
     warmup_steps = round(recipe.warmup_epochs * steps_per_epoch)
     schedule = LrSchedule(
         recipe.schedule,
@@ -116,9 +150,23 @@ def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter)
     lookahead = None
     if recipe.lookahead_every > 0:
         lookahead = LookaheadAverage(recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power)
-    train_model = torch.compile(model) if config.compile else model
+    if config.sync_batchnorm and distributed.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameters, same state_dict names
+    wrap = data_parallel_wrapper(distributed, device, config.compile)
     trainer = Trainer(
-        model, train_model, optimizer, scheduler, recipe, config.seed, device, mean, std, average, lookahead
+        model,
+        wrap(model),
+        optimizer,
+        scheduler,
+        recipe,
+        config.seed,
+        device,
+        mean,
+        std,
+        average,
+        lookahead,
+        distributed,
+        wrap if distributed.enabled else None,
     )
 
     summary = _plain_json(splits.description)
@@ -133,6 +181,7 @@ def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter)
         val_data=val_data,
         run_dir=run_dir,
         threads=threads,
+        distributed=distributed,
     )
     if saved is not None:
         _restore(session, saved, schedule)
