@@ -15,7 +15,8 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 @dataclass
 class TrainConfig:
-    # Named recipe (optimizer, schedule, augmentation, contract): "default" (AirNet, ~85%+) or "seed" (the tutorial).
+    # Named recipe (optimizer, schedule, augmentation, contract): "default" (AirNet 32/128/128, the CPU recipe),
+    # "airbench" (AirNet 64/256/256 at batch 1024, the GPU recipe) or "seed" (the tutorial).
     recipe: str = "default"
     # Architecture from the model registry; None = the recipe's model.
     model: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -66,3 +67,13 @@ def test_alternating_flip_shows_every_image_both_ways_every_two_epochs() -> None
     assert not torch.equal(other_seed.flip[other_seed.order.argsort()], flips[0])
     random = [plan_epoch(count, seed=5, epoch=e, flip=True).flip for e in range(2)]
     assert not torch.equal(random[0], ~random[1])  # plain random flips carry no such guarantee
+
+
+def test_airbench_gpu_recipe_runs_on_the_cpu(tiny_splits: Splits, seed_config: TrainConfig) -> None:
+    """A smoke test of the GPU recipe where there is no GPU: full-width AirNet, batch 1024 (one step per epoch)."""
+    result = fit(replace(seed_config, recipe="airbench", batch_size=None, epochs=1), tiny_splits)
+    record = json.loads(result.run_json.read_text())
+    kwargs = {"widths": [64, 256, 256], "num_classes": 3}
+    assert record["architecture"] == {"name": "airnet", "kwargs": kwargs, "tta": "flip"}
+    assert record["recipe"]["batch_size"] == 1024 and record["recipe"]["lr"] == 1.5
+    assert result.metrics[0]["val_accuracy"] is not None

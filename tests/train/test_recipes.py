@@ -36,6 +36,17 @@ def test_default_recipe_is_the_tuned_airbench_style_recipe() -> None:
     assert TrainConfig().recipe == "default"
 
 
+def test_airbench_recipe_is_the_default_method_at_full_width_for_batch_1024() -> None:
+    default, airbench = get_recipe("default"), get_recipe("airbench")
+    assert airbench.model_kwargs == {"widths": [64, 256, 256]} and airbench.batch_size == 1024
+    assert (airbench.lr, airbench.momentum, airbench.weight_decay, airbench.bias_lr_scale) == (1.5, 0.85, 0.00133, 64)
+    assert airbench.tta == "flip" and airbench.epochs == 10
+    # The same shrink per image: twice the batch, twice the lr x wd per step.
+    assert airbench.lr * airbench.weight_decay / 1024 == pytest.approx(default.lr * default.weight_decay / 512)
+    same = ("schedule", "flip_mode", "lookahead_every", "average_start_epoch", "whiten_bias_epochs", "label_smoothing")
+    assert all(getattr(airbench, name) == getattr(default, name) for name in same)
+
+
 def test_explicit_options_override_the_recipe() -> None:
     config = TrainConfig(recipe="seed", epochs=3, batch_size=8, lr=0.1, recipe_overrides={"flip": True})
     recipe = resolve_recipe(config)
