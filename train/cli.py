@@ -118,6 +118,8 @@ def _run(config: TrainConfig, json_output: bool) -> int:
     except (ValueError, OSError) as error:  # DataError, ContractError, CheckpointError are ValueErrors
         _report(EXIT_USAGE, _one_line(error), json_output)
         return EXIT_USAGE
+    if result.rank != 0:  # under torchrun, rank 0 speaks for the run
+        return EXIT_OK
     if json_output:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
     elif not config.quiet:

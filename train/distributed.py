@@ -11,6 +11,7 @@ writes the run folder and prints.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,8 +179,11 @@ def data_parallel_wrapper(
         wrapped: Any = model
         if context.enabled:
             device_ids = [device.index] if device.type == "cuda" else None  # session pins cuda:LOCAL_RANK
-            # Buffers are averaged at the points where they matter (average_buffers), not broadcast every forward.
-            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+            # Buffers are averaged at the points where they matter (average_buffers), not broadcast every forward
+            # (torch >= 2.14 renamed the switch; syncing them once at construction is harmless: they are equal).
+            parameters = inspect.signature(nn.parallel.DistributedDataParallel).parameters
+            no_buffer_sync = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
+            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, **{no_buffer_sync: False})
         return torch.compile(wrapped) if compile_model else wrapped
 
     return wrap

@@ -50,6 +50,7 @@ class FitResult:
     epochs: int
     wall_time_s: float  # training wall time over all sessions of the run (resumes included)
     device: str
+    rank: int = 0  # under torchrun: this process's rank (only rank 0 wrote the run folder)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` summary."""
@@ -320,6 +321,7 @@ def _result(session: Session, wall_time_s: float) -> FitResult:
         epochs=session.position.epoch,
         wall_time_s=wall_time_s,
         device=str(session.trainer.device),
+        rank=session.distributed.rank,
     )
 
 
