@@ -20,14 +20,13 @@ from typing import Any, TextIO
 
 from cifar_edge.runtime import exit_codes
 from cifar_edge.runtime.model_file import RUNS_DIR, ModelError, resolve_model_path
-from cifar_edge.runtime.providers import (
+from cifar_edge.runtime.provider_diagnosis import (
     EXECUTION_PROVIDERS,
-    ProviderUnavailableError,
-    create_session,
     installed_onnxruntime_packages,
     probe_model_bytes,
     visible_nvidia_gpu,
 )
+from cifar_edge.runtime.providers import ProviderUnavailableError, create_session
 
 # Shared libraries a GPU onnxruntime needs (driver, CUDA runtime and maths libraries, cuDNN, TensorRT).
 GPU_LIBRARIES = ("cuda", "cudart", "cublas", "cublasLt", "cufft", "curand", "cudnn", "nvinfer")

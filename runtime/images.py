@@ -219,7 +219,7 @@ def _check_pixel_count(size: tuple[int, int], limit: int | None, source: str) ->
         raise ImageDecodeError(
             source,
             f"{width}x{height} = {width * height:,} pixels exceeds the decompression-bomb limit of {limit:,} "
-            "pixels (raise it with --max-pixels)",
+            "pixels (raise it with --max-pixels, or max_pixels= in Python)",
         )
 
 

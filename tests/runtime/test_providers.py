@@ -12,13 +12,11 @@ from typer.testing import CliRunner
 
 from cifar_edge.runtime import Classifier, ProviderUnavailableError
 from cifar_edge.runtime.cli import app
+from cifar_edge.runtime.provider_diagnosis import ProviderEnvironment, diagnose_unavailable, probe_model_bytes
 from cifar_edge.runtime.providers import (
-    ProviderEnvironment,
     capture_native_output,
     create_session,
     default_intra_op_threads,
-    diagnose_unavailable,
-    probe_model_bytes,
     usable_cpu_count,
 )
 
