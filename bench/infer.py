@@ -89,16 +89,15 @@ def main() -> None:
         if not needed.exists():
             sys.exit(f"missing {needed}")
 
-    work = Path(tempfile.mkdtemp(prefix="bench_infer_"))
-    model_path, weights_path, spec = prepare_model(args, work)
-    print(f"model: {spec['arch']} {model_path.stat().st_size:,} bytes ONNX ({spec['source']}); work dir {work}")
-    load = os.getloadavg()[0]
-    print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} before; python {sys.version.split()[0]}")
-
-    cold = cold_start(model_path, weights_path, spec, work, args.cold_repeats)
-    folder = jpeg_folder(work / "jpegs", args.images)
-    throughput_report = throughput(model_path, folder, args.batch_size, args.repeats)
-
+    with tempfile.TemporaryDirectory(prefix="bench_infer_") as temporary:
+        work = Path(temporary)
+        model_path, weights_path, spec = prepare_model(args, work)
+        print(f"model: {spec['arch']} {model_path.stat().st_size:,} bytes ONNX ({spec['source']})")
+        load = os.getloadavg()[0]
+        print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} before; python {sys.version.split()[0]}")
+        cold = cold_start(model_path, weights_path, spec, work, args.cold_repeats)
+        folder = jpeg_folder(work / "jpegs", args.images)
+        throughput_report = throughput(model_path, folder, args.batch_size, args.repeats)
     print(f"load average {os.getloadavg()[0]:.1f} after (other processes share these CPUs: compare ratios, not rates)")
     print()
     print(f"cold start, one image ({CAT_PHOTO.name}, {args.cold_repeats} runs each, median wall time):")
