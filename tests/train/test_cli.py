@@ -79,13 +79,19 @@ def test_human_output_and_default_run_folder(
         (["--model", "resnet"], "unknown model 'resnet'"),
         (["--resume", "/nonexistent/run"], "no checkpoint.pt"),
         (["--data", "/nonexistent/folder"], "/nonexistent/folder"),
+        (["--resume", "/some/run", "--batch-size", "8"], "--batch-size cannot change"),
     ],
 )
 def test_usage_and_data_errors_exit_2_with_one_line(
     data_args: list[str], tmp_path: Path, args: list[str], message: str
 ) -> None:
-    base = data_args if "--data" not in args else data_args[2:]
-    result = _invoke([*base, *FAST, "--epochs", "1", "--run-dir", str(tmp_path / "run"), "--quiet", *args])
+    if "--resume" in args:  # a resumed run takes its options from the checkpoint
+        base = ["--threads", "1"]
+    else:
+        base = [*data_args, *FAST, "--epochs", "1", "--run-dir", str(tmp_path / "run")]
+        if "--data" in args:
+            base = base[2:]
+    result = _invoke([*base, "--quiet", *args])
     assert result.exit_code == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cifar-train: error: ") and message in lines[0], lines
