@@ -11,7 +11,6 @@ Sources, first match wins:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ import numpy as np
 from cifar_edge.export.errors import ExportUsageError, first_line
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
+from cifar_edge.runtime.labelled_folder import LabelledDataError, list_labelled_files
 from cifar_edge.runtime.preprocess import resize_to_contract
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 _HELD_OUT_FOLDERS = ("val", "test")
 # How many real files of the data set join the preprocessing-parity check.
 PREPROCESS_SAMPLE_FILES = 4
@@ -116,21 +115,10 @@ def _class_root(root: Path) -> tuple[Path, Path]:
 
 
 def _labelled_files(folder: Path, contract: Contract) -> tuple[list[Path], np.ndarray]:
-    classes = sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and not entry.name.startswith("."))
-    unknown = [name for name in classes if name not in contract.class_names]
-    if unknown:
-        raise ExportUsageError(
-            f"{folder}: folders {unknown} are not classes of this model ({', '.join(contract.class_names)})"
-        )
-    files: list[Path] = []
-    labels: list[int] = []
-    for name in classes:
-        for dirpath, _, filenames in os.walk(folder / name):
-            for filename in sorted(filenames):
-                if filename.lower().endswith(IMAGE_SUFFIXES):
-                    files.append(Path(dirpath) / filename)
-                    labels.append(contract.class_names.index(name))
-    return files, np.asarray(labels, dtype=np.int64)
+    try:
+        return list_labelled_files(folder, contract)
+    except LabelledDataError as error:
+        raise ExportUsageError(str(error)) from None
 
 
 def _decode(files: list[Path], contract: Contract) -> tuple[np.ndarray, list[int]]:

@@ -187,6 +187,31 @@ def load_labelled_folder(
     ``limit`` keeps an evenly spread, class-stratified subset of that many files (quick runs).
     """
     root, class_root = find_labelled_folder(path)
+    files, label_array = list_labelled_files(class_root, contract)
+    if not files:
+        raise LabelledDataError(f"{class_root}: its class folders hold no image files")
+    if limit is not None and limit < len(files):
+        keep = stratified_subset(label_array, limit)
+        files = [files[index] for index in keep]
+        label_array = label_array[keep]
+    present = set(np.unique(label_array).tolist())
+    description = {
+        "source": "folder",
+        "root": str(root.resolve()),
+        "class_folder": str(class_root.resolve()),
+        "layout": "<class>/" if class_root == root else f"{class_root.name}/<class>/",
+        "images": len(files),
+        "classes_present": [name for index, name in enumerate(contract.class_names) if index in present],
+        "classes_missing": [name for index, name in enumerate(contract.class_names) if index not in present],
+    }
+    return FolderImages(files, label_array, contract, description, decode_workers=decode_workers, max_pixels=max_pixels)
+
+
+def list_labelled_files(class_root: Path, contract: Contract) -> tuple[list[Path], np.ndarray]:
+    """Image files under ``class_root/<class>/`` (recursive, sorted) and their label indices in ``contract``.
+
+    Raises LabelledDataError when there are no class folders or a folder names a class the model does not know.
+    """
     folders = sorted(
         entry.name for entry in os.scandir(class_root) if entry.is_dir() and not entry.name.startswith(".")
     )
@@ -206,23 +231,7 @@ def load_labelled_folder(
         found = _image_files(class_root / name)
         files.extend(found)
         labels.extend([contract.class_names.index(name)] * len(found))
-    if not files:
-        raise LabelledDataError(f"{class_root}: its class folders hold no image files")
-    label_array = np.asarray(labels, dtype=np.int64)
-    if limit is not None and limit < len(files):
-        keep = stratified_subset(label_array, limit)
-        files = [files[index] for index in keep]
-        label_array = label_array[keep]
-    description = {
-        "source": "folder",
-        "root": str(root.resolve()),
-        "class_folder": str(class_root.resolve()),
-        "layout": "<class>/" if class_root == root else f"{class_root.name}/<class>/",
-        "images": len(files),
-        "classes_present": [name for name in contract.class_names if name in folders],
-        "classes_missing": [name for name in contract.class_names if name not in folders],
-    }
-    return FolderImages(files, label_array, contract, description, decode_workers=decode_workers, max_pixels=max_pixels)
+    return files, np.asarray(labels, dtype=np.int64)
 
 
 def stratified_subset(labels: np.ndarray, limit: int) -> np.ndarray:
