@@ -1,7 +1,7 @@
 """Runtime test helpers: tiny real ONNX models built with onnx.helper (no torch), and real image files.
 
 The colour model: logits = 10 * mean_over_pixels(input) @ I + bias, so with an unnormalised contract
-(mean 0, std 1) a mostly-red image is "red", mostly-green "green", mostly-blue "blue" (tests/conftest.TINY_CLASSES).
+(mean 0, std 1) a mostly-red image is "red", mostly-green "green", mostly-blue "blue" (tests/tiny_data.TINY_CLASSES).
 """
 
 from __future__ import annotations
@@ -12,15 +12,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from tiny_data import SHARED_CAT_PHOTO, SHARED_CIFAR_TRAIN, TINY_CLASSES  # noqa: F401  (re-exported)
 
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, Contract, unnormalized_contract
 
-# Same classes as tests/conftest.py's TINY_CLASSES (not imported: every tests/*/conftest.py is module "conftest").
-TINY_CLASSES = ("red", "green", "blue")
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-SHARED_CIFAR_TRAIN = SHARED_DATA / "cifar10-jpeg" / "train"
-SHARED_CAT_PHOTO = SHARED_DATA / "photos" / "cat.png"
 OPSET = 17
 IR_VERSION = 8
 

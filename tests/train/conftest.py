@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 # --- training loop fixtures (fit, checkpoints, CLI) -------------------------------------------------------------
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from tiny_data import SHARED_CIFAR_TRAIN
 
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.data import Splits
@@ -64,12 +64,7 @@ def airnet_config(seed_config: TrainConfig) -> TrainConfig:
 
 @pytest.fixture(scope="session")
 def shared_cifar_train() -> Path:
-    """tests/conftest.py's SHARED_CIFAR_TRAIN (loaded by path: every conftest.py imports as module "conftest")."""
-    spec = importlib.util.spec_from_file_location("root_conftest_for_train", Path(__file__).parents[1] / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SHARED_CIFAR_TRAIN
+    return SHARED_CIFAR_TRAIN
 
 
 # --- end of training loop fixtures ------------------------------------------------------------------------------
