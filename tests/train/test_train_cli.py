@@ -116,8 +116,11 @@ def test_diverging_run_exits_1_naming_the_step(data_args: list[str], tmp_path: P
     assert report["status"] == "failed" and report["step"] >= 1
 
 
-def test_ctrl_c_exits_130_with_the_resume_command_and_the_run_resumes(data_args: list[str], tmp_path: Path) -> None:
-    """A real SIGINT sent to a real cifar-train process."""
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_exits_130_with_the_resume_command_and_the_run_resumes(
+    data_args: list[str], tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    """A real SIGINT (Ctrl-C) or SIGTERM (a job scheduler's stop) sent to a real cifar-train process."""
     run_dir = tmp_path / "run"
     command = [sys.executable, "-c", "from cifar_edge.train.cli import main; main()"]
     args = [*data_args, *FAST, "--epochs", "100000", "--run-dir", str(run_dir), "--json"]
@@ -127,7 +130,7 @@ def test_ctrl_c_exits_130_with_the_resume_command_and_the_run_resumes(data_args:
         while not (run_dir / "checkpoint.pt").exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert process.poll() is None, process.communicate()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
