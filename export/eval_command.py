@@ -16,16 +16,18 @@ from rich.console import Console
 
 from cifar_edge.export.eval_data import load_eval_data
 from cifar_edge.export.evaluate_models import ModelLoadError, OpenedModel, open_model
+from cifar_edge.runtime import exit_codes
 from cifar_edge.runtime.atomic_io import atomic_write_text
 from cifar_edge.runtime.evaluation import evaluation_report, run_model
 from cifar_edge.runtime.labelled_folder import LabelledDataError, LabelledImages
 from cifar_edge.runtime.providers import ProviderUnavailableError
 
-EXIT_OK = 0
-EXIT_SOME_IMAGES_SKIPPED = 1
-EXIT_USAGE = 2
-EXIT_PROVIDER_UNAVAILABLE = 3
-EXIT_INTERRUPTED = 130
+# cifar-eval's exit codes mean what cifar-infer's do (one definition: runtime/exit_codes.py).
+EXIT_OK = exit_codes.OK
+EXIT_SOME_IMAGES_SKIPPED = exit_codes.SOME_INPUTS_FAILED
+EXIT_USAGE = exit_codes.USAGE_OR_MODEL
+EXIT_PROVIDER_UNAVAILABLE = exit_codes.PROVIDER_UNAVAILABLE
+EXIT_INTERRUPTED = exit_codes.INTERRUPTED
 
 EVAL_JSON = "eval.json"
 CONFUSION_PNG = "confusion.png"
