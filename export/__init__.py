@@ -19,7 +19,7 @@ _LAZY = {
     "ArtifactResult": "cifar_edge.export.pipeline",
     "ExportResult": "cifar_edge.export.pipeline",
     "export_run": "cifar_edge.export.pipeline",
-    "FlipAverage": "cifar_edge.export.tta",
+    "FlipAverage": "cifar_edge.train.tta",
 }
 
 

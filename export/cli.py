@@ -36,6 +36,12 @@ class QuantizeChoice(str, Enum):
     int8 = "int8"
 
 
+class TtaChoice(str, Enum):
+    none = "none"
+    flip = "flip"
+    flip_shift = "flip_shift"
+
+
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
@@ -53,6 +59,12 @@ def export(
     quantize: QuantizeChoice | None = typer.Option(None, "--quantize", help="ONNX: static QDQ int8."),
     calibration: int = typer.Option(DEFAULTS.calibration_images, "--calibration", help="Images for int8 calibration."),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset version."),
+    tta: TtaChoice | None = typer.Option(
+        None,
+        "--tta",
+        help="Test-time augmentation baked into the graph: none (1 pass), flip (2) or flip_shift (6). "
+        "(default: the run's, as trained and scored)",
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="File (one artifact) or folder (several)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the parity gate before writing."),
     verify_images: int = typer.Option(DEFAULTS.verify_images, "--verify-images", help="Real images in the gate."),
@@ -86,6 +98,7 @@ def export(
         quantize=quantize.value if quantize else None,
         output=output,
         opset=opset,
+        tta=tta.value if tta else None,
         verify=verify,
         verify_images=verify_images,
         calibration_images=calibration,

@@ -59,6 +59,10 @@ class ExportConfig:
     # Where to write: a file for one artifact, a folder for several; None = the run folder with DEFAULT_FILE_NAMES.
     output: Path | None = None
     opset: int = DEFAULT_OPSET
+    # Test-time augmentation baked into every artifact: None = the run's (run.json architecture.tta, what its
+    # final validation accuracy was scored with); "none"/"flip"/"flip_shift" trade accuracy for inference cost
+    # (1, 2 or 6 forward passes per image). The gate then compares against the network wrapped the same way.
+    tta: str | None = None
     # Run the parity gate (strongly recommended; skipping it writes the artifact unverified and says so).
     verify: bool = True
     # Real images compared against PyTorch: a seeded sample of the run's validation images (0 = probes only).

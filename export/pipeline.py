@@ -178,8 +178,8 @@ def prepare_export(run_dir: Path, config: ExportConfig, progress: ExportProgress
         run = load_run(run_dir)
     except (RunFolderError, ContractError, ValueError, OSError) as error:
         raise ExportUsageError(first_line(error)) from None
-    tta = tta_mode(run.record)
-    module = module_for_export(run.model, run.record)
+    tta = tta_mode(run.record, config.tta)
+    module = module_for_export(run.model, run.record, config.tta)
     needs_calibration = config.quantize == "int8"
     with progress.step("loading real images"):
         data = gather_export_data(

@@ -1,37 +1,29 @@
 """Test-time augmentation baked into the exported graph, when the run record asks for it.
 
-A recipe may evaluate with horizontal-flip TTA (``record["architecture"]["tta"] == "flip"``). The export then wraps
-the network so that every artifact computes the same averaged logits, and the parity gate compares against the
-same wrapped module: the runtime needs no knowledge of TTA at all.
+A recipe may evaluate with test-time augmentation (``record["architecture"]["tta"]``: "flip" or "flip_shift", see
+:mod:`cifar_edge.train.tta`). The export then wraps the network in the same module training evaluated with, so
+every artifact computes the same averaged logits, and the parity gate compares against that wrapped module: the
+runtime needs no knowledge of TTA at all.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from cifar_edge.export.errors import ExportUsageError
-
-TTA_MODES = ("none", "flip")
-
-
-class FlipAverage(nn.Module):
-    """Average the logits of the image and its mirror image (flip along the width axis of NCHW input)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Two calls rather than one on torch.cat([x, flip(x)]): splitting the doubled batch again made torch.export
-        # specialise the batch axis to the example's size, which the parity gate caught.
-        return (self.model(x) + self.model(x.flip(-1))) * 0.5
+from cifar_edge.train.recipes import TTA_MODES
+from cifar_edge.train.tta import with_tta
 
 
-def tta_mode(record: dict[str, Any]) -> str:
-    """The TTA the run record requests ("none" when absent); ExportUsageError for values we do not know."""
+def tta_mode(record: dict[str, Any], requested: str | None = None) -> str:
+    """``requested`` (an export option) or else the TTA the run record names ("none" when absent);
+    ExportUsageError for values we do not know."""
+    if requested is not None:
+        if requested not in TTA_MODES:
+            raise ExportUsageError(f"--tta {requested!r} is not one of {', '.join(TTA_MODES)}")
+        return requested
     architecture = record.get("architecture") or {}
     mode = architecture.get("tta") or "none"
     if mode not in TTA_MODES:
@@ -39,9 +31,6 @@ def tta_mode(record: dict[str, Any]) -> str:
     return mode
 
 
-def module_for_export(model: nn.Module, record: dict[str, Any]) -> nn.Module:
+def module_for_export(model: nn.Module, record: dict[str, Any], requested: str | None = None) -> nn.Module:
     """The eval-mode module whose function every artifact must reproduce (the network, plus TTA if requested)."""
-    model.eval()
-    if tta_mode(record) == "flip":
-        return FlipAverage(model).eval()
-    return model
+    return with_tta(model.eval(), tta_mode(record, requested)).eval()

@@ -32,6 +32,25 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (emulated bf16 runs slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    try:  # torch exposes the CPU feature checks only privately; a missing one means "not known to be native"
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
+def resolve_precision(spec: str, device: torch.device) -> torch.dtype:
+    """ "auto" | "bf16" | "fp32" -> the dtype training steps compute in (see TrainConfig.precision)."""
+    if spec == "bf16" or (spec == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return torch.float32
+
+
 def configure_threads(device: torch.device, threads: int | None, processes: int = 1) -> int:
     """Use every core on the CPU (measured fastest here), shared out when ``processes`` training processes run on
     this machine (torchrun); on CUDA the CPU only feeds the GPU, leave torch's pick."""
@@ -66,7 +85,7 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def describe_environment(device: torch.device) -> dict[str, Any]:
+def describe_environment(device: torch.device, precision: torch.dtype = torch.float32) -> dict[str, Any]:
     """JSON-ready facts about the software and hardware a run used."""
     facts: dict[str, Any] = {
         "python": platform.python_version(),
@@ -78,6 +97,7 @@ def describe_environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": device_name(device),
         "threads": torch.get_num_threads(),
+        "precision": "bf16" if precision == torch.bfloat16 else "fp32",
         "cpu_count": available_cpus(),
     }
     if device.type == "cuda":

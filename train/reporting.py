@@ -21,6 +21,7 @@ METRIC_COLUMNS = (
     "train_accuracy",
     "val_loss",
     "val_accuracy",
+    "val_tta_accuracy",
     "lr",
     "seconds",
     "train_images_per_second",
@@ -89,6 +90,8 @@ class Reporter:
             if metrics["val_accuracy"] is None
             else f"val loss {metrics['val_loss']:.4f}  val acc {100 * metrics['val_accuracy']:6.2f}%"
         )
+        if metrics.get("val_tta_accuracy") is not None:
+            val += f"  (TTA {100 * metrics['val_tta_accuracy']:.2f}%)"
         self.line(
             f"epoch {metrics['epoch']:>{width}}/{total_epochs}  loss {metrics['train_loss']:.4f}  "
             f"train acc {100 * metrics['train_accuracy']:6.2f}%  {val}  lr {metrics['lr']:.4g}  "

@@ -26,9 +26,10 @@ from cifar_edge.train.distributed import (
 )
 from cifar_edge.train.distributed import start as start_distributed
 from cifar_edge.train.distributed import stop as stop_distributed
-from cifar_edge.train.environment import configure_threads, resolve_device
+from cifar_edge.train.environment import configure_threads, resolve_device, resolve_precision
 from cifar_edge.train.loop import DeviceData, EpochTotals, LrSchedule, Position, Trainer, WeightAverage
 from cifar_edge.train.models import available_models, build_model
+from cifar_edge.train.muon import FilterMuon
 from cifar_edge.train.recipes import Recipe, resolve_recipe
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.run_files import CHECKPOINT_FILE
@@ -128,13 +129,7 @@ def _build_session(
         pick = torch.randperm(len(train_data), generator=generator)[: recipe.whitening_images].to(device)
         model.init_whitening(normalize(train_data.images[pick].permute(0, 3, 1, 2), mean, std))
 
-    optimizer = torch.optim.SGD(
-        _parameter_groups(model, recipe),
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-    )
+    optimizer = _optimizer(model, recipe)
     steps_per_epoch = -(-usable_images(len(train_data), recipe.batch_size, distributed.world_size) // recipe.batch_size)
     warmup_steps = round(recipe.warmup_epochs * steps_per_epoch)
     schedule = LrSchedule(
@@ -167,6 +162,7 @@ def _build_session(
         lookahead,
         distributed,
         wrap if distributed.enabled else None,
+        resolve_precision(config.precision, device),
     )
 
     summary = _plain_json(splits.description)
@@ -207,6 +203,7 @@ def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -
         epochs=recipe.epochs,
         lr=recipe.lr if config.lr is not None else saved_config.lr,
         device=config.device,
+        precision=config.precision,
         threads=config.threads,
         compile=config.compile,
         quiet=config.quiet,
@@ -276,10 +273,21 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    groups = _parameter_groups(model, recipe)
+    if recipe.optimizer == "muon":
+        return FilterMuon(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+    return torch.optim.SGD(
+        groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+    )
+
+
 def _parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     """Two groups: everything trainable outside BatchNorm (group 0: weights, head, other biases such as the
     whitening stem's) at lr / weight_decay; BatchNorm parameters (shifts) at lr * bias_lr_scale, decaying at
-    weight_decay / bias_lr_scale (same shrink per step) when decay_norm, else not at all.
+    weight_decay / bias_lr_scale (same shrink per step) when decay_norm, else not at all. With the muon
+    optimizer, convolution filters (4-D weights) leave group 0 for a third group: orthogonalised updates at
+    muon_lr with muon_momentum, no weight decay (they are renormalised every step instead).
 
     Built from a freshly constructed model (before any per-epoch freezing), so a resumed run's groups match the
     checkpointed optimizer's.
@@ -293,10 +301,16 @@ def _parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     trainable = [p for p in model.parameters() if p.requires_grad]
     weights = [p for p in trainable if id(p) not in norm_ids]
     norms = [p for p in trainable if id(p) in norm_ids]
+    filters = [p for p in weights if p.ndim == 4] if recipe.optimizer == "muon" else []
+    weights = [p for p in weights if not any(p is f for f in filters)]
     groups = [{"params": weights, "weight_decay": recipe.weight_decay, "lr": recipe.lr}]
     if norms:
         decay = recipe.weight_decay / recipe.bias_lr_scale if recipe.decay_norm else 0.0
         groups.append({"params": norms, "weight_decay": decay, "lr": recipe.lr * recipe.bias_lr_scale})
+    if filters:
+        groups.append(
+            {"params": filters, "lr": recipe.muon_lr, "momentum": recipe.muon_momentum, "orthogonalize": True}
+        )
     return groups
 
 

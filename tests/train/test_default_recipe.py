@@ -22,13 +22,17 @@ def test_batchnorm_shifts_step_64x_faster_and_shrink_per_step_like_the_weights(
     session = open_session(replace(airnet_config, recipe_overrides={}), tiny_splits, Reporter(quiet=True))
     model, optimizer = session.trainer.model, session.trainer.optimizer
     names = {id(parameter): name for name, parameter in model.named_parameters()}
-    weights, norms = optimizer.param_groups
+    weights, norms, filters = optimizer.param_groups
     norm_names = sorted(names[id(p)] for p in norms["params"])
     assert norm_names and all(".norm" in name and name.endswith(".bias") for name in norm_names)
     assert len(norm_names) == 6  # two shifts per conv group; the BatchNorm scales are frozen
     weight_names = {names[id(p)] for p in weights["params"]}
-    assert {"whiten.bias", "head.weight", "groups.0.conv1.weight"} <= weight_names
-    assert "whiten.weight" not in weight_names  # the whitening filters never train
+    assert weight_names == {"whiten.bias", "head.weight"}  # the whitening filters never train
+    # Every trainable convolution filter bank takes Muon's orthogonalised steps, at its own rate and momentum.
+    filter_names = {names[id(p)] for p in filters["params"]}
+    assert filter_names == {f"groups.{g}.conv{c}.weight" for g in range(3) for c in (1, 2)}
+    assert filters["orthogonalize"] and not weights["orthogonalize"] and not norms["orthogonalize"]
+    assert (filters["initial_lr"], filters["momentum"], filters["weight_decay"]) == (0.08, 0.85, 0.0)
     assert (weights["initial_lr"], weights["weight_decay"]) == (0.75, 0.00133)
     assert (norms["initial_lr"], norms["weight_decay"]) == (0.75 * 64, 0.00133 / 64)
     # The same shrink per step for both groups (~0.001 x the schedule factor).
@@ -74,6 +78,6 @@ def test_airbench_gpu_recipe_runs_on_the_cpu(tiny_splits: Splits, seed_config: T
     result = fit(replace(seed_config, recipe="airbench", batch_size=None, epochs=1), tiny_splits)
     record = json.loads(result.run_json.read_text())
     kwargs = {"widths": [64, 256, 256], "num_classes": 3}
-    assert record["architecture"] == {"name": "airnet", "kwargs": kwargs, "tta": "flip"}
+    assert record["architecture"] == {"name": "airnet", "kwargs": kwargs, "tta": "flip_shift"}
     assert record["recipe"]["batch_size"] == 1024 and record["recipe"]["lr"] == 1.5
     assert result.metrics[0]["val_accuracy"] is not None

@@ -19,7 +19,8 @@ def test_seed_recipe_is_the_tutorial() -> None:
 def test_default_recipe_is_the_tuned_airbench_style_recipe() -> None:
     recipe = get_recipe("default")
     assert recipe.model == "airnet" and recipe.model_kwargs == {"widths": [32, 128, 128]}
-    assert (recipe.batch_size, recipe.epochs, recipe.label_smoothing) == (512, 10, 0.2)
+    assert (recipe.batch_size, recipe.epochs, recipe.label_smoothing) == (512, 18, 0.2)
+    assert (recipe.optimizer, recipe.muon_lr, recipe.muon_momentum) == ("muon", 0.08, 0.85)
     assert recipe.nesterov and (recipe.momentum, recipe.lr, recipe.weight_decay) == (0.85, 0.75, 0.00133)
     assert recipe.bias_lr_scale == 64 and recipe.decay_norm
     assert (recipe.schedule, recipe.lr_start_factor, recipe.lr_peak_fraction, recipe.lr_end_factor) == (
@@ -32,7 +33,7 @@ def test_default_recipe_is_the_tuned_airbench_style_recipe() -> None:
     assert (recipe.whitening_images, recipe.whiten_bias_epochs) == (5000, 3)
     assert (recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power) == (5, 0.95, 3.0)
     assert recipe.average_start_epoch == 3 and recipe.ema_decay == 0.0
-    assert recipe.tta == "flip"
+    assert recipe.tta == "flip_shift"
     assert TrainConfig().recipe == "default"
 
 
@@ -40,7 +41,7 @@ def test_airbench_recipe_is_the_default_method_at_full_width_for_batch_1024() ->
     default, airbench = get_recipe("default"), get_recipe("airbench")
     assert airbench.model_kwargs == {"widths": [64, 256, 256]} and airbench.batch_size == 1024
     assert (airbench.lr, airbench.momentum, airbench.weight_decay, airbench.bias_lr_scale) == (1.5, 0.85, 0.00133, 64)
-    assert airbench.tta == "flip" and airbench.epochs == 10
+    assert airbench.tta == "flip_shift" and airbench.epochs == 10 and airbench.optimizer == "sgd"
     # The same shrink per image: twice the batch, twice the lr x wd per step.
     assert airbench.lr * airbench.weight_decay / 1024 == pytest.approx(default.lr * default.weight_decay / 512)
     same = ("schedule", "flip_mode", "lookahead_every", "average_start_epoch", "whiten_bias_epochs", "label_smoothing")
