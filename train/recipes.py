@@ -42,7 +42,7 @@ class Recipe:
     # muon_lr (muon.FilterMuon; airbench94_muon's method), everything else the same SGD as with "sgd".
     optimizer: str = "sgd"
     # Relative step of every filter update (the filters are renormalised each step), scaled by the schedule.
-    muon_lr: float = 0.06
+    muon_lr: float = 0.08
     muon_momentum: float = 0.85
     # Learning-rate multiplier for BatchNorm parameters (shifts): with no scale to trade against, a shift needs
     # large steps to move at the pace of the weights it follows (airbench's "bias scaler").
@@ -160,8 +160,9 @@ SEED = Recipe(
 DEFAULT = Recipe(
     name="default",
     model="airnet",
-    # Half of AirNet's (64, 256, 256): ~4x less compute per image (~70 s/epoch on the 2-core CPU vs ~250 s at full
-    # width) for ~2% less accuracy; width is the main CPU lever. On a GPU use the airbench recipe.
+    # Half of AirNet's (64, 256, 256): ~4x less compute per image (bf16 on the 2-core CPU: 1,578 img/s, ~30 s/epoch,
+    # vs 497 img/s at full width and 814 at 48/192/192) for ~2% less accuracy at equal epochs; width is the main
+    # CPU lever. On a GPU use the airbench recipe.
     model_kwargs={"widths": [32, 128, 128]},
     normalization="cifar10",
     # 18 epochs of ~30 s (bf16) fill the 10-minute CPU budget; 10 epochs reached 88.4% (SGD), 18 reach ~90.4%.
@@ -228,7 +229,7 @@ DEFAULT = Recipe(
 # measured with), 10 epochs. Everything else as in the default, including airbench94's flip + shift TTA.
 # On CUDA it trains with bf16 autocast and channels_last; add --compile for long runs. Its time on an H100 is
 # unmeasured (no GPU was available when it was written); on this data airbench94 itself reached 90.72% (fp32, CPU,
-# 37 minutes on 2 cores). It runs on the CPU too (slowly: ~250 s/epoch on 2 cores).
+# 37 minutes on 2 cores). It runs on the CPU too (slowly: ~90 s/epoch on 2 cores in bf16).
 AIRBENCH = replace(
     DEFAULT,
     name="airbench",
