@@ -58,7 +58,8 @@ class TrainConfig:
     quiet: bool = False
     # Arithmetic of the training steps: "bf16" = bfloat16 autocast (weights, optimizer and loss stay float32);
     # "fp32"; "auto" = bf16 where the hardware computes it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or
-    # AMX: measured 1.76x the img/s of fp32 on this 2-core EPYC), else fp32 (emulated bf16 is slower than fp32).
+    # AMX: measured 1.76x the img/s of fp32 on this 2-core EPYC), else fp32 (emulated bf16 is
+    # usually slower than fp32; not measured here: this CPU has it natively).
     # The final evaluation runs in float32, so the final validation accuracy is what the float32 export computes.
     precision: str = "auto"
     # torch.compile the model (CUDA; costs ~1 minute of compilation up front, pays off over long runs).

@@ -33,7 +33,7 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 in hardware (emulated bf16 runs slower than float32)."""
+    """Whether ``device`` computes bfloat16 in hardware (emulated bf16 is usually slower than float32)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
