@@ -89,9 +89,15 @@ def plot(path: Path, series: dict[str, list[dict[str, Any]]], title: str) -> Non
     for name, points in series.items():
         seconds = [point["train_seconds"] for point in points]
         accuracy = [100 * point["val_accuracy"] for point in points]
-        axes.plot(seconds, accuracy, marker="o", label=f"{name} recipe")
-        axes.annotate(f"{accuracy[-1]:.1f}%", (seconds[-1], accuracy[-1]), textcoords="offset points", xytext=(4, 4))
+        line = axes.plot(seconds, accuracy, marker="o", label=f"{name} recipe")[0]
+        axes.annotate(f"{accuracy[-1]:.1f}%", (seconds[-1], accuracy[-1]), textcoords="offset points", xytext=(4, -12))
+        final_tta = points[-1].get("val_tta_accuracy")
+        if final_tta is not None:  # what the export computes: the final weights with the recipe's TTA
+            axes.plot(seconds[-1], 100 * final_tta, marker="*", markersize=12, color=line.get_color(), linestyle="")
+            label = f"{100 * final_tta:.1f}% with TTA"
+            axes.annotate(label, (seconds[-1], 100 * final_tta), textcoords="offset points", xytext=(-70, 6))
     axes.set_xlim(left=0)
+    axes.margins(y=0.1)  # room for the labels above the last points
     axes.set_xlabel("cumulative training seconds")
     axes.set_ylabel("validation accuracy (%)")
     axes.set_title(title, fontsize=10)
