@@ -5,7 +5,7 @@ Both train the tutorial ("seed") network with plain SGD (lr 0.05) at batch 64 on
 - baseline: the tutorial's loop: a torch DataLoader over in-memory PIL images with a per-sample ``ToTensor``
   (shuffled, batch 64, main process), each batch copied to the device, contiguous NCHW float32;
 - ours: ``fit()`` with the seed recipe: the whole uint8 set on the device, batches gathered and normalised there,
-  channels_last (and bf16 autocast on CUDA).
+  channels_last, and bf16 autocast where the hardware has it natively (``--precision auto``: this CPU does).
 
 The two run interleaved, step by step: ``fit``'s ``on_step`` hook runs one baseline step after each of our steps,
 and each side is timed for its own steps only. Both therefore see the same machine load at the same moments (the

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from cifar_edge.train.recipes import FLIP_MODES
+
 # Pseudo-epochs for randomness that is not per epoch: -1 picks the whitening images, -2 the alternating flip coins.
 WHITENING_PICK_EPOCH = -1
 FLIP_COIN_EPOCH = -2
@@ -66,8 +68,8 @@ def plan_epoch(
     ``flip_mode="alternating"``: each image has one coin drawn from ``seed`` alone; even epochs follow it, odd
     epochs invert it, so over any two consecutive epochs every image is seen both ways.
     """
-    if flip_mode not in ("random", "alternating"):
-        raise ValueError(f"flip_mode must be 'random' or 'alternating', got {flip_mode!r}")
+    if flip_mode not in FLIP_MODES:
+        raise ValueError(f"flip_mode must be one of {FLIP_MODES}, got {flip_mode!r}")
     generator = torch.Generator(device="cpu")
     generator.manual_seed(epoch_seed(seed, epoch))
     # Drawn on the CPU so the stream is identical on every device; N int64s per epoch is nothing to move.

@@ -108,6 +108,11 @@ def usable_images(count: int, batch_size: int, world_size: int) -> int:
     return count - remainder if 0 < remainder < world_size else count
 
 
+def steps_per_epoch(count: int, batch_size: int, world_size: int) -> int:
+    """Optimizer steps in one epoch over ``count`` images (the last batch may be partial)."""
+    return -(-usable_images(count, batch_size, world_size) // batch_size)
+
+
 def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
     if context.enabled:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from cifar_edge.train.distributed import (
     all_reduce_sum,
     average_buffers,
     rank_slice,
+    steps_per_epoch,
     usable_images,
 )
 from cifar_edge.train.recipes import Recipe
@@ -157,8 +157,7 @@ class Trainer:
         return contextlib.nullcontext()
 
     def steps_per_epoch(self, num_images: int) -> int:
-        batch, world = self.recipe.batch_size, self.distributed.world_size
-        return math.ceil(usable_images(num_images, batch, world) / batch)
+        return steps_per_epoch(num_images, self.recipe.batch_size, self.distributed.world_size)
 
     def evaluation_model(self) -> nn.Module:
         return self.model if self.average is None else self.average.model

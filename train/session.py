@@ -14,7 +14,7 @@ from torch import nn
 
 from cifar_edge.runtime.contract import Contract, unnormalized_contract
 from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
-from cifar_edge.train.averaging import LookaheadAverage
+from cifar_edge.train.averaging import LookaheadAverage, WeightAverage
 from cifar_edge.train.checkpoint import read_checkpoint, restore_rng_state
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.distributed import (
@@ -22,12 +22,12 @@ from cifar_edge.train.distributed import (
     data_parallel_wrapper,
     local_batch_size,
     main_first,
-    usable_images,
+    steps_per_epoch,
 )
 from cifar_edge.train.distributed import start as start_distributed
 from cifar_edge.train.distributed import stop as stop_distributed
 from cifar_edge.train.environment import configure_threads, resolve_device, resolve_precision
-from cifar_edge.train.loop import DeviceData, EpochTotals, LrSchedule, Position, Trainer, WeightAverage
+from cifar_edge.train.loop import DeviceData, EpochTotals, LrSchedule, Position, Trainer
 from cifar_edge.train.models import available_models, build_model
 from cifar_edge.train.muon import FilterMuon
 from cifar_edge.train.recipes import Recipe, resolve_recipe
@@ -130,11 +130,11 @@ def _build_session(
         model.init_whitening(normalize(train_data.images[pick].permute(0, 3, 1, 2), mean, std))
 
     optimizer = _optimizer(model, recipe)
-    steps_per_epoch = -(-usable_images(len(train_data), recipe.batch_size, distributed.world_size) // recipe.batch_size)
-    warmup_steps = round(recipe.warmup_epochs * steps_per_epoch)
+    epoch_steps = steps_per_epoch(len(train_data), recipe.batch_size, distributed.world_size)
+    warmup_steps = round(recipe.warmup_epochs * epoch_steps)
     schedule = LrSchedule(
         recipe.schedule,
-        recipe.epochs * steps_per_epoch,
+        recipe.epochs * epoch_steps,
         warmup_steps,
         recipe.lr_start_factor,
         recipe.lr_peak_fraction,
