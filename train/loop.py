@@ -104,7 +104,7 @@ class LrSchedule:
             if last <= 0:
                 return 1.0
             peak = min(self.peak_fraction * self.total_steps, last / 2)
-            if step <= peak:
+            if peak > 0 and step <= peak:  # peak_fraction 0: a pure linear decay from 1.0 at step 0
                 return self.start_factor + (1.0 - self.start_factor) * step / peak
             return 1.0 + (self.end_factor - 1.0) * min(1.0, (step - peak) / (last - peak))
         if step < self.warmup_steps:

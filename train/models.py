@@ -65,10 +65,12 @@ class ScaleFreeBatchNorm(nn.BatchNorm2d):
 
 
 class ConvGroup(nn.Module):
-    """conv3x3 > maxpool2 > BN > GELU > conv3x3 > BN > GELU."""
+    """conv3x3 > maxpool2 > BN > GELU > conv3x3 > BN > GELU; with ``pool_first`` the pool comes before the first
+    convolution, which then runs on a quarter of the positions (4x cheaper, coarser features)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, pool_first: bool = False) -> None:
         super().__init__()
+        self.pool_first = pool_first
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
         self.norm1 = ScaleFreeBatchNorm(out_channels)
@@ -80,7 +82,8 @@ class ConvGroup(nn.Module):
             nn.init.dirac_(conv.weight.data[: min(conv.in_channels, conv.out_channels)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.activation(self.norm1(self.pool(self.conv1(x))))
+        x = self.conv1(self.pool(x)) if self.pool_first else self.pool(self.conv1(x))
+        x = self.activation(self.norm1(x))
         return self.activation(self.norm2(self.conv2(x)))
 
 
@@ -98,6 +101,7 @@ class AirNet(nn.Module):
         whiten_kernel: int = 2,
         logit_scale: float = 1 / 9,
         image_size: tuple[int, int] | list[int] = (32, 32),
+        pool_first: tuple[bool, bool, bool] | list[bool] = (False, False, False),
     ) -> None:
         super().__init__()
         whiten_width = 2 * 3 * whiten_kernel**2
@@ -105,7 +109,10 @@ class AirNet(nn.Module):
         self.whiten.weight.requires_grad = False
         self.activation = nn.GELU()
         w1, w2, w3 = widths
-        self.groups = nn.Sequential(ConvGroup(whiten_width, w1), ConvGroup(w1, w2), ConvGroup(w2, w3))
+        early, middle, late = pool_first
+        self.groups = nn.Sequential(
+            ConvGroup(whiten_width, w1, early), ConvGroup(w1, w2, middle), ConvGroup(w2, w3, late)
+        )
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(w3, num_classes, bias=False)
         self.logit_scale = logit_scale

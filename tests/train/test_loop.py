@@ -35,6 +35,12 @@ def test_triangle_rises_from_start_to_peak_then_falls_to_end() -> None:
     assert factors[61] == pytest.approx(1.0 - 0.93 * (61 - 23) / (99 - 23))
 
 
+def test_triangle_without_a_ramp_decays_linearly_from_the_first_step() -> None:
+    schedule = LrSchedule("triangle", total_steps=11, start_factor=0.2, peak_fraction=0.0, end_factor=0.0)
+    factors = [schedule(step) for step in range(11)]
+    assert factors == pytest.approx([1.0 - step / 10 for step in range(11)])  # start_factor plays no part
+
+
 def test_deferred_finite_check_names_the_first_bad_step() -> None:
     """On CUDA the loss is checked every few steps; the error must still name the step that went bad."""
     losses = torch.tensor([1.0, 0.9, float("inf"), float("nan"), 0.5])

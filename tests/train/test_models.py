@@ -62,3 +62,19 @@ def test_airnet_whitening_decorrelates_patches() -> None:
 def test_unknown_model_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown model 'resnet9'"):
         build_model("resnet9")
+
+
+def test_pool_first_pools_before_the_groups_first_convolution() -> None:
+    torch.manual_seed(0)
+    sizes: dict[tuple[bool, ...], list[int]] = {}
+    for flags in ((False, False, False), (False, True, True)):
+        model = build_model("airnet", widths=[8, 16, 16], pool_first=list(flags)).eval()
+        sizes[flags] = []
+        for group in model.groups:
+            group.conv1.register_forward_hook(
+                lambda _module, _inputs, output, seen=sizes[flags]: seen.append(output.shape[-1])
+            )
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    # The stem leaves 31x31; each group halves it once, before or after its first convolution.
+    assert sizes[(False, False, False)] == [31, 15, 7]
+    assert sizes[(False, True, True)] == [31, 7, 3]
