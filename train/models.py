@@ -108,6 +108,8 @@ class AirNet(nn.Module):
         self.whiten = nn.Conv2d(3, whiten_width, whiten_kernel, padding=0, bias=True)
         self.whiten.weight.requires_grad = False
         self.activation = nn.GELU()
+        if len(widths) != 3 or len(pool_first) != 3:
+            raise ValueError(f"airnet needs 3 widths and 3 pool_first flags, got {list(widths)} and {list(pool_first)}")
         w1, w2, w3 = widths
         early, middle, late = pool_first
         self.groups = nn.Sequential(
