@@ -167,7 +167,7 @@ DEFAULT = Recipe(
     # CPU lever. On a GPU use the airbench recipe.
     model_kwargs={"widths": [32, 128, 128]},
     normalization="cifar10",
-    # 18 epochs of ~30 s (bf16) fill the 10-minute CPU budget; 10 epochs reached 88.4% (SGD), 18 reach ~90.4%.
+    # 18 epochs of ~30 s (bf16) fill the 10-minute CPU budget; 10 epochs reached 88.4% (SGD), 18 reach ~90%.
     epochs=18,
     # Large batches keep the CPU's matrix units busy and BatchNorm statistics stable; 88 steps per epoch.
     batch_size=512,

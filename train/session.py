@@ -301,8 +301,9 @@ def _parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     trainable = [p for p in model.parameters() if p.requires_grad]
     weights = [p for p in trainable if id(p) not in norm_ids]
     norms = [p for p in trainable if id(p) in norm_ids]
-    filters = [p for p in weights if p.ndim == 4] if recipe.optimizer == "muon" else []
-    weights = [p for p in weights if not any(p is f for f in filters)]
+    muon = recipe.optimizer == "muon"
+    filters = [p for p in weights if muon and p.ndim == 4]
+    weights = [p for p in weights if not (muon and p.ndim == 4)]
     groups = [{"params": weights, "weight_decay": recipe.weight_decay, "lr": recipe.lr}]
     if norms:
         decay = recipe.weight_decay / recipe.bias_lr_scale if recipe.decay_norm else 0.0
