@@ -74,6 +74,11 @@ def train(
     sync_bn: bool = typer.Option(
         False, "--sync-bn/--no-sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch."
     ),
+    tune_malloc: bool = typer.Option(
+        True,
+        "--tune-malloc/--no-tune-malloc",
+        help="CPU, glibc: keep freed memory for reuse instead of page-faulting it back every step (~1.2x img/s).",
+    ),
 ) -> None:
     """Train an image classifier on CIFAR-10 or your own ImageFolder and write a self-describing run folder."""
     try:
@@ -99,6 +104,7 @@ def train(
             compile=compile_model,
             threads=threads,
             sync_batchnorm=sync_bn,
+            tune_malloc=tune_malloc,
         )
         config.validate()
     except ValueError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 from importlib import metadata
@@ -59,6 +60,36 @@ def configure_threads(device: torch.device, threads: int | None, processes: int 
     elif device.type == "cpu":
         torch.set_num_threads(max(1, available_cpus() // max(1, processes)))
     return torch.get_num_threads()
+
+
+# glibc mallopt parameters (malloc.h) and the values tune_malloc sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's largest allowed on 64-bit: every block up to 32 MiB is reused
+TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024  # free memory kept at the heap's top before any is handed back
+USER_MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
+
+def tune_malloc() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of returning it to the OS; True if it did.
+
+    A CPU training step allocates and frees the same tens of megabytes of activations every step. By default
+    glibc serves big blocks with fresh mmap()s and trims the heap's free top back to the OS, so every step
+    page-faults and zero-fills that memory again. Keeping it (the effect jemalloc or tcmalloc give, which PyTorch's
+    CPU performance guides recommend) measured 1.15-1.3x the img/s for the default recipe on this 2-core EPYC
+    (bench/malloc_tuning.py). The cost: the process keeps its peak memory until it exits. Process-wide and
+    permanent; skipped off glibc and when the user set any MALLOC_* tunable in the environment.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if any(name in os.environ for name in USER_MALLOC_SETTINGS):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) & bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    )
 
 
 def device_name(device: torch.device) -> str:

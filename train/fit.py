@@ -128,6 +128,7 @@ def _train(
         session.run_dir.mkdir(parents=True, exist_ok=True)
     session.config = replace(session.config, run_dir=str(session.run_dir))
     environment = describe_environment(session.trainer.device, session.trainer.precision)
+    environment["malloc_tuned"] = session.malloc_tuned
     recipe, position = session.recipe, session.position
     verb = "resuming" if position.epoch or position.step else "training"
     processes = session.distributed.world_size

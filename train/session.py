@@ -26,7 +26,7 @@ from cifar_edge.train.distributed import (
 )
 from cifar_edge.train.distributed import start as start_distributed
 from cifar_edge.train.distributed import stop as stop_distributed
-from cifar_edge.train.environment import configure_threads, resolve_device, resolve_precision
+from cifar_edge.train.environment import configure_threads, resolve_device, resolve_precision, tune_malloc
 from cifar_edge.train.loop import DeviceData, EpochTotals, LrSchedule, Position, Trainer
 from cifar_edge.train.models import available_models, build_model
 from cifar_edge.train.muon import FilterMuon
@@ -56,6 +56,7 @@ class Session:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     previous_wall_time_s: float = 0.0  # spent by earlier sessions of a resumed run
     threads: int = 1
+    malloc_tuned: bool = False  # environment.tune_malloc took effect in this process
     distributed: DistributedContext = field(default_factory=DistributedContext)  # torchrun's rank and world
 
 
@@ -99,6 +100,7 @@ def _build_session(
     if config.sync_batchnorm and distributed.enabled and device.type != "cuda":
         raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); drop it on the CPU")
     threads = configure_threads(device, config.threads, processes=distributed.local_world_size)
+    malloc_tuned = config.tune_malloc and device.type == "cpu" and tune_malloc()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -177,6 +179,7 @@ def _build_session(
         val_data=val_data,
         run_dir=run_dir,
         threads=threads,
+        malloc_tuned=malloc_tuned,
         distributed=distributed,
     )
     if saved is not None:
@@ -205,6 +208,7 @@ def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -
         device=config.device,
         precision=config.precision,
         threads=config.threads,
+        tune_malloc=config.tune_malloc,
         compile=config.compile,
         quiet=config.quiet,
         run_dir=str(run_dir),

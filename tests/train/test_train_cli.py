@@ -60,12 +60,14 @@ def test_human_output_and_default_run_folder(
     data_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = _invoke([*data_args, *FAST, "--epochs", "1"])
+    result = _invoke([*data_args, *FAST, "--epochs", "1", "--no-tune-malloc"])
     assert result.exit_code == 0, result.stderr
     assert "epoch 1/1  loss" in result.stdout and "val acc" in result.stdout and "done in" in result.stdout
     latest = tmp_path / "runs" / "latest"
     assert latest.is_symlink() and (latest / "run.json").is_file()
     assert str(latest.resolve().name) in result.stdout
+    record = json.loads((latest / "run.json").read_text())
+    assert record["config"]["tune_malloc"] is False and record["environment"]["malloc_tuned"] is False
 
 
 @pytest.mark.parametrize(
