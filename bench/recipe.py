@@ -71,7 +71,13 @@ def train_both(
     results: dict[str, list[dict[str, Any]]] = {}
     for name in RECIPES:
         config = TrainConfig(
-            recipe=name, epochs=epochs[name], run_dir=str(runs / name), device=device, threads=threads, quiet=True
+            recipe=name,
+            epochs=epochs[name],
+            run_dir=str(runs / name),
+            device=device,
+            threads=threads,
+            quiet=True,
+            recipe_overrides={"eval_every": 1},  # a point per epoch for the curve (the default monitors every 3rd)
         )
         results[name] = fit(config, splits).metrics
         if verbose:

@@ -71,7 +71,7 @@ class TrainConfig:
     # rank's share. Off by default: per-rank statistics over batch/N images are plenty at batch >= 64 per rank and
     # cost no extra communication.
     sync_batchnorm: bool = False
-    # CPU: make glibc's malloc keep freed memory for reuse (environment.tune_malloc): measured 1.15-1.3x the
+    # CPU: make glibc's malloc keep freed memory for reuse (environment.tune_malloc): measured 1.1-1.3x the
     # training img/s here, at the price of holding the run's peak memory until the process exits.
     tune_malloc: bool = True
 

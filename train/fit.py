@@ -201,11 +201,13 @@ def _finish_epoch(
     reporter: Reporter,
 ) -> None:
     trainer, totals, position, recipe = session.trainer, session.totals, session.position, session.recipe
-    # Every epoch scores the bare network (one pass: cheap; mid-run in the training precision, a monitor); the
-    # last epoch scores in float32 and also with the recipe's TTA, which is what the export computes (airbench
-    # reports the same pair). TTA costs 2-6 passes: too dear for every epoch of a 10-minute budget.
+    # Every eval_every epochs the bare network is scored (one pass; mid-run in the training precision, a
+    # monitor); the last epoch scores in float32 and also with the recipe's TTA, which is what the export
+    # computes (airbench reports the same pair). TTA costs 2-6 passes: too dear for every epoch of a 10-minute budget.
     final = position.epoch + 1 >= recipe.epochs
-    val_loss, val_accuracy = trainer.evaluate(session.val_data, in_training_precision=not final)
+    val_loss, val_accuracy = None, None
+    if final or (position.epoch + 1) % recipe.eval_every == 0:  # the recipe's monitor interval (eval_every)
+        val_loss, val_accuracy = trainer.evaluate(session.val_data, in_training_precision=not final)
     val_tta_accuracy = None
     if recipe.tta != "none" and final:
         val_tta_accuracy = trainer.evaluate(session.val_data, recipe.tta)[1]

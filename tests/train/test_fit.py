@@ -223,3 +223,15 @@ def test_no_validation_split_still_trains(tiny_splits: Splits, seed_config: Trai
     result = fit(replace(seed_config, epochs=1), splits)
     assert result.best_val_accuracy is None and result.metrics[0]["val_accuracy"] is None
     assert result.curves_png.stat().st_size > 0
+
+
+def test_eval_every_scores_the_monitor_epochs_and_always_the_last(
+    tiny_splits: Splits, seed_config: TrainConfig
+) -> None:
+    config = replace(seed_config, epochs=3, recipe_overrides={"eval_every": 2})
+    result = fit(config, tiny_splits)
+    assert [row["val_accuracy"] is not None for row in result.metrics] == [False, True, True]
+    assert result.final_val_accuracy == result.metrics[-1]["val_accuracy"]
+    with open(result.run_dir / "metrics.csv", newline="") as handle:
+        assert [row["val_accuracy"] != "" for row in csv.DictReader(handle)] == [False, True, True]
+    assert (result.run_dir / "curves.png").stat().st_size > 0

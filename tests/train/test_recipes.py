@@ -33,7 +33,7 @@ def test_default_recipe_is_the_tuned_airbench_style_recipe() -> None:
     assert (recipe.whitening_images, recipe.whiten_bias_epochs) == (5000, 3)
     assert (recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power) == (5, 0.95, 3.0)
     assert recipe.average_start_epoch == 3 and recipe.ema_decay == 0.0
-    assert recipe.tta == "flip_shift"
+    assert recipe.tta == "flip_shift" and recipe.eval_every == 3
     assert TrainConfig().recipe == "default"
 
 
@@ -73,6 +73,8 @@ def test_overrides_are_type_checked() -> None:
         apply_overrides(recipe, {"tta": "mirror"})
     with pytest.raises(ValueError, match="flip_mode must be one of"):
         apply_overrides(recipe, {"flip_mode": "sometimes"})
+    with pytest.raises(ValueError, match="eval_every must be >= 1"):
+        apply_overrides(recipe, {"eval_every": 0})
     with pytest.raises(ValueError, match="choose one weight average"):
         apply_overrides(recipe, {"ema_decay": 0.99})
     with pytest.raises(ValueError, match="unknown recipe 'fast'"):
