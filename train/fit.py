@@ -146,6 +146,12 @@ def _train(
     def announce_stop() -> None:
         reporter.progress_console.print("Ctrl-C: finishing this step and saving a checkpoint (again to abort)")
 
+    if session.config.compile or session.trainer.device.type == "cuda":
+        # torch.compile's compilations and cuDNN's algorithm search happen here, not inside the timed epochs.
+        warm_up_started = time.perf_counter()
+        session.trainer.warm_up(session.train_data, position.epoch)
+        environment["warm_up_seconds"] = round(time.perf_counter() - warm_up_started, 3)
+        reporter.line(f"warmed up in {environment['warm_up_seconds']:.1f} s (outside the epochs' training seconds)")
     curves = _Curves(session)
     with StopRequest(on_first_signal=announce_stop) as stop:
         while position.epoch < recipe.epochs:
@@ -222,6 +228,7 @@ def _finish_epoch(
         "val_tta_accuracy": val_tta_accuracy,
         "lr": trainer.last_lr if trainer.last_lr is not None else trainer.optimizer.param_groups[0]["lr"],
         "seconds": round(seconds, 3),
+        "train_seconds": round(totals.train_seconds, 3),  # in the optimizer steps alone (no evaluation or saving)
         "train_images_per_second": round(totals.seen / max(totals.train_seconds, 1e-9), 1),
         "elapsed_seconds": round(wall_time_s, 3),
     }

@@ -24,6 +24,7 @@ METRIC_COLUMNS = (
     "val_tta_accuracy",
     "lr",
     "seconds",
+    "train_seconds",
     "train_images_per_second",
     "elapsed_seconds",
 )

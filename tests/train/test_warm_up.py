@@ -1,0 +1,64 @@
+"""The compile warm-up: every batch shape and trainable-parameter set runs once before the clock, and the run still
+computes exactly what it would have computed without it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from cifar_edge.train import TrainConfig, fit
+from cifar_edge.train.data import Splits
+from cifar_edge.train.reporting import Reporter
+from cifar_edge.train.session import close_session, open_session
+
+
+def test_warm_up_visits_every_shape_and_signature_and_restores_the_state(
+    tiny_splits: Splits, airnet_config: TrainConfig
+) -> None:
+    session = open_session(airnet_config, tiny_splits, Reporter(quiet=True))
+    try:
+        trainer = session.trainer
+        bias = trainer.model.whiten.bias
+        before = {name: value.clone() for name, value in trainer.model.state_dict().items()}
+        seen: list[tuple[int, bool]] = []
+
+        def recording(inputs: torch.Tensor) -> torch.Tensor:
+            seen.append((len(inputs), bias.requires_grad))
+            return trainer.model(inputs)
+
+        trainer.train_model = recording
+        trainer.warm_up(session.train_data, from_epoch=0)
+        # 54 images at batch 16: full batches and a last one of 6; the whitening bias trains in epoch 1 only.
+        assert sorted(seen) == [(6, False), (6, True), (16, False), (16, True)]
+        after = trainer.model.state_dict()
+        assert [name for name in before if not torch.equal(before[name], after[name])] == []
+        assert all(parameter.grad is None for parameter in trainer.model.parameters())
+        assert bias.requires_grad  # back to epoch 1's trainability
+
+        seen.clear()
+        trainer.warm_up(session.train_data, from_epoch=1)  # a resumed run only needs what is left
+        assert sorted(seen) == [(6, False), (16, False)]
+    finally:
+        close_session(session)
+
+
+def test_compiled_run_warms_up_outside_the_clock_and_trains_identically(
+    tiny_splits: Splits, airnet_config: TrainConfig, tmp_path: Path, monkeypatch
+) -> None:
+    plain = fit(replace(airnet_config, run_dir=str(tmp_path / "plain")), tiny_splits)
+    # torch.compile itself is not under test here (inductor needs minutes of CPU); the warm-up around it is.
+    monkeypatch.setattr(torch, "compile", lambda model, **options: model)
+    compiled = fit(replace(airnet_config, compile=True, run_dir=str(tmp_path / "compiled")), tiny_splits)
+
+    plain_state = torch.load(plain.checkpoint, weights_only=True)["model"]
+    compiled_state = torch.load(compiled.checkpoint, weights_only=True)["model"]
+    assert [name for name in plain_state if not torch.equal(plain_state[name], compiled_state[name])] == []
+    assert compiled.final_val_accuracy == plain.final_val_accuracy
+    environment = json.loads(compiled.run_json.read_text())["environment"]
+    assert environment["warm_up_seconds"] >= 0
+    assert "warm_up_seconds" not in json.loads(plain.run_json.read_text())["environment"]
+    for row in compiled.metrics:
+        assert 0 < row["train_seconds"] <= row["seconds"]
