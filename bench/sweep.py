@@ -110,8 +110,9 @@ def summarize(runs: list[dict[str, Any]], labels: list[str]) -> list[dict[str, A
             "sd_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
             "mean_train_seconds": statistics.fmean(run["train_seconds"] for run in done.values()) if done else None,
         }
-        paired = [done[seed]["final_accuracy"] - baseline[seed]["final_accuracy"] for seed in done if seed in baseline]
-        if label != labels[0] and paired and None not in paired:
+        pairs = [(done[seed]["final_accuracy"], baseline[seed]["final_accuracy"]) for seed in done if seed in baseline]
+        paired = [mine - first for mine, first in pairs if mine is not None and first is not None]
+        if label != labels[0] and paired:
             row["paired_seeds"] = len(paired)
             row["mean_difference"] = statistics.fmean(paired)
             row["difference_se"] = statistics.stdev(paired) / math.sqrt(len(paired)) if len(paired) > 1 else None
@@ -154,10 +155,16 @@ def sweep(
 
     def record(run: dict[str, Any]) -> None:
         runs.append(run)
-        shown = run.get("error") or (
-            f"{100 * run['final_accuracy']:.2f}% (bare {100 * run['bare_accuracy']:.2f}%), "
-            f"{run['train_seconds']:.2f} s training, {run['process_seconds']:.1f} s in all"
-        )
+        if "error" in run:
+            shown = run["error"]
+        else:
+            accuracy = (
+                "no validation images"
+                if run["final_accuracy"] is None
+                else (f"{100 * run['final_accuracy']:.2f}% (bare {100 * run['bare_accuracy']:.2f}%)")
+            )
+            shown = f"{accuracy}, {run['train_seconds']:.2f} s training, {run['process_seconds']:.1f} s in all"
+
         print(f"[{time.perf_counter() - started:6.0f} s] {run['label']} seed {run['seed']}: {shown}", flush=True)
         result = {"plan": plan, "data": data, "workers": workers, "runs": runs, "summary": summarize(runs, labels)}
         atomic_write_text(out / "sweep.json", json.dumps(result, indent=2) + "\n")

@@ -28,7 +28,7 @@ EPILOG = (
     "bf16 where the CPU has it: ~90% validation accuracy (89.95% mean over seeds 0-3) on the JPEG copy of "
     "CIFAR-10 in about 10 minutes on a 2-core CPU) and "
     "'airbench' (airbench94's SGD method at full width 64/256/256, batch 1024, lr 1.5, 10 epochs: for a GPU, with "
-    "bf16 and channels_last; add --compile) and "
+    "bf16 and channels_last: 2.7 s on all 50,000 images on an H200) and "
     "'seed' (the original tutorial CNN: plain SGD lr 0.05, batch 64, 10 epochs, inputs in [0, 1]). "
     "See docs/training.md for every recipe field and why. "
     "Several processes or GPUs: torchrun --nproc-per-node N $(which cifar-train) ... (DistributedDataParallel; "
@@ -69,7 +69,9 @@ def train(
     precision: str = typer.Option(
         "auto", help="Training arithmetic: auto (bf16 where the GPU/CPU has it natively, else fp32), bf16 or fp32."
     ),
-    compile_model: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model (CUDA)."),
+    compile_model: bool = typer.Option(
+        False, "--compile/--no-compile", help="torch.compile the model (compiled in the warm-up, before the clock)."
+    ),
     threads: int | None = typer.Option(None, help="CPU threads. (default: all cores, shared by torchrun's processes)"),
     sync_bn: bool = typer.Option(
         False, "--sync-bn/--no-sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch."

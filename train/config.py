@@ -62,7 +62,8 @@ class TrainConfig:
     # usually slower than fp32; not measured here: this CPU has it natively).
     # The final evaluation runs in float32, so the final validation accuracy is what the float32 export computes.
     precision: str = "auto"
-    # torch.compile the model (CUDA; costs ~1 minute of compilation up front, pays off over long runs).
+    # torch.compile the model. It compiles during the warm-up, before the epochs' clock (28 s on an H200 the first
+    # time, seconds from torch's caches after); for AirNet on that H200 the compiled steps were slower than eager ones.
     compile: bool = False
     # CPU threads for torch; None = every core this process may use (measured fastest here), divided among the
     # processes torchrun started on this machine.
