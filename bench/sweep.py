@@ -153,6 +153,10 @@ def sweep(
     started, runs = time.perf_counter(), []
     prepare_cache(jobs[0][2])
 
+    def write() -> None:
+        result = {"plan": plan, "data": data, "workers": workers, "runs": runs, "summary": summarize(runs, labels)}
+        atomic_write_text(out / "sweep.json", json.dumps(result, indent=2) + "\n")
+
     def record(run: dict[str, Any]) -> None:
         runs.append(run)
         if "error" in run:
@@ -166,8 +170,7 @@ def sweep(
             shown = f"{accuracy}, {run['train_seconds']:.2f} s training, {run['process_seconds']:.1f} s in all"
 
         print(f"[{time.perf_counter() - started:6.0f} s] {run['label']} seed {run['seed']}: {shown}", flush=True)
-        result = {"plan": plan, "data": data, "workers": workers, "runs": runs, "summary": summarize(runs, labels)}
-        atomic_write_text(out / "sweep.json", json.dumps(result, indent=2) + "\n")
+        write()
 
     def in_time() -> bool:
         return deadline_s is None or time.perf_counter() - started < deadline_s
@@ -190,6 +193,7 @@ def sweep(
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     record(future.result())
+    write()
     skipped = len(jobs) - len(runs)
     if skipped:
         print(f"deadline reached: {skipped} of {len(jobs)} runs not started", flush=True)

@@ -1,0 +1,59 @@
+"""bench/sweep.py end to end on the tiny image folder: real fit() runs, paired per seed, recorded in sweep.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SWEEP = Path(__file__).resolve().parents[2] / "bench" / "sweep.py"
+
+
+def _sweep(tmp_path: Path, data: Path, plan: dict, *args: str) -> subprocess.CompletedProcess[str]:
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    command = [sys.executable, str(SWEEP), str(plan_file), "--data", str(data), "--out", str(tmp_path / "out"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def test_sweep_pairs_variants_by_seed_and_records_every_run(tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    plan = {
+        "base": {"recipe": "seed", "epochs": 1, "batch_size": 16, "threads": 1, "cache_dir": str(tmp_path / "cache")},
+        "seeds": [0, 1],
+        "variants": [
+            {"label": "base"},
+            {"label": "slower", "config": {"lr": 0.001}},
+            {"label": "broken", "config": {"recipe_overrides": {"no_such_field": 1}}, "seeds": [1]},
+        ],
+    }
+    completed = _sweep(tmp_path, tiny_dataset_dir, plan)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert [(run["label"], run["seed"]) for run in result["runs"]] == [
+        ("base", 0),
+        ("slower", 0),
+        ("base", 1),
+        ("slower", 1),
+        ("broken", 1),
+    ]
+    base, slower, broken = result["summary"]
+    assert base["runs"] == 2 and "mean_difference" not in base
+    by_run = {(run["label"], run["seed"]): run for run in result["runs"]}
+    differences = [by_run["slower", seed]["final_accuracy"] - by_run["base", seed]["final_accuracy"] for seed in (0, 1)]
+    assert slower["paired_seeds"] == 2
+    assert abs(slower["mean_difference"] - sum(differences) / 2) < 1e-12
+    assert broken["runs"] == 0 and broken["failed"] == 1
+    assert "unknown recipe field 'no_such_field'" in by_run["broken", 1]["error"]
+    for run in result["runs"][:4]:
+        assert run["epochs"] == 1 and len(run["epoch_train_seconds"]) == 1 and run["train_seconds"] > 0
+    assert "(1 failed)" in completed.stdout  # the table names the failure; the sweep went on
+
+
+def test_sweep_starts_no_run_after_its_deadline(tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    base = {"recipe": "seed", "epochs": 1, "threads": 1, "cache_dir": str(tmp_path / "cache")}
+    plan = {"base": base, "seeds": [0], "variants": [{"label": "base"}]}
+    completed = _sweep(tmp_path, tiny_dataset_dir, plan, "--deadline-s", "0")
+    assert completed.returncode == 0, completed.stderr
+    assert "1 of 1 runs not started" in completed.stdout
+    assert json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"] == []
