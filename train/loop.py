@@ -261,14 +261,16 @@ class Trainer:
         """Run the training forward and backward once per batch shape and per set of trainable parameters that
         epochs ``from_epoch`` onwards will use, then restore the weights and BatchNorm statistics.
 
-        With torch.compile this moves every (re)compilation in front of the run (airbench times its runs the same
-        way): otherwise the first step, the last partial batch and the epoch where the whitening bias freezes each
-        stall for seconds inside the timed epochs. It changes nothing the run computes: no optimizer step, no
-        random numbers, and the state is put back exactly.
+        This moves cuDNN's algorithm search and every torch.compile (re)compilation in front of the run (airbench
+        times its runs the same way): otherwise the first step, the last partial batch and the epoch where the
+        whitening bias freezes each stall inside the timed epochs (for seconds, compiled). It changes nothing the
+        run computes: no optimizer step, no random numbers, and the state is put back exactly.
         """
         recipe, distributed = self.recipe, self.distributed
         count = usable_images(len(data), recipe.batch_size, distributed.world_size)
         steps = self.steps_per_epoch(len(data))
+        if steps == 0:
+            return
         sizes = set()
         for start in (0, (steps - 1) * recipe.batch_size):  # a full batch and the last, maybe partial, one
             first, last = rank_slice(
