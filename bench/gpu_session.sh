@@ -21,6 +21,11 @@ python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', 
 
 python3 bench/sweep.py bench/plans/gpu_airbench.json --data $data --out "$out/airbench" --runs /tmp/runs/airbench \
     --deadline-s "${AIRBENCH_END_S:-150}" 2>&1 | tee "$out/airbench.log"
+# What counts is the exported model: the first GPU-trained run through ONNX and the torch-free runtime (the machine's
+# onnxruntime runs it on the CPU), gated on all its validation images.
+first_run=$(ls -d /tmp/runs/airbench/*-seed0 2>/dev/null | head -1)
+[ -n "$first_run" ] && python3 -m cifar_edge.export.cli "$first_run" --format onnx --verify-images 5000 \
+    2>&1 | tee "$out/export.log"
 left=$(( ${SWEEP_END_S:-400} - ($(date +%s) - started) ))
 if [ $left -gt 30 ]; then
     python3 bench/sweep.py bench/plans/gpu_default_sweep.json --data $data --workers "${SWEEP_WORKERS:-8}" \
