@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine (see docs/training.md, "Measuring on a GPU"): no pip install (the machine has its own
+# One call on a lent GPU machine (docs/training.md, "On a lent GPU"): no pip install (the machine has its own
 # torch and no network), the data carried as one tarball, the GPU recipe timed alone, then a parallel recipe sweep.
 #
 #   device run, carry [".gpu"]:  bash bench/gpu_session.sh
 #   .gpu/cifar10-jpeg.tar.gz = tar czf of cifar10-jpeg/train (../shared/data); results land in $OUT.
-# SWEEP_END_S: no sweep run starts after this many seconds since this script started.
+# TIMED_PLAN: timed with one worker (default bench/plans/gpu_airbench.json); SWEEP_PLANS: accuracy sweeps with
+# SWEEP_WORKERS (8) at once; SWEEP_END_S: no sweep run starts after this many seconds since the script started.
 set -u
 started=$(date +%s)
 out=${OUT:-/tmp/gpu-out}
@@ -19,16 +20,22 @@ data=/tmp/data/cifar10-jpeg
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv
 python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, torch.cuda.get_device_name())"
 
-python3 bench/sweep.py bench/plans/gpu_airbench.json --data $data --out "$out/airbench" --runs /tmp/runs/airbench \
-    --deadline-s "${AIRBENCH_END_S:-150}" 2>&1 | tee "$out/airbench.log"
+timed_plan=${TIMED_PLAN:-bench/plans/gpu_airbench.json}
+python3 bench/sweep.py "$timed_plan" --data $data --out "$out/timed" --runs /tmp/runs/timed \
+    --deadline-s "${TIMED_END_S:-120}" 2>&1 | tee "$out/timed.log"
 # What counts is the exported model: the first GPU-trained run through ONNX and the torch-free runtime (the machine's
 # onnxruntime runs it on the CPU), gated on all its validation images.
-first_run=$(ls -d /tmp/runs/airbench/*-seed0 2>/dev/null | head -1)
-[ -n "$first_run" ] && python3 -m cifar_edge.export.cli "$first_run" --format onnx --verify-images 5000 \
+export_run=${EXPORT_RUN:-/tmp/runs/timed/airbench-seed0}
+[ -d "$export_run" ] && python3 -m cifar_edge.export.cli "$export_run" --format onnx --verify-images 5000 \
     2>&1 | tee "$out/export.log"
-left=$(( ${SWEEP_END_S:-400} - ($(date +%s) - started) ))
-if [ $left -gt 30 ]; then
-    python3 bench/sweep.py bench/plans/gpu_default_sweep.json --data $data --workers "${SWEEP_WORKERS:-8}" \
-        --out "$out/sweep" --runs /tmp/runs/sweep --deadline-s $left 2>&1 | tee "$out/sweep.log"
-fi
+# The accuracy sweeps share what is left of SWEEP_END_S equally, in order.
+read -r -a plans <<< "${SWEEP_PLANS:-bench/plans/gpu_airbench_sweep.json bench/plans/gpu_default_sweep2.json}"
+for index in "${!plans[@]}"; do
+    left=$(( ${SWEEP_END_S:-420} - ($(date +%s) - started) ))
+    share=$(( left / (${#plans[@]} - index) ))
+    [ $share -gt 30 ] || break
+    name=$(basename "${plans[$index]}" .json)
+    python3 bench/sweep.py "${plans[$index]}" --data $data --workers "${SWEEP_WORKERS:-8}" --out "$out/$name" \
+        --runs "/tmp/runs/$name" --deadline-s $share 2>&1 | tee "$out/$name.log"
+done
 echo "done in $(( $(date +%s) - started )) s"
