@@ -28,7 +28,10 @@ python3 bench/sweep.py "$timed_plan" --data $data --out "$out/timed" --runs /tmp
 export_run=${EXPORT_RUN:-/tmp/runs/timed/airbench-seed0}
 [ -d "$export_run" ] && python3 -m cifar_edge.export.cli "$export_run" --format onnx --verify-images 5000 \
     2>&1 | tee "$out/export.log"
-# The accuracy sweeps share what is left of SWEEP_END_S equally, in order.
+# The issue's accuracy-against-seconds curve of the default and seed recipes, on this device.
+timeout 150 python3 bench/recipe.py --data $data --device cuda --out "$out/recipe" 2>&1 | tail -30
+# The accuracy sweeps share what is left of SWEEP_END_S equally, in order (their logs stay here: sweep.json has all).
+
 read -r -a plans <<< "${SWEEP_PLANS:-bench/plans/gpu_airbench_sweep.json bench/plans/gpu_default_sweep2.json}"
 for index in "${!plans[@]}"; do
     left=$(( ${SWEEP_END_S:-420} - ($(date +%s) - started) ))
@@ -36,6 +39,6 @@ for index in "${!plans[@]}"; do
     [ $share -gt 30 ] || break
     name=$(basename "${plans[$index]}" .json)
     python3 bench/sweep.py "${plans[$index]}" --data $data --workers "${SWEEP_WORKERS:-8}" --out "$out/$name" \
-        --runs "/tmp/runs/$name" --deadline-s $share 2>&1 | tee "$out/$name.log"
+        --runs "/tmp/runs/$name" --deadline-s $share 2>&1 | tee "/tmp/$name.log"
 done
 echo "done in $(( $(date +%s) - started )) s"
