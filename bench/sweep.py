@@ -150,6 +150,8 @@ def sweep(
         for variant in plan["variants"]
         if seed in variant.get("seeds", plan["seeds"])
     ]
+    if not jobs:
+        raise ValueError("the plan has no runs (no variants, or no seeds)")
     started, runs = time.perf_counter(), []
     prepare_cache(jobs[0][2])
 
@@ -162,13 +164,10 @@ def sweep(
         if "error" in run:
             shown = run["error"]
         else:
-            accuracy = (
-                "no validation images"
-                if run["final_accuracy"] is None
-                else (f"{100 * run['final_accuracy']:.2f}% (bare {100 * run['bare_accuracy']:.2f}%)")
-            )
+            accuracy = "no validation images"
+            if run["final_accuracy"] is not None:
+                accuracy = f"{100 * run['final_accuracy']:.2f}% (bare {100 * run['bare_accuracy']:.2f}%)"
             shown = f"{accuracy}, {run['train_seconds']:.2f} s training, {run['process_seconds']:.1f} s in all"
-
         print(f"[{time.perf_counter() - started:6.0f} s] {run['label']} seed {run['seed']}: {shown}", flush=True)
         write()
 

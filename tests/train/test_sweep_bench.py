@@ -57,3 +57,9 @@ def test_sweep_starts_no_run_after_its_deadline(tiny_dataset_dir: Path, tmp_path
     assert completed.returncode == 0, completed.stderr
     assert "1 of 1 runs not started" in completed.stdout
     assert json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"] == []
+
+
+def test_sweep_rejects_a_plan_without_runs_in_one_line(tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    completed = _sweep(tmp_path, tiny_dataset_dir, {"base": {}, "seeds": [], "variants": [{"label": "base"}]})
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1 and "the plan has no runs" in completed.stderr
