@@ -200,9 +200,7 @@ class Trainer:
                 first, last = rank_slice(start, stop, distributed.rank, distributed.world_size)
                 inputs = normalize(plan.batch(data.images, first, last), self.mean, self.std)
                 labels = data.labels[plan.order[first:last]]
-                with self.autocast():
-                    logits = self.train_model(inputs)
-                loss = self.criterion(logits.float(), labels)
+                logits, loss = self._forward(inputs, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 if distributed.enabled:
                     # DDP averages gradients over ranks; weighting by the chunk's share makes that the global
@@ -288,14 +286,19 @@ class Trainer:
             signatures.add(signature)
             for size in sorted(sizes, reverse=True):
                 inputs = normalize(data.images[:size].permute(0, 3, 1, 2), self.mean, self.std)
-                with self.autocast():
-                    logits = self.train_model(inputs)
-                self.criterion(logits.float(), data.labels[:size]).backward()
+                self._forward(inputs, data.labels[:size])[1].backward()
         self.optimizer.zero_grad(set_to_none=True)
         self.model.load_state_dict(saved)
         self.prepare_epoch(from_epoch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def _forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training forward (in the training precision) and its loss: one definition for the steps and the
+        warm-up, so the warm-up compiles exactly the graph the steps run."""
+        with self.autocast():
+            logits = self.train_model(inputs)
+        return logits, self.criterion(logits.float(), labels)
 
     def _stop_agreed(self, stats: torch.Tensor | None, stop_requested: Callable[[], bool], done: int) -> bool:
         """Alone: whether a stop was requested. Under torchrun: whether any rank voted to stop, read only where
