@@ -239,7 +239,8 @@ DEFAULT = Recipe(
 # measured with), 10 epochs. Everything else as in the default, including airbench94's flip + shift TTA.
 # Measured on one H200 (bf16, channels_last, eager): 2.7 s of training on all 50,000 images (2.2-2.5 s on 45,000),
 # 90.58% validation accuracy on average over 19 runs (sd 0.32); --compile was slower (2.65-3.27 s on 45,000). With
-# Muon for the filters (muon_lr 0.08): 90.97% over 8 seeds, but 4.5-4.7 s (its per-parameter loop). On this data
+# Muon for the filters (muon_lr 0.08): 90.97% over 8 seeds, but 4.5-4.7 s (with its per-parameter loop; the batched
+# step FilterMuon now takes on CUDA is unmeasured there). On this data
 # airbench94 itself reached 90.72% on the test split (fp32, CPU, 37 minutes on 2 cores). It runs on the CPU too
 # (slowly: ~90 s/epoch on 2 cores in bf16).
 AIRBENCH = replace(
