@@ -8,6 +8,8 @@ Each variant gets fresh random gradients, a few untimed steps, then ``--steps`` 
 turns for ``--rounds`` rounds so they see the same machine load, and the report gives medians and ratios.
 
     python bench/optimizer_step.py [--recipe airbench] [--device cpu|cuda] [--steps 50] [--rounds 3] [--json]
+
+Exit status: 0, or 2 for a device this machine does not have (one line on stderr).
 """
 
 from __future__ import annotations
@@ -89,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     variants = build_optimizers(args.recipe, device)
     operations, seconds = {}, {label: [] for label in variants}

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "optimizer_step.py"
 
 
@@ -22,3 +25,12 @@ def test_batched_muon_step_dispatches_far_fewer_operations_than_the_loop() -> No
     assert operations["torch SGD, foreach"] < operations["torch SGD, loop"]
     assert report["operations_ratio_loop_over_batched"] > 3
     assert all(milliseconds > 0 for milliseconds in report["ms_per_step"].values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_a_device_the_machine_lacks_is_a_one_line_error() -> None:
+    completed = subprocess.run([sys.executable, str(BENCH), "--device", "cuda"], capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        "error: --device cuda: CUDA is not available on this machine; use --device cpu"
+    ]
