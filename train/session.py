@@ -30,7 +30,7 @@ from cifar_edge.train.environment import configure_threads, resolve_device, reso
 from cifar_edge.train.loop import DeviceData, EpochTotals, LrSchedule, Position, Trainer
 from cifar_edge.train.models import available_models, build_model
 from cifar_edge.train.muon import FilterMuon
-from cifar_edge.train.recipes import Recipe, resolve_recipe
+from cifar_edge.train.recipes import Recipe, epochs_within_budget, resolve_recipe
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.run_files import CHECKPOINT_FILE
 from cifar_edge.train.run_folder import resolve_resume_dir
@@ -110,6 +110,8 @@ def _build_session(
     # Under torchrun rank 0 decodes (and caches) the data first; the other ranks then read its cache.
     splits, spec = main_first(distributed, lambda: _obtain_splits(config, splits, saved, base_contract))
     _check_splits(splits, base_contract)
+    if saved is None and config.epochs is None and "epochs" not in config.recipe_overrides:
+        recipe = epochs_within_budget(recipe, len(splits.train_labels))
     contract = base_contract.with_classes(splits.class_names)
     if saved is not None and tuple(saved["contract"]["class_names"]) != contract.class_names:
         raise ValueError(

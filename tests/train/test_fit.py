@@ -235,3 +235,16 @@ def test_eval_every_scores_the_monitor_epochs_and_always_the_last(
     with open(result.run_dir / "metrics.csv", newline="") as handle:
         assert [row["val_accuracy"] != "" for row in csv.DictReader(handle)] == [False, True, True]
     assert (result.run_dir / "curves.png").stat().st_size > 0
+
+
+def test_the_image_budget_cuts_the_recipe_epochs_but_not_explicit_ones(
+    tiny_splits: Splits, seed_config: TrainConfig
+) -> None:
+    budget = {"max_train_images": 3 * len(tiny_splits.train_labels) + 5}  # room for 3 whole epochs of the 10
+    capped = fit(replace(seed_config, epochs=None, recipe_overrides=budget), tiny_splits)
+    assert len(capped.metrics) == 3
+    recorded = json.loads((Path(seed_config.run_dir) / "run.json").read_text())["recipe"]
+    assert (recorded["epochs"], recorded["max_train_images"]) == (3, budget["max_train_images"])
+    run_dir = str(Path(seed_config.run_dir).parent / "explicit")
+    explicit = fit(replace(seed_config, epochs=4, recipe_overrides=budget, run_dir=run_dir), tiny_splits)
+    assert len(explicit.metrics) == 4

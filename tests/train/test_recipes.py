@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from cifar_edge.train.config import TrainConfig
-from cifar_edge.train.recipes import RECIPES, Recipe, apply_overrides, get_recipe, resolve_recipe
+from cifar_edge.train.recipes import (
+    RECIPES,
+    Recipe,
+    apply_overrides,
+    epochs_within_budget,
+    get_recipe,
+    resolve_recipe,
+)
 
 
 def test_seed_recipe_is_the_tutorial() -> None:
@@ -34,6 +41,7 @@ def test_default_recipe_is_the_tuned_airbench_style_recipe() -> None:
     assert (recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power) == (5, 0.95, 3.0)
     assert recipe.average_start_epoch == 3 and recipe.ema_decay == 0.0
     assert recipe.tta == "flip_shift" and recipe.eval_every == 3
+    assert recipe.max_train_images == 18 * 45_000  # 18 epochs of 45,000 images, 16 of CIFAR-10's 50,000
     assert TrainConfig().recipe == "default"
 
 
@@ -108,3 +116,14 @@ def test_config_round_trips_through_a_plain_dict() -> None:
     assert Recipe.from_dict(recipe.to_dict()) == recipe
     with pytest.raises(ValueError, match="does not know: decay_norm_and_bias"):
         Recipe.from_dict({**recipe.to_dict(), "decay_norm_and_bias": True})
+
+
+def test_epochs_shrink_to_the_whole_epochs_that_fit_the_image_budget() -> None:
+    default = get_recipe("default")
+    assert epochs_within_budget(default, 45_000).epochs == 18  # the validated setting, unchanged
+    assert epochs_within_budget(default, 50_000).epochs == 16  # CIFAR-10 with its test split: 800,000 images
+    assert epochs_within_budget(default, 40_000).epochs == 18  # a smaller set never gets more epochs
+    assert epochs_within_budget(default, 5_000_000).epochs == 1  # at least one epoch
+    assert epochs_within_budget(get_recipe("airbench"), 500_000).epochs == 10  # no budget on the GPU recipe
+    with pytest.raises(ValueError, match="max_train_images must be >= 0"):
+        apply_overrides(default, {"max_train_images": -1})
