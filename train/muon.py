@@ -115,10 +115,10 @@ class FilterMuon(torch.optim.Optimizer):
         gradients = [parameter.grad for parameter in params]
         if not group["orthogonalize"] and group["weight_decay"]:
             gradients = torch._foreach_add(gradients, params, alpha=group["weight_decay"])
-        fresh = [i for i, parameter in enumerate(params) if "momentum_buffer" not in self.state[parameter]]
-        for i in fresh:
-            self.state[params[i]]["momentum_buffer"] = gradients[i].clone()
-        continuing = [i for i in range(len(params)) if i not in set(fresh)]
+        continuing = [i for i, parameter in enumerate(params) if "momentum_buffer" in self.state[parameter]]
+        for i, parameter in enumerate(params):
+            if "momentum_buffer" not in self.state[parameter]:  # the first step: the buffer starts as the gradient
+                self.state[parameter]["momentum_buffer"] = gradients[i].clone()
         if continuing:
             buffers = [self.state[params[i]]["momentum_buffer"] for i in continuing]
             torch._foreach_mul_(buffers, momentum)
