@@ -27,9 +27,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cifar_edge.train.environment import device_name, resolve_device
 from cifar_edge.train.models import build_model
-from cifar_edge.train.muon import FilterMuon
 from cifar_edge.train.recipes import get_recipe
-from cifar_edge.train.session import _parameter_groups
+from cifar_edge.train.session import build_optimizer
 
 VIEW_OPS = {"view", "_unsafe_view", "t", "transpose", "unbind", "select", "slice", "expand", "alias", "detach"}
 
@@ -48,25 +47,21 @@ class OperationCount(TorchDispatchMode):
 
 
 def build_optimizers(recipe_name: str, device: torch.device) -> dict[str, tuple[torch.optim.Optimizer, list]]:
-    """Each variant on its own freshly built copy of the recipe's network (identical initial weights)."""
+    """Each variant on its own freshly built copy of the recipe's network (identical initial weights), with the
+    optimizer cifar-train builds, its multi-tensor step forced on or off."""
     variants: dict[str, tuple[torch.optim.Optimizer, list]] = {}
-    muon = replace(get_recipe(recipe_name), optimizer="muon")
-    sgd = replace(muon, optimizer="sgd")
-    for label, recipe, make in (
-        ("muon, per-parameter loop", muon, lambda g, r: FilterMuon(g, r.lr, r.momentum, r.nesterov, foreach=False)),
-        ("muon, batched (foreach)", muon, lambda g, r: FilterMuon(g, r.lr, r.momentum, r.nesterov, foreach=True)),
-        ("torch SGD, foreach", sgd, lambda g, r: _torch_sgd(g, r, foreach=True)),
-        ("torch SGD, loop", sgd, lambda g, r: _torch_sgd(g, r, foreach=False)),
+    for label, optimizer, foreach in (
+        ("muon, per-parameter loop", "muon", False),
+        ("muon, batched (foreach)", "muon", True),
+        ("torch SGD, foreach", "sgd", True),
+        ("torch SGD, loop", "sgd", False),
     ):
+        recipe = replace(get_recipe(recipe_name), optimizer=optimizer)
         torch.manual_seed(0)
         model = build_model(recipe.model, **recipe.model_kwargs).to(device)
         params = [p for p in model.parameters() if p.requires_grad]
-        variants[label] = (make(_parameter_groups(model, recipe), recipe), params)
+        variants[label] = (build_optimizer(model, recipe, foreach=foreach), params)
     return variants
-
-
-def _torch_sgd(groups: list, recipe, foreach: bool) -> torch.optim.Optimizer:
-    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, foreach=foreach)
 
 
 def time_steps(optimizer: torch.optim.Optimizer, params: list, steps: int, sync: Callable[[], None]) -> float:

@@ -133,7 +133,7 @@ def _build_session(
         pick = torch.randperm(len(train_data), generator=generator)[: recipe.whitening_images].to(device)
         model.init_whitening(normalize(train_data.images[pick].permute(0, 3, 1, 2), mean, std))
 
-    optimizer = _optimizer(model, recipe)
+    optimizer = build_optimizer(model, recipe)
     epoch_steps = steps_per_epoch(len(train_data), recipe.batch_size, distributed.world_size)
     warmup_steps = round(recipe.warmup_epochs * epoch_steps)
     schedule = LrSchedule(
@@ -279,16 +279,23 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    groups = _parameter_groups(model, recipe)
+def build_optimizer(model: nn.Module, recipe: Recipe, foreach: bool | None = None) -> torch.optim.Optimizer:
+    """The recipe's optimizer over :func:`parameter_groups`; ``foreach`` None = each optimizer's own choice
+    (multi-tensor steps on CUDA, per-parameter loops on the CPU)."""
+    groups = parameter_groups(model, recipe)
     if recipe.optimizer == "muon":
-        return FilterMuon(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+        return FilterMuon(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, foreach=foreach)
     return torch.optim.SGD(
-        groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+        groups,
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov,
+        weight_decay=recipe.weight_decay,
+        foreach=foreach,
     )
 
 
-def _parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
+def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     """Two groups: everything trainable outside BatchNorm (group 0: weights, head, other biases such as the
     whitening stem's) at lr / weight_decay; BatchNorm parameters (shifts) at lr * bias_lr_scale, decaying at
     weight_decay / bias_lr_scale (same shrink per step) when decay_norm, else not at all. With the muon
@@ -329,7 +336,7 @@ def _restore(session: Session, saved: dict[str, Any], schedule: LrSchedule) -> N
     # --epochs may have grown and --lr changed: stretch the schedule over the new total, re-derive the base and
     # current rates from the recipe (the same arithmetic as a fresh start, so unchanged values stay bit-identical).
     schedule.total_steps = session.recipe.epochs * trainer.steps_per_epoch(len(session.train_data))
-    base_lrs = [group["lr"] for group in _parameter_groups(trainer.model, session.recipe)]
+    base_lrs = [group["lr"] for group in parameter_groups(trainer.model, session.recipe)]
     trainer.scheduler.base_lrs = base_lrs
     for group, base_lr in zip(trainer.optimizer.param_groups, base_lrs, strict=True):
         group["initial_lr"] = base_lr
