@@ -24,7 +24,7 @@ python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', 
 python3 bench/optimizer_step.py --device cuda 2>&1 | tee "$out/timed.log"
 timed_plan=${TIMED_PLAN:-bench/plans/gpu_airbench.json}
 python3 bench/sweep.py "$timed_plan" --data $data --out "$out/timed" --runs /tmp/runs/timed \
-    --deadline-s "${TIMED_END_S:-150}" 2>&1 | tee -a "$out/timed.log"
+    --deadline-s "${TIMED_END_S:-240}" 2>&1 | tee -a "$out/timed.log"
 # What counts is the exported model: the first GPU-trained run through ONNX and the torch-free runtime (the machine's
 # onnxruntime runs it on the CPU), gated on all its validation images.
 export_run=${EXPORT_RUN:-/tmp/runs/timed/airbench-seed0}

@@ -73,6 +73,12 @@ def train(
     compile_model: bool = typer.Option(
         False, "--compile/--no-compile", help="torch.compile the model (compiled in the warm-up, before the clock)."
     ),
+    compile_mode: str | None = typer.Option(
+        None,
+        "--compile-mode",
+        help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs on a GPU), max-autotune "
+        "or max-autotune-no-cudagraphs.",
+    ),
     threads: int | None = typer.Option(None, help="CPU threads. (default: all cores, shared by torchrun's processes)"),
     sync_bn: bool = typer.Option(
         False, "--sync-bn/--no-sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch."
@@ -104,7 +110,8 @@ def train(
             seed=seed,
             quiet=quiet or json_output,
             precision=precision,
-            compile=compile_model,
+            compile=compile_model or compile_mode is not None,
+            compile_mode=compile_mode or "default",
             threads=threads,
             sync_batchnorm=sync_bn,
             tune_malloc=tune_malloc,

@@ -12,6 +12,9 @@ from typing import Any
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 PRECISIONS = ("auto", "bf16", "fp32")
+# torch.compile's modes; the two with CUDA graphs replay each training forward and backward as one launch on CUDA.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -65,6 +68,10 @@ class TrainConfig:
     # torch.compile the model. It compiles during the warm-up, before the epochs' clock (28 s on an H200 the first
     # time, seconds from torch's caches after); for AirNet on that H200 the compiled steps were slower than eager ones.
     compile: bool = False
+    # torch.compile's mode when compile is on. "reduce-overhead" also captures the compiled forward and backward as
+    # CUDA graphs: on a GPU where kernel launches, not arithmetic, set the step time (AirNet on the H200: 4.5-7 ms
+    # per step against ~2 ms of arithmetic), that is the launches' cost removed; on the CPU it is plain inductor.
+    compile_mode: str = "default"
     # CPU threads for torch; None = every core this process may use (measured fastest here), divided among the
     # processes torchrun started on this machine.
     threads: int | None = None
@@ -90,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"--compile-mode must be one of {', '.join(COMPILE_MODES)}, got {self.compile_mode!r}")
         if self.limit_per_class is not None and self.limit_per_class < 1:
             raise ValueError(f"--limit-per-class must be >= 1, got {self.limit_per_class}")
         if self.threads is not None and self.threads < 1:

@@ -172,9 +172,9 @@ def main_first(context: DistributedContext, work: Callable[[], Any]) -> Any:
 
 
 def data_parallel_wrapper(
-    context: DistributedContext, device: torch.device, compile_model: bool
+    context: DistributedContext, device: torch.device, compile_model: bool, compile_mode: str = "default"
 ) -> Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]]:
-    """How the training forward is wrapped: DDP under torchrun, then optionally torch.compile.
+    """How the training forward is wrapped: DDP under torchrun, then optionally torch.compile in ``compile_mode``.
 
     Called again whenever the set of trainable parameters changes (the whitening bias freezes): DDP registers its
     gradient hooks for the parameters that require gradients when it is built.
@@ -189,6 +189,6 @@ def data_parallel_wrapper(
             parameters = inspect.signature(nn.parallel.DistributedDataParallel).parameters
             no_buffer_sync = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
             wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, **{no_buffer_sync: False})
-        return torch.compile(wrapped) if compile_model else wrapped
+        return torch.compile(wrapped, mode=compile_mode) if compile_model else wrapped
 
     return wrap

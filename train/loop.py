@@ -143,6 +143,10 @@ class Trainer:
     wrap: Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]] | None = None
     # dtype of the training steps' arithmetic (bfloat16 = autocast); evaluate() uses it only when asked to.
     precision: torch.dtype = torch.float32
+    # train_model replays CUDA graphs (torch.compile's reduce-overhead): each step is marked as a new iteration, so
+    # the graphs' memory for the last step's outputs is reused, and the warm-up runs each graph twice (cudagraph
+    # trees record on the second run), so recording happens before the clock too.
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
@@ -200,6 +204,8 @@ class Trainer:
                 first, last = rank_slice(start, stop, distributed.rank, distributed.world_size)
                 inputs = normalize(plan.batch(data.images, first, last), self.mean, self.std)
                 labels = data.labels[plan.order[first:last]]
+                if self.cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
                 logits, loss = self._forward(inputs, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 if distributed.enabled:
@@ -286,7 +292,10 @@ class Trainer:
             signatures.add(signature)
             for size in sorted(sizes, reverse=True):
                 inputs = normalize(data.images[:size].permute(0, 3, 1, 2), self.mean, self.std)
-                self._forward(inputs, data.labels[:size])[1].backward()
+                for _ in range(2 if self.cuda_graphs else 1):
+                    if self.cuda_graphs:
+                        torch.compiler.cudagraph_mark_step_begin()
+                    self._forward(inputs, data.labels[:size])[1].backward()
         self.optimizer.zero_grad(set_to_none=True)
         self.model.load_state_dict(saved)
         self.prepare_epoch(from_epoch)

@@ -16,7 +16,7 @@ from cifar_edge.runtime.contract import Contract, unnormalized_contract
 from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
 from cifar_edge.train.averaging import LookaheadAverage, WeightAverage
 from cifar_edge.train.checkpoint import read_checkpoint, restore_rng_state
-from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.config import CUDA_GRAPH_COMPILE_MODES, TrainConfig
 from cifar_edge.train.distributed import (
     DistributedContext,
     data_parallel_wrapper,
@@ -151,7 +151,7 @@ def _build_session(
         lookahead = LookaheadAverage(recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power)
     if config.sync_batchnorm and distributed.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # same parameters, same state_dict names
-    wrap = data_parallel_wrapper(distributed, device, config.compile)
+    wrap = data_parallel_wrapper(distributed, device, config.compile, config.compile_mode)
     trainer = Trainer(
         model,
         wrap(model),
@@ -167,6 +167,7 @@ def _build_session(
         distributed,
         wrap if distributed.enabled else None,
         resolve_precision(config.precision, device),
+        cuda_graphs=config.compile and config.compile_mode in CUDA_GRAPH_COMPILE_MODES and device.type == "cuda",
     )
 
     summary = _plain_json(splits.description)
@@ -212,6 +213,7 @@ def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -
         threads=config.threads,
         tune_malloc=config.tune_malloc,
         compile=config.compile,
+        compile_mode=config.compile_mode,
         quiet=config.quiet,
         run_dir=str(run_dir),
         resume=None,

@@ -63,3 +63,24 @@ def test_sweep_rejects_a_plan_without_runs_in_one_line(tiny_dataset_dir: Path, t
     completed = _sweep(tmp_path, tiny_dataset_dir, {"base": {}, "seeds": [], "variants": [{"label": "base"}]})
     assert completed.returncode == 2
     assert completed.stderr.count("\n") == 1 and "the plan has no runs" in completed.stderr
+
+
+def test_every_committed_plan_builds_valid_configurations(tmp_path: Path) -> None:
+    # A lent GPU's minutes are few: a typo in a plan must fail here, not on the device.
+    sys.path.insert(0, str(SWEEP.parent))
+    try:
+        from sweep import run_config
+    finally:
+        sys.path.remove(str(SWEEP.parent))
+    from cifar_edge.train.config import TrainConfig
+    from cifar_edge.train.recipes import resolve_recipe
+
+    plans = sorted((SWEEP.parent / "plans").glob("*.json"))
+    assert plans
+    for plan_file in plans:
+        plan = json.loads(plan_file.read_text())
+        for variant in plan["variants"]:
+            for seed in variant.get("seeds", plan["seeds"]):
+                config = TrainConfig(**run_config(plan["base"], variant, seed, "cifar10", tmp_path))
+                config.validate()
+                resolve_recipe(config)

@@ -76,6 +76,7 @@ def test_human_output_and_default_run_folder(
         (["--recipe", "fast"], "unknown recipe 'fast'"),
         (["--val-fraction", "1.5"], "--val-fraction must be in [0, 1)"),
         (["--precision", "fp16"], "--precision must be one of auto, bf16, fp32"),
+        (["--compile-mode", "fastest"], "--compile-mode must be one of default, reduce-overhead, max-autotune"),
         (["--set", "tta=five_crop"], "tta must be one of"),
         (["--set", "momentum"], "expected FIELD=VALUE"),
         (["--set", "bogus=1"], "unknown recipe field 'bogus'"),

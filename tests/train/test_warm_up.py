@@ -11,6 +11,7 @@ import torch
 
 from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.data import Splits
+from cifar_edge.train.loop import EpochTotals, Position
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.session import close_session, open_session
 
@@ -50,15 +51,56 @@ def test_compiled_run_warms_up_outside_the_clock_and_trains_identically(
 ) -> None:
     plain = fit(replace(airnet_config, run_dir=str(tmp_path / "plain")), tiny_splits)
     # torch.compile itself is not under test here (inductor needs minutes of CPU); the warm-up around it is.
-    monkeypatch.setattr(torch, "compile", lambda model, **options: model)
-    compiled = fit(replace(airnet_config, compile=True, run_dir=str(tmp_path / "compiled")), tiny_splits)
+    modes: list[str | None] = []
+
+    def compile_recording_mode(model, mode=None, **options):
+        modes.append(mode)
+        return model
+
+    monkeypatch.setattr(torch, "compile", compile_recording_mode)
+    config = replace(airnet_config, compile=True, compile_mode="reduce-overhead", run_dir=str(tmp_path / "compiled"))
+    compiled = fit(config, tiny_splits)
+    assert modes == ["reduce-overhead"]  # one wrap: a single process recompiles itself when the bias freezes
 
     plain_state = torch.load(plain.checkpoint, weights_only=True)["model"]
     compiled_state = torch.load(compiled.checkpoint, weights_only=True)["model"]
     assert [name for name in plain_state if not torch.equal(plain_state[name], compiled_state[name])] == []
     assert compiled.final_val_accuracy == plain.final_val_accuracy
-    environment = json.loads(compiled.run_json.read_text())["environment"]
+    record = json.loads(compiled.run_json.read_text())
+    assert record["config"]["compile_mode"] == "reduce-overhead"
+    environment = record["environment"]
     assert environment["warm_up_seconds"] >= 0
     assert "warm_up_seconds" not in json.loads(plain.run_json.read_text())["environment"]
     for row in compiled.metrics:
         assert 0 < row["train_seconds"] <= row["seconds"]
+
+
+def test_cuda_graph_steps_are_marked_and_warmed_up_twice(
+    tiny_splits: Splits, airnet_config: TrainConfig, monkeypatch
+) -> None:
+    # CUDA graphs need a GPU; what the loop owes them is testable anywhere: every graph runs twice in the warm-up
+    # (cudagraph trees record on the second run), and every forward starts a new iteration for the graphs' memory.
+    config = replace(airnet_config, compile=True, compile_mode="reduce-overhead")
+    session = open_session(config, tiny_splits, Reporter(quiet=True))
+    try:
+        trainer = session.trainer
+        assert not trainer.cuda_graphs  # the CPU runs plain inductor in this mode: nothing to mark
+        trainer.cuda_graphs = True
+        events: list[str] = []
+        monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: events.append("step"))
+        forward = trainer.train_model
+
+        def recording(inputs: torch.Tensor) -> torch.Tensor:
+            events.append(f"forward {len(inputs)}")
+            return forward(inputs)
+
+        trainer.train_model = recording
+        trainer.warm_up(session.train_data, from_epoch=1)
+        assert events == ["step", "forward 16", "step", "forward 16", "step", "forward 6", "step", "forward 6"]
+
+        events.clear()
+        position = Position(epoch=1, global_step=4)
+        assert trainer.train_epoch(session.train_data, position, EpochTotals(), Reporter(quiet=True))
+        assert events == ["step", "forward 16"] * 3 + ["step", "forward 6"]
+    finally:
+        close_session(session)
