@@ -204,8 +204,6 @@ class Trainer:
                 first, last = rank_slice(start, stop, distributed.rank, distributed.world_size)
                 inputs = normalize(plan.batch(data.images, first, last), self.mean, self.std)
                 labels = data.labels[plan.order[first:last]]
-                if self.cuda_graphs:
-                    torch.compiler.cudagraph_mark_step_begin()
                 logits, loss = self._forward(inputs, labels)
                 self.optimizer.zero_grad(set_to_none=True)
                 if distributed.enabled:
@@ -293,8 +291,6 @@ class Trainer:
             for size in sorted(sizes, reverse=True):
                 inputs = normalize(data.images[:size].permute(0, 3, 1, 2), self.mean, self.std)
                 for _ in range(2 if self.cuda_graphs else 1):
-                    if self.cuda_graphs:
-                        torch.compiler.cudagraph_mark_step_begin()
                     self._forward(inputs, data.labels[:size])[1].backward()
         self.optimizer.zero_grad(set_to_none=True)
         self.model.load_state_dict(saved)
@@ -304,7 +300,10 @@ class Trainer:
 
     def _forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The training forward (in the training precision) and its loss: one definition for the steps and the
-        warm-up, so the warm-up compiles exactly the graph the steps run."""
+        warm-up, so the warm-up compiles exactly the graph the steps run. With CUDA graphs each call starts a new
+        graph iteration."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with self.autocast():
             logits = self.train_model(inputs)
         return logits, self.criterion(logits.float(), labels)
