@@ -5,7 +5,9 @@ A plan is a JSON file::
     {"base": {...TrainConfig fields...}, "seeds": [0, 1, 2, 3],
      "variants": [{"label": "default"}, {"label": "ls0.3", "config": {"recipe_overrides": {"label_smoothing": 0.3}}}]}
 
-A variant may carry its own ``"seeds"`` list (e.g. one eager run beside several compiled ones).
+A variant may carry its own ``"seeds"`` list (e.g. one eager run beside several compiled ones), and a
+``"train_fraction"`` in (0, 1]: it then trains on that seeded, stratified share of the training split, scored on the
+same validation images (what more data is worth: ``bench/plans/cpu_data_scaling.json``).
 Every (seed, variant) pair is one ``fit()`` run of ``base`` updated by the variant's ``config`` (``recipe_overrides``
 merge). Runs go seed by seed, so a deadline leaves complete, paired seeds. With ``--workers N`` the runs go to N
 worker processes at once: on a GPU, where one small-network run leaves the device mostly idle between kernel launches,
@@ -28,8 +30,11 @@ import statistics
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cifar_edge.runtime.atomic_io import atomic_write_text
 
@@ -45,8 +50,55 @@ def run_config(base: dict[str, Any], variant: dict[str, Any], seed: int, data: s
     return config
 
 
-def train_one(label: str, seed: int, config: dict[str, Any]) -> dict[str, Any]:
-    """fit() one configuration; the numbers the comparison needs (or the error, in one line)."""
+def train_fraction(variant: dict[str, Any]) -> float:
+    """The variant's share of the training split (1.0 = all of it); ValueError outside (0, 1]."""
+    fraction = variant.get("train_fraction", 1.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise ValueError(f"variant {variant.get('label')!r}: train_fraction must be in (0, 1], got {fraction!r}")
+    return float(fraction)
+
+
+def training_share(config: dict[str, Any], fraction: float) -> Any:
+    """The run's splits with only ``fraction`` of each class's training images (seeded by the run's seed), the
+    validation images unchanged. fit() is handed the arrays, so run.json records no reloadable data spec."""
+    from cifar_edge.train.config import TrainConfig
+    from cifar_edge.train.data import load_splits
+
+    options = TrainConfig(**config)
+    splits = load_splits(
+        options.data,
+        options.data_root,
+        options.val_fraction,
+        options.seed,
+        cache_dir=options.cache_dir,
+        limit_per_class=options.limit_per_class,
+        show_progress=False,
+    )
+    # The first floor(fraction x count) of each class in a permutation drawn from seed 1000 + the run's seed: the
+    # subsets behind docs/training.md's data-size tables, so this plan reproduces them.
+    generator = np.random.default_rng(1000 + options.seed)
+    chosen = []
+    for label in range(len(splits.class_names)):
+        members = np.flatnonzero(splits.train_labels == label)
+        chosen.append(generator.permutation(members)[: int(fraction * len(members))])
+    keep = np.sort(np.concatenate(chosen))
+    labels = splits.train_labels[keep]
+    description = {
+        **splits.description,
+        "spec": None,
+        "train_fraction": fraction,
+        "counts": {**splits.description.get("counts", {}), "train": len(keep)},
+        "class_counts": {
+            **splits.description.get("class_counts", {}),
+            "train": {name: int(np.sum(labels == label)) for label, name in enumerate(splits.class_names)},
+        },
+    }
+    return replace(splits, train_images=splits.train_images[keep], train_labels=labels, description=description)
+
+
+def train_one(label: str, seed: int, config: dict[str, Any], fraction: float = 1.0) -> dict[str, Any]:
+    """fit() one configuration, on ``fraction`` of the training images; the numbers the comparison needs (or the
+    error, in one line)."""
     from cifar_edge.train import TrainConfig, fit  # in the worker: torch is imported per process
 
     started = time.perf_counter()
@@ -58,7 +110,7 @@ def train_one(label: str, seed: int, config: dict[str, Any]) -> dict[str, Any]:
         # recompilation short) so that a long sweep never hits dynamo's recompile limit and falls back to eager.
         torch._dynamo.reset()
     try:
-        result = fit(TrainConfig(**config))
+        result = fit(TrainConfig(**config), training_share(config, fraction) if fraction < 1 else None)
     except Exception as error:  # one failed run must not end the sweep
         return record | {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
     environment = json.loads(result.run_json.read_text())["environment"]
@@ -73,6 +125,7 @@ def train_one(label: str, seed: int, config: dict[str, Any]) -> dict[str, Any]:
         "epoch_train_seconds": [row["train_seconds"] for row in result.metrics],
         "device_name": environment.get("device_name"),
         "epochs": result.epochs,
+        "train_images": json.loads(result.run_json.read_text())["metrics"]["train_images"],
     }
 
 
@@ -145,7 +198,12 @@ def sweep(
         raise ValueError("variant labels must be unique")
     seeds = sorted({seed for variant in plan["variants"] for seed in variant.get("seeds", plan["seeds"])})
     jobs = [
-        (variant["label"], seed, run_config(plan.get("base", {}), variant, seed, data, runs_dir))
+        (
+            variant["label"],
+            seed,
+            run_config(plan.get("base", {}), variant, seed, data, runs_dir),
+            train_fraction(variant),
+        )
         for seed in seeds
         for variant in plan["variants"]
         if seed in variant.get("seeds", plan["seeds"])

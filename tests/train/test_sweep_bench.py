@@ -50,6 +50,35 @@ def test_sweep_pairs_variants_by_seed_and_records_every_run(tiny_dataset_dir: Pa
     assert "(1 failed)" in completed.stdout  # the table names the failure; the sweep went on
 
 
+def test_a_train_fraction_trains_on_a_stratified_share_scored_on_the_same_images(
+    tiny_dataset_dir: Path, tmp_path: Path
+) -> None:
+    base = {"recipe": "seed", "epochs": 1, "batch_size": 16, "threads": 1, "cache_dir": str(tmp_path / "cache")}
+    plan = {"base": base, "seeds": [3], "variants": [{"label": "all"}, {"label": "half", "train_fraction": 0.5}]}
+    completed = _sweep(tmp_path, tiny_dataset_dir, plan)
+    assert completed.returncode == 0, completed.stderr
+    runs = {run["label"]: run for run in json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]}
+    # 3 classes x 24 images, 2 per class held out: 22 per class train, half of them (11) in the share.
+    assert runs["all"]["train_images"] == 66 and runs["half"]["train_images"] == 33
+    records = {
+        label: json.loads((tmp_path / "out" / "runs" / f"{label}-seed3" / "run.json").read_text()) for label in runs
+    }
+    assert (
+        records["half"]["data"]["summary"]["class_counts"]["val"]
+        == records["all"]["data"]["summary"]["class_counts"]["val"]
+    )
+    assert set(records["half"]["data"]["summary"]["class_counts"]["train"].values()) == {11}
+    assert records["half"]["data"]["spec"] is None  # the arrays were handed to fit(): nothing to reload them from
+
+
+def test_sweep_rejects_a_train_fraction_outside_0_to_1_before_any_run(tiny_dataset_dir: Path, tmp_path: Path) -> None:
+    plan = {"base": {"recipe": "seed"}, "seeds": [0], "variants": [{"label": "none", "train_fraction": 0}]}
+    completed = _sweep(tmp_path, tiny_dataset_dir, plan)
+    assert completed.returncode == 2
+    assert completed.stderr.count("\n") == 1 and "train_fraction must be in (0, 1], got 0" in completed.stderr
+    assert not (tmp_path / "out" / "runs").exists()
+
+
 def test_sweep_starts_no_run_after_its_deadline(tiny_dataset_dir: Path, tmp_path: Path) -> None:
     base = {"recipe": "seed", "epochs": 1, "threads": 1, "cache_dir": str(tmp_path / "cache")}
     plan = {"base": base, "seeds": [0], "variants": [{"label": "base"}]}
@@ -69,7 +98,7 @@ def test_every_committed_plan_builds_valid_configurations(tmp_path: Path) -> Non
     # A lent GPU's minutes are few: a typo in a plan must fail here, not on the device.
     sys.path.insert(0, str(SWEEP.parent))
     try:
-        from sweep import run_config
+        from sweep import run_config, train_fraction
     finally:
         sys.path.remove(str(SWEEP.parent))
     from cifar_edge.train.config import TrainConfig
@@ -80,6 +109,7 @@ def test_every_committed_plan_builds_valid_configurations(tmp_path: Path) -> Non
     for plan_file in plans:
         plan = json.loads(plan_file.read_text())
         for variant in plan["variants"]:
+            train_fraction(variant)
             for seed in variant.get("seeds", plan["seeds"]):
                 config = TrainConfig(**run_config(plan["base"], variant, seed, "cifar10", tmp_path))
                 config.validate()
