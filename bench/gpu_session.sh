@@ -24,18 +24,18 @@ python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', 
 python3 bench/optimizer_step.py --device cuda 2>&1 | tee "$out/timed.log"
 timed_plan=${TIMED_PLAN:-bench/plans/gpu_airbench.json}
 python3 bench/sweep.py "$timed_plan" --data $data --out "$out/timed" --runs /tmp/runs/timed \
-    --deadline-s "${TIMED_END_S:-240}" 2>&1 | tee -a "$out/timed.log"
+    --deadline-s "${TIMED_END_S:-200}" 2>&1 | tee -a "$out/timed.log"
 # What counts is the exported model: the first GPU-trained run through ONNX and the torch-free runtime (the machine's
 # onnxruntime runs it on the CPU), gated on all its validation images.
 export_run=${EXPORT_RUN:-/tmp/runs/timed/airbench-seed0}
 [ -d "$export_run" ] && python3 -m cifar_edge.export.cli "$export_run" --format onnx --verify-images 5000 \
     2>&1 | tee "$out/export.log"
 # The issue's accuracy-against-seconds curve of the default and seed recipes, on this device.
-timeout 150 python3 bench/recipe.py --data $data --device cuda --out "$out/recipe" 2>&1 | tail -30
+timeout 100 python3 bench/recipe.py --data $data --device cuda --out "$out/recipe" 2>&1 | tail -30
 # The accuracy sweeps share what is left of SWEEP_END_S equally, in order (their logs stay here: sweep.json has all).
-read -r -a plans <<< "${SWEEP_PLANS:-bench/plans/gpu_airbench_sweep.json bench/plans/gpu_default_sweep2.json}"
+read -r -a plans <<< "${SWEEP_PLANS:-bench/plans/gpu_data_scaling.json}"
 for index in "${!plans[@]}"; do
-    left=$(( ${SWEEP_END_S:-420} - ($(date +%s) - started) ))
+    left=$(( ${SWEEP_END_S:-480} - ($(date +%s) - started) ))
     share=$(( left / (${#plans[@]} - index) ))
     [ $share -gt 30 ] || break
     name=$(basename "${plans[$index]}" .json)

@@ -181,8 +181,8 @@ DEFAULT = Recipe(
     epochs=18,
     # ...on 45,000 images. The test-split setting trains on 50,000, where 18 epochs took 631 s of training (611 s of
     # steps at a median 1,482 img/s): the budget of 18 x 45,000 images gives it 16 epochs (529 s of training, 560 s in
-    # all, at 1,588 img/s). At equal cost, 11% more images for 11% fewer epochs scored +0.30 points (45,000 x 16 vs
-    # 40,500 x 18, seeds 0-4), so 50,000 x 16 should do a little better than 45,000 x 18 (docs/training.md).
+    # all, at 1,588 img/s). At equal cost, 11% more images for 11% fewer epochs scored +0.13 points (45,000 x 16 vs
+    # 40,500 x 18, seeds 0-7, sd 0.37), so 50,000 x 16 should do about as well as 45,000 x 18 (docs/training.md).
     max_train_images=810_000,
     # Large batches keep the CPU's matrix units busy and BatchNorm statistics stable; 88 steps per epoch.
     batch_size=512,
