@@ -113,7 +113,8 @@ def train_one(label: str, seed: int, config: dict[str, Any], fraction: float = 1
         result = fit(TrainConfig(**config), training_share(config, fraction) if fraction < 1 else None)
     except Exception as error:  # one failed run must not end the sweep
         return record | {"error": f"{type(error).__name__}: {error}".splitlines()[0]}
-    environment = json.loads(result.run_json.read_text())["environment"]
+    saved = json.loads(result.run_json.read_text())
+    environment = saved["environment"]
     last = result.metrics[-1]
     return record | {
         "final_accuracy": result.final_val_accuracy,  # with the recipe's TTA: what the export computes
@@ -125,7 +126,7 @@ def train_one(label: str, seed: int, config: dict[str, Any], fraction: float = 1
         "epoch_train_seconds": [row["train_seconds"] for row in result.metrics],
         "device_name": environment.get("device_name"),
         "epochs": result.epochs,
-        "train_images": json.loads(result.run_json.read_text())["metrics"]["train_images"],
+        "train_images": saved["metrics"]["train_images"],
     }
 
 
