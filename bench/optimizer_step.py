@@ -27,8 +27,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cifar_edge.train.environment import device_name, resolve_device
 from cifar_edge.train.models import build_model
+from cifar_edge.train.optimizers import build_optimizer
 from cifar_edge.train.recipes import get_recipe
-from cifar_edge.train.session import build_optimizer
 
 VIEW_OPS = {"view", "_unsafe_view", "t", "transpose", "unbind", "select", "slice", "expand", "alias", "detach"}
 

@@ -81,37 +81,6 @@ class EpochTotals:
     train_seconds: float = 0.0
 
 
-class LrSchedule:
-    """Learning-rate factor per optimizer step (plain attributes only, so LambdaLR can checkpoint it)."""
-
-    def __init__(
-        self,
-        kind: str,
-        total_steps: int,
-        warmup_steps: int = 0,
-        start_factor: float = 0.2,
-        peak_fraction: float = 0.23,
-        end_factor: float = 0.07,
-    ) -> None:
-        self.kind, self.total_steps, self.warmup_steps = kind, total_steps, warmup_steps
-        self.start_factor, self.peak_fraction, self.end_factor = start_factor, peak_fraction, end_factor
-
-    def __call__(self, step: int) -> float:
-        if self.kind == "constant":
-            return 1.0
-        if self.kind == "triangle":
-            last = self.total_steps - 1  # the factor at the last optimizer step is end_factor exactly
-            if last <= 0:
-                return 1.0
-            peak = min(self.peak_fraction * self.total_steps, last / 2)
-            if peak > 0 and step <= peak:  # peak_fraction 0: a pure linear decay from 1.0 at step 0
-                return self.start_factor + (1.0 - self.start_factor) * step / peak
-            return 1.0 + (self.end_factor - 1.0) * min(1.0, (step - peak) / (last - peak))
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        return max(0.0, (self.total_steps - step) / max(1, self.total_steps - self.warmup_steps))
-
-
 def check_finite(losses: torch.Tensor, start: int, stop: int, position: Position) -> int:
     """Raise NonFiniteLossError naming the first NaN/Inf in ``losses[start:stop]`` (steps of the current epoch,
     ``position`` already counting step ``stop``); returns ``stop``, the next unchecked step."""

@@ -27,13 +27,14 @@ from cifar_edge.train.distributed import (
 from cifar_edge.train.distributed import start as start_distributed
 from cifar_edge.train.distributed import stop as stop_distributed
 from cifar_edge.train.environment import configure_threads, resolve_device, resolve_precision, tune_malloc
-from cifar_edge.train.loop import DeviceData, EpochTotals, LrSchedule, Position, Trainer
+from cifar_edge.train.loop import DeviceData, EpochTotals, Position, Trainer
 from cifar_edge.train.models import available_models, build_model
-from cifar_edge.train.muon import FilterMuon
+from cifar_edge.train.optimizers import build_optimizer, parameter_groups
 from cifar_edge.train.recipes import Recipe, epochs_within_budget, resolve_recipe
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.run_files import CHECKPOINT_FILE
 from cifar_edge.train.run_folder import resolve_resume_dir
+from cifar_edge.train.schedule import LrSchedule
 
 if TYPE_CHECKING:
     # The data module imports torchvision (~1 s): loaded only when fit() has to load data itself.
@@ -279,55 +280,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_optimizer(model: nn.Module, recipe: Recipe, foreach: bool | None = None) -> torch.optim.Optimizer:
-    """The recipe's optimizer over :func:`parameter_groups`; ``foreach`` None = each optimizer's own choice
-    (multi-tensor steps on CUDA, per-parameter loops on the CPU)."""
-    groups = parameter_groups(model, recipe)
-    if recipe.optimizer == "muon":
-        return FilterMuon(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, foreach=foreach)
-    return torch.optim.SGD(
-        groups,
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov,
-        weight_decay=recipe.weight_decay,
-        foreach=foreach,
-    )
-
-
-def parameter_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
-    """Two groups: everything trainable outside BatchNorm (group 0: weights, head, other biases such as the
-    whitening stem's) at lr / weight_decay; BatchNorm parameters (shifts) at lr * bias_lr_scale, decaying at
-    weight_decay / bias_lr_scale (same shrink per step) when decay_norm, else not at all. With the muon
-    optimizer, convolution filters (4-D weights) leave group 0 for a third group: orthogonalised updates at
-    muon_lr with muon_momentum, no weight decay (they are renormalised every step instead).
-
-    Built from a freshly constructed model (before any per-epoch freezing), so a resumed run's groups match the
-    checkpointed optimizer's.
-    """
-    norm_ids = {
-        id(parameter)
-        for module in model.modules()
-        if isinstance(module, nn.modules.batchnorm._BatchNorm)
-        for parameter in module.parameters(recurse=False)
-    }
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    weights = [p for p in trainable if id(p) not in norm_ids]
-    norms = [p for p in trainable if id(p) in norm_ids]
-    muon = recipe.optimizer == "muon"
-    filters = [p for p in weights if muon and p.ndim == 4]
-    weights = [p for p in weights if not (muon and p.ndim == 4)]
-    groups = [{"params": weights, "weight_decay": recipe.weight_decay, "lr": recipe.lr}]
-    if norms:
-        decay = recipe.weight_decay / recipe.bias_lr_scale if recipe.decay_norm else 0.0
-        groups.append({"params": norms, "weight_decay": decay, "lr": recipe.lr * recipe.bias_lr_scale})
-    if filters:
-        groups.append(
-            {"params": filters, "lr": recipe.muon_lr, "momentum": recipe.muon_momentum, "orthogonalize": True}
-        )
-    return groups
 
 
 def _restore(session: Session, saved: dict[str, Any], schedule: LrSchedule) -> None:

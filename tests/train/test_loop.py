@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from cifar_edge.train.averaging import LookaheadAverage
-from cifar_edge.train.loop import LrSchedule, NonFiniteLossError, Position, WeightAverage, check_finite
+from cifar_edge.train.loop import NonFiniteLossError, Position, WeightAverage, check_finite
+from cifar_edge.train.schedule import LrSchedule
 
 
 def test_warmup_then_linear_decay_to_zero() -> None:
