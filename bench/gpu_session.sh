@@ -33,7 +33,7 @@ export_run=${EXPORT_RUN:-/tmp/runs/timed/airbench-seed0}
 # The issue's accuracy-against-seconds curve of the default and seed recipes, on this device.
 timeout 100 python3 bench/recipe.py --data $data --device cuda --out "$out/recipe" 2>&1 | tail -30
 # The accuracy sweeps share what is left of SWEEP_END_S equally, in order (their logs stay here: sweep.json has all).
-read -r -a plans <<< "${SWEEP_PLANS:-bench/plans/gpu_data_scaling.json}"
+read -r -a plans <<< "${SWEEP_PLANS:-bench/plans/gpu_width_epochs.json}"
 for index in "${!plans[@]}"; do
     left=$(( ${SWEEP_END_S:-480} - ($(date +%s) - started) ))
     share=$(( left / (${#plans[@]} - index) ))
