@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cifar_edge.train.data import load_splits
+from cifar_edge.train.data.load import load_splits
 
 SHARED_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg"
 

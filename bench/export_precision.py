@@ -22,10 +22,10 @@ import numpy as np
 import onnxruntime as ort
 
 from cifar_edge.export import ExportConfig, ExportError, export_run
+from cifar_edge.export.gate.data import gather_export_data
 from cifar_edge.export.run_select import resolve_run_dir
-from cifar_edge.export.verification_data import gather_export_data
 from cifar_edge.runtime.preprocess import normalize_batch
-from cifar_edge.train.run_files import load_run
+from cifar_edge.train.run.files import load_run
 
 PRECISIONS = (("fp32", None), ("fp16", None), ("fp32", "int8"))
 

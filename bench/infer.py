@@ -117,7 +117,7 @@ def prepare_model(args: argparse.Namespace, work: Path) -> tuple[Path, Path, dic
     from cifar_edge.export import ExportConfig, export_run
     from cifar_edge.runtime.contract import Contract, unnormalized_contract
     from cifar_edge.train.models import build_model
-    from cifar_edge.train.run_files import load_run, save_model_files
+    from cifar_edge.train.run.files import load_run, save_model_files
 
     if args.run_dir:
         run_dir, source = args.run_dir, f"weights of {args.run_dir}"
@@ -192,9 +192,9 @@ def jpeg_folder(folder: Path, count: int) -> Path:
 
 def throughput(model_path: Path, folder: Path, batch_size: int, repeats: int) -> list[str]:
     from cifar_edge.runtime import Classifier
-    from cifar_edge.runtime.inputs import expand_inputs
+    from cifar_edge.runtime.infer.inputs import expand_inputs
     from cifar_edge.runtime.preprocess import normalize_batch
-    from cifar_edge.runtime.providers import default_intra_op_threads
+    from cifar_edge.runtime.providers.strict import default_intra_op_threads
 
     paths = [p for p in expand_inputs([str(folder)]) if isinstance(p, str)]
     count = len(paths)

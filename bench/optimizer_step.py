@@ -27,7 +27,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cifar_edge.train.environment import device_name, resolve_device
 from cifar_edge.train.models import build_model
-from cifar_edge.train.optimizers import build_optimizer
+from cifar_edge.train.optim.groups import build_optimizer
 from cifar_edge.train.recipes import get_recipe
 
 VIEW_OPS = {"view", "_unsafe_view", "t", "transpose", "unbind", "select", "slice", "expand", "alias", "detach"}

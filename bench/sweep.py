@@ -62,7 +62,7 @@ def training_share(config: dict[str, Any], fraction: float) -> Any:
     """The run's splits with only ``fraction`` of each class's training images (seeded by the run's seed), the
     validation images unchanged. fit() is handed the arrays, so run.json records no reloadable data spec."""
     from cifar_edge.train.config import TrainConfig
-    from cifar_edge.train.data import load_splits
+    from cifar_edge.train.data.load import load_splits
 
     options = TrainConfig(**config)
     splits = load_splits(
@@ -132,7 +132,7 @@ def train_one(label: str, seed: int, config: dict[str, Any], fraction: float = 1
 
 def prepare_cache(config: dict[str, Any]) -> None:
     """Decode the image folder into the cache once, here, before the runs read it (workers would race to)."""
-    from cifar_edge.train.data import load_splits
+    from cifar_edge.train.data.load import load_splits
 
     started = time.perf_counter()
     splits = load_splits(

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import ToTensor
 
 from cifar_edge.train import TrainConfig, fit
-from cifar_edge.train.data import Splits, load_splits
+from cifar_edge.train.data.load import Splits, load_splits
 from cifar_edge.train.environment import configure_threads, device_name, resolve_device
 from cifar_edge.train.loop import StepEvent
 from cifar_edge.train.models import build_model

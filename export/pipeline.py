@@ -34,21 +34,21 @@ from cifar_edge.export.errors import (
     ExportUsageError,
     first_line,
 )
-from cifar_edge.export.exported_program import EXPORTED_PROGRAM_EXPORTER, export_program
-from cifar_edge.export.fp16 import FP16_CONVERTER, convert_to_fp16
-from cifar_edge.export.metadata import build_provenance, embed_in_onnx, metadata_entries
-from cifar_edge.export.onnx_export import ONNX_EXPORTER, drop_unused_opsets, export_onnx_fp32, save_validated
-from cifar_edge.export.parity import GateInputs, ParityReport, prepare_gate_inputs, run_gate
-from cifar_edge.export.preprocess_parity import PreprocessReport, check_preprocessing
+from cifar_edge.export.formats.exported_program import EXPORTED_PROGRAM_EXPORTER, export_program
+from cifar_edge.export.formats.fp16 import FP16_CONVERTER, convert_to_fp16
+from cifar_edge.export.formats.metadata import build_provenance, embed_in_onnx, metadata_entries
+from cifar_edge.export.formats.onnx import ONNX_EXPORTER, drop_unused_opsets, export_onnx_fp32, save_validated
+from cifar_edge.export.formats.quantize import INT8_QUANTIZER, quantization_settings, quantize_int8
+from cifar_edge.export.formats.torchscript import TORCHSCRIPT_EXPORTER, export_torchscript
+from cifar_edge.export.formats.tta import module_for_export, tta_mode
+from cifar_edge.export.gate.data import ExportData, gather_export_data
+from cifar_edge.export.gate.parity import GateInputs, ParityReport, prepare_gate_inputs, run_gate
+from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocessing
 from cifar_edge.export.progress import ExportProgress
-from cifar_edge.export.quantize import INT8_QUANTIZER, quantization_settings, quantize_int8
-from cifar_edge.export.torchscript_export import TORCHSCRIPT_EXPORTER, export_torchscript
-from cifar_edge.export.tta import module_for_export, tta_mode
-from cifar_edge.export.verification_data import ExportData, gather_export_data
 from cifar_edge.runtime.atomic_io import atomic_path, atomic_write_text
 from cifar_edge.runtime.contract import ContractError
 from cifar_edge.runtime.preprocess import normalize_batch
-from cifar_edge.train.run_files import LoadedRun, RunFolderError, load_run
+from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
 
 
 @dataclass(frozen=True)

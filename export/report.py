@@ -6,7 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cifar_edge.export.parity import VALIDATION
+from cifar_edge.export.gate.parity import VALIDATION
 from cifar_edge.export.pipeline import ArtifactResult, ExportResult
 
 

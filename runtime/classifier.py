@@ -30,7 +30,7 @@ from cifar_edge.runtime.model_file import (
 )
 from cifar_edge.runtime.predictions import Failure, Prediction, softmax, top_k_predictions
 from cifar_edge.runtime.preprocess import normalize_batch, resize_to_contract
-from cifar_edge.runtime.providers import create_session, usable_cpu_count
+from cifar_edge.runtime.providers.strict import create_session, usable_cpu_count
 
 DEFAULT_BATCH_SIZE = 64  # images per session run: large enough to amortise the call, small enough for edge memory
 DEFAULT_TOP_K = 3

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifar_edge.train.augment import normalize, plan_epoch
-from cifar_edge.train.averaging import LookaheadAverage, WeightAverage
 from cifar_edge.train.distributed import (
     SINGLE_PROCESS,
     DistributedContext,
@@ -24,6 +23,7 @@ from cifar_edge.train.distributed import (
     steps_per_epoch,
     usable_images,
 )
+from cifar_edge.train.optim.averaging import LookaheadAverage, WeightAverage
 from cifar_edge.train.recipes import Recipe
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.tta import with_tta

@@ -14,8 +14,6 @@ from torch import nn
 
 from cifar_edge.runtime.contract import Contract, unnormalized_contract
 from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
-from cifar_edge.train.averaging import LookaheadAverage, WeightAverage
-from cifar_edge.train.checkpoint import read_checkpoint, restore_rng_state
 from cifar_edge.train.config import CUDA_GRAPH_COMPILE_MODES, TrainConfig
 from cifar_edge.train.distributed import (
     DistributedContext,
@@ -29,16 +27,18 @@ from cifar_edge.train.distributed import stop as stop_distributed
 from cifar_edge.train.environment import configure_threads, resolve_device, resolve_precision, tune_malloc
 from cifar_edge.train.loop import DeviceData, EpochTotals, Position, Trainer
 from cifar_edge.train.models import available_models, build_model
-from cifar_edge.train.optimizers import build_optimizer, parameter_groups
+from cifar_edge.train.optim.averaging import LookaheadAverage, WeightAverage
+from cifar_edge.train.optim.groups import build_optimizer, parameter_groups
+from cifar_edge.train.optim.schedule import LrSchedule
 from cifar_edge.train.recipes import Recipe, epochs_within_budget, resolve_recipe
 from cifar_edge.train.reporting import Reporter
-from cifar_edge.train.run_files import CHECKPOINT_FILE
-from cifar_edge.train.run_folder import resolve_resume_dir
-from cifar_edge.train.schedule import LrSchedule
+from cifar_edge.train.run.checkpoint import read_checkpoint, restore_rng_state
+from cifar_edge.train.run.files import CHECKPOINT_FILE
+from cifar_edge.train.run.folder import resolve_resume_dir
 
 if TYPE_CHECKING:
     # The data module imports torchvision (~1 s): loaded only when fit() has to load data itself.
-    from cifar_edge.train.data import Splits
+    from cifar_edge.train.data.load import Splits
 
 
 @dataclass
@@ -250,7 +250,7 @@ def _obtain_splits(
         if config.limit_per_class is not None:
             spec["limit_per_class"] = config.limit_per_class
     arguments = {**spec, "image_size": tuple(spec["image_size"])}
-    from cifar_edge.train.data import load_splits
+    from cifar_edge.train.data.load import load_splits
 
     splits = load_splits(**arguments, show_progress=not config.quiet)
     return splits, _plain_json(splits.description.get("spec") or spec)

@@ -51,7 +51,7 @@ class Benched:
 
 @pytest.fixture(scope="session", name="benched_run")
 def benched_run_fixture(eval_run: Path, eval_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Benched:
-    from cifar_edge.export.bench_cli import app
+    from cifar_edge.export.benchmark.cli import app
 
     run_dir = tmp_path_factory.mktemp("benched") / "run"
     shutil.copytree(eval_run, run_dir, ignore=shutil.ignore_patterns("*.eval"))

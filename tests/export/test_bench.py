@@ -16,7 +16,7 @@ from evalbench_fixtures import (  # noqa: F401  (session fixtures)
 )
 from typer.testing import CliRunner
 
-from cifar_edge.export.bench_cli import app
+from cifar_edge.export.benchmark.cli import app
 from cifar_edge.runtime.classifier import Classifier
 
 runner = CliRunner()

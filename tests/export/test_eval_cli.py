@@ -17,7 +17,7 @@ from evalbench_fixtures import eval_images_fixture, eval_run_fixture  # noqa: F4
 from PIL import Image
 from typer.testing import CliRunner
 
-from cifar_edge.export.eval_cli import app
+from cifar_edge.export.evaluate.cli import app
 from cifar_edge.runtime.classifier import Classifier
 from cifar_edge.runtime.contract import CIFAR10_CLASS_NAMES, Contract
 from cifar_edge.runtime.preprocess import normalize_batch
@@ -89,8 +89,8 @@ def test_onnx_report_schema_plots_and_independent_count(eval_run: Path, eval_ima
 
 def test_torch_models_agree_with_onnx(eval_run: Path, eval_images: Path, tmp_path: Path) -> None:
     """Run folder, checkpoint.pt and TorchScript give the ONNX model's counts (the gate proved 100% agreement)."""
-    from cifar_edge.train.checkpoint import write_checkpoint
-    from cifar_edge.train.run_files import load_run
+    from cifar_edge.train.run.checkpoint import write_checkpoint
+    from cifar_edge.train.run.files import load_run
 
     run = load_run(eval_run)
     checkpoint = tmp_path / "checkpoint.pt"
@@ -132,7 +132,7 @@ import json, sys
 blocked = sys.argv[4].split(",")
 for name in blocked:
     sys.modules[name] = None  # `import name` now raises ImportError
-from cifar_edge.export.eval_cli import main
+from cifar_edge.export.evaluate.cli import main
 sys.argv = ["cifar-eval", sys.argv[1], "--data", sys.argv[2], "-o", sys.argv[3], "--json"]
 try:
     main()
@@ -232,7 +232,7 @@ def _closed_port() -> int:
 def ten_class_run(tmp_path: Path) -> tuple[Path, Contract]:
     """A run folder whose model knows CIFAR-10's classes in a shuffled order (labels must be matched by name)."""
     from cifar_edge.train.models import build_model
-    from cifar_edge.train.run_files import save_model_files
+    from cifar_edge.train.run.files import save_model_files
 
     torch.manual_seed(1)
     order = [CIFAR10_CLASS_NAMES[index] for index in np.random.default_rng(0).permutation(10)]
@@ -254,7 +254,7 @@ def test_cifar10_test_split_is_read_through_torchvision(
     """A local CIFAR-10 test batch (torchvision's own format and MD5 check), labels mapped to the model by name."""
     from torchvision.datasets import CIFAR10
 
-    from cifar_edge.train.run_files import load_run
+    from cifar_edge.train.run.files import load_run
 
     run_dir, contract = ten_class_run
     folder = tmp_path / "root" / CIFAR10.base_folder

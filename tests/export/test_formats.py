@@ -16,7 +16,7 @@ from export_helpers import copy_run
 
 from cifar_edge.export import ExportConfig, export_run
 from cifar_edge.runtime.preprocess import normalize_batch
-from cifar_edge.train.run_files import load_run
+from cifar_edge.train.run.files import load_run
 
 pytestmark = [
     pytest.mark.usefixtures("single_torch_thread"),

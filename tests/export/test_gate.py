@@ -11,7 +11,7 @@ import torch
 from export_helpers import copy_run
 
 from cifar_edge.export import ExportConfig, Thresholds
-from cifar_edge.export.parity import Comparison, _precision_checks
+from cifar_edge.export.gate.parity import Comparison, _precision_checks
 from cifar_edge.export.pipeline import Target, export_artifact, prepare_export
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract
-from cifar_edge.train.run_files import load_run
+from cifar_edge.train.run.files import load_run
 
 pytestmark = [
     pytest.mark.usefixtures("single_torch_thread"),

@@ -9,7 +9,7 @@ import pytest
 from export_helpers import SHARED_CAT_PHOTO
 from PIL import Image
 
-from cifar_edge.export.preprocess_parity import check_preprocessing, runtime_tensor, torchvision_tensor
+from cifar_edge.export.gate.preprocess import check_preprocessing, runtime_tensor, torchvision_tensor
 from cifar_edge.runtime.contract import Contract
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

@@ -12,9 +12,9 @@ import torch
 from export_helpers import copy_run
 
 from cifar_edge.export import ExportConfig, ExportUsageError, FlipAverage, export_run
-from cifar_edge.export.tta import module_for_export
+from cifar_edge.export.formats.tta import module_for_export
 from cifar_edge.train.models import build_model
-from cifar_edge.train.run_files import load_run
+from cifar_edge.train.run.files import load_run
 from cifar_edge.train.tta import with_tta
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

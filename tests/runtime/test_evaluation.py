@@ -14,8 +14,8 @@ from runtime_helpers import TINY_CLASSES, build_colour_model, save_model, write_
 
 from cifar_edge.runtime.classifier import Classifier
 from cifar_edge.runtime.contract import Contract, unnormalized_contract
-from cifar_edge.runtime.evaluation import compute_metrics, confusion_matrix, evaluate, most_confused_pairs
-from cifar_edge.runtime.labelled_folder import (
+from cifar_edge.runtime.evaluate.core import compute_metrics, confusion_matrix, evaluate, most_confused_pairs
+from cifar_edge.runtime.evaluate.labelled_folder import (
     ArrayImages,
     LabelledDataError,
     find_labelled_folder,

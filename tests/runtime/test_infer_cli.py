@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cifar_edge.runtime.cli import app
+from cifar_edge.runtime.infer.cli import app
 
 runner = CliRunner()
 PREDICTION_KEYS = {"path", "label", "index", "probability", "top_k"}

@@ -11,8 +11,8 @@ from runtime_helpers import build_colour_model, save_model
 from typer.testing import CliRunner
 
 from cifar_edge.runtime import Classifier, ModelError
-from cifar_edge.runtime.cli import app
 from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.infer.cli import app
 from cifar_edge.runtime.model_file import MODEL_ENV_VAR, check_model_file, latest_run_dir, resolve_model_path
 
 runner = CliRunner()

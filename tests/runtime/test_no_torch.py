@@ -21,7 +21,7 @@ image, model = sys.argv[1], sys.argv[2]
 import cifar_edge.runtime
 light = "onnxruntime" not in sys.modules  # the package import itself stays light
 from cifar_edge.runtime import Classifier
-from cifar_edge.runtime.cli import main
+from cifar_edge.runtime.infer.cli import main
 sys.argv = ["cifar-infer", image, "--model", model, "--json", "--provider", "auto"]
 try:
     main()

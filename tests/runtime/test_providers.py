@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cifar_edge.runtime import Classifier, ProviderUnavailableError
-from cifar_edge.runtime.cli import app
-from cifar_edge.runtime.provider_diagnosis import ProviderEnvironment, diagnose_unavailable, probe_model_bytes
-from cifar_edge.runtime.providers import (
+from cifar_edge.runtime.infer.cli import app
+from cifar_edge.runtime.providers.diagnosis import ProviderEnvironment, diagnose_unavailable, probe_model_bytes
+from cifar_edge.runtime.providers.strict import (
     capture_native_output,
     create_session,
     default_intra_op_threads,

@@ -12,7 +12,7 @@ from PIL import Image
 from tiny_data import SHARED_CIFAR_TRAIN
 
 from cifar_edge.train.config import TrainConfig
-from cifar_edge.train.data import Splits
+from cifar_edge.train.data.load import Splits
 
 
 def decode_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:

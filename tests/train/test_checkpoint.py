@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_edge.train.checkpoint import (
+from cifar_edge.train.run.checkpoint import (
     CheckpointError,
     capture_rng_state,
     read_checkpoint,

@@ -13,8 +13,8 @@ import pytest
 from data_test_support import write_image_folder
 from PIL import Image
 
-import cifar_edge.train.data as data_module
-from cifar_edge.train.data import Splits, load_splits
+import cifar_edge.train.data.load as data_module
+from cifar_edge.train.data.load import Splits, load_splits
 
 ARRAYS = ("train_images", "train_labels", "val_images", "val_labels")
 
@@ -113,7 +113,7 @@ def test_damaged_cache_is_rebuilt(
     first = load(tmp_path, tmp_path / "cache")
     cache_path = Path(first.description["cache"]["path"])
     damage(cache_path)
-    with caplog.at_level(logging.WARNING, logger="cifar_edge.train.data"):
+    with caplog.at_level(logging.WARNING, logger="cifar_edge.train.data.load"):
         rebuilt = load(tmp_path, tmp_path / "cache")
     assert rebuilt.description["cache"]["status"] == "rebuilt"
     assert decode_calls == [24, 24]
@@ -139,7 +139,7 @@ def test_unwritable_cache_still_loads(tmp_path: Path, caplog: pytest.LogCaptureF
     write_image_folder(tmp_path / "train", per_class=3)
     blocked = tmp_path / "cache-is-a-file"
     blocked.write_text("a file where the cache folder should be")
-    with caplog.at_level(logging.WARNING, logger="cifar_edge.train.data"):
+    with caplog.at_level(logging.WARNING, logger="cifar_edge.train.data.load"):
         splits = load(tmp_path, blocked)
     assert splits.description["cache"]["status"] == "miss" and splits.description["cache"]["saved"] is False
     assert len(splits.train_labels) + len(splits.val_labels) == 9

@@ -24,7 +24,7 @@ from torchvision.datasets import CIFAR10
 
 from cifar_edge.runtime.contract import CIFAR10_CLASS_NAMES, Contract
 from cifar_edge.runtime.preprocess import resize_to_contract
-from cifar_edge.train.data import DataError, load_cifar10_test, load_splits
+from cifar_edge.train.data.load import DataError, load_cifar10_test, load_splits
 
 PER_BATCH = 20  # 5 batches x 20 = 100 training images, 10 per class
 TEST_COUNT = 10

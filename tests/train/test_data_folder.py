@@ -14,7 +14,7 @@ from PIL import Image
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import open_image_rgb
 from cifar_edge.runtime.preprocess import resize_to_contract
-from cifar_edge.train.data import DataError, Splits, load_splits
+from cifar_edge.train.data.load import DataError, Splits, load_splits
 
 
 def load(path: Path, cache: Path, **kwargs: Any) -> Splits:
@@ -146,7 +146,7 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path: Path, caplog: pyte
     }
     for relative, content in bad.items():
         (tmp_path / "train" / relative).write_bytes(content)
-    with caplog.at_level(logging.WARNING, logger="cifar_edge.train.data"):
+    with caplog.at_level(logging.WARNING, logger="cifar_edge.train.data.load"):
         splits = load(tmp_path, tmp_path / "cache", val_fraction=0.2)
     assert len(splits.train_labels) + len(splits.val_labels) == 15
     skipped = splits.description["skipped"]

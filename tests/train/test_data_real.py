@@ -11,7 +11,7 @@ from data_test_support import SHARED_CIFAR_TRAIN
 from cifar_edge.runtime.contract import CIFAR10_CLASS_NAMES, Contract
 from cifar_edge.runtime.images import open_image_rgb
 from cifar_edge.runtime.preprocess import resize_to_contract
-from cifar_edge.train.data import load_splits
+from cifar_edge.train.data.load import load_splits
 
 pytestmark = pytest.mark.skipif(
     not SHARED_CIFAR_TRAIN.is_dir(), reason=f"shared CIFAR-10 JPEG copy not found at {SHARED_CIFAR_TRAIN}"

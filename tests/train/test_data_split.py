@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_edge.train.data import DataError, load_splits
-from cifar_edge.train.data_split import first_per_class, stratified_split
+from cifar_edge.train.data.load import DataError, load_splits
+from cifar_edge.train.data.split import first_per_class, stratified_split
 
 
 def uneven_labels() -> np.ndarray:

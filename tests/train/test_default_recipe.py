@@ -10,7 +10,7 @@ import torch
 
 from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.augment import plan_epoch
-from cifar_edge.train.data import Splits
+from cifar_edge.train.data.load import Splits
 from cifar_edge.train.loop import StepEvent
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.session import open_session

@@ -15,10 +15,10 @@ import torch
 
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.train import FitResult, TrainConfig, fit
-from cifar_edge.train.data import Splits
+from cifar_edge.train.data.load import Splits
 from cifar_edge.train.fit import TrainingFailed, TrainingInterrupted
 from cifar_edge.train.loop import StepEvent
-from cifar_edge.train.run_files import load_run
+from cifar_edge.train.run.files import load_run
 
 
 def _checkpoint_state(result: FitResult) -> dict[str, torch.Tensor]:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_edge.train.averaging import LookaheadAverage
 from cifar_edge.train.loop import NonFiniteLossError, Position, WeightAverage, check_finite
+from cifar_edge.train.optim.averaging import LookaheadAverage
 
 
 def test_deferred_finite_check_names_the_first_bad_step() -> None:

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from cifar_edge.train import TrainConfig, fit
-from cifar_edge.train.data import Splits
+from cifar_edge.train.data.load import Splits
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cifar_edge.train import TrainConfig, fit
-from cifar_edge.train.data import Splits
+from cifar_edge.train.data.load import Splits
 from cifar_edge.train.environment import native_bf16, resolve_precision
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cifar_edge.train import TrainConfig, fit
-from cifar_edge.train.data import load_splits
+from cifar_edge.train.data.load import load_splits
 
 
 def test_seed_network_beats_chance_on_two_thousand_real_images(shared_cifar_train: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cifar_edge.train.run_folder import new_run_dir, point_latest, resolve_resume_dir
+from cifar_edge.train.run.folder import new_run_dir, point_latest, resolve_resume_dir
 
 
 def test_timestamped_folders_never_collide(tmp_path: Path) -> None:

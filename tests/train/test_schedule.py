@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from cifar_edge.train.schedule import LrSchedule
+from cifar_edge.train.optim.schedule import LrSchedule
 
 
 def test_warmup_then_linear_decay_to_zero() -> None:

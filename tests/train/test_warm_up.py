@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from cifar_edge.train import TrainConfig, fit
-from cifar_edge.train.data import Splits
+from cifar_edge.train.data.load import Splits
 from cifar_edge.train.loop import EpochTotals, Position
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.session import close_session, open_session

@@ -1,0 +1,124 @@
+"""``cifar-bench``: every format and provider of a run in one table (``yolo benchmark`` style).
+
+Thin CLI: parses options and calls ``benchmark.run_benchmark``. Exit codes: 0 every row measured or skipped with a
+reason; 1 some row failed (an export failed its parity gate, or an artifact did not load or run); 2 usage error,
+unusable run folder or data; 130 interrupted. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+ALL_FORMATS = "pytorch,torchscript,onnx-fp32,onnx-fp16,onnx-int8"
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+
+@app.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 every row measured (or skipped, saying why); 1 some row failed (export gate, load or run "
+    "error; the other rows are still measured); 2 usage error, unusable run folder or data.",
+)
+def bench(
+    run_dir: Annotated[
+        Path | None, typer.Argument(metavar="RUN_DIR", help="Run folder; default: the latest run (runs/latest).")
+    ] = None,
+    providers: Annotated[
+        str, typer.Option("--providers", help="Comma-separated: cpu, cuda. CUDA rows only where CUDA is active.")
+    ] = "cpu,cuda",
+    formats: Annotated[str, typer.Option("--formats", help=f"Comma-separated rows: {ALL_FORMATS}.")] = ALL_FORMATS,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", help="Eval images: a labelled folder or 'cifar10'. Default: the run's validation split."
+        ),
+    ] = None,
+    data_root: Annotated[str | None, typer.Option("--data-root", help="Where CIFAR-10 lives.")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Where bench.md and bench.json go. Default: RUN_DIR.")
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Threads for torch and onnxruntime alike. Default: half the cores."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch of the throughput column.")] = 256,
+    images: Annotated[
+        int | None, typer.Option("--images", min=1, help="Use at most N eval images (class-stratified).")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 64 images, few repeats, rough numbers.")] = False,
+    measure_cold_start: Annotated[
+        bool, typer.Option("--cold-start/--no-cold-start", help="Time fresh processes (seconds per torch row).")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print bench.json on stdout instead of the table.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress; errors still print.")] = False,
+) -> None:
+    """Benchmark PyTorch, TorchScript and ONNX fp32/fp16/int8 of one run on CPU and CUDA."""
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    from cifar_edge.export.benchmark.report import print_report, write_report  # torch loads with these, after parsing
+    from cifar_edge.export.benchmark.run import BenchConfig, run_benchmark
+    from cifar_edge.export.errors import ExportError
+    from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError
+
+    config = BenchConfig(
+        run_dir=run_dir,
+        providers=_split(providers),
+        formats=_split(formats),
+        data=data,
+        data_root=data_root,
+        output_dir=output_dir,
+        threads=threads,
+        batch_size=batch_size,
+        images=images,
+        quick=quick,
+        cold_start=measure_cold_start,
+    )
+    show_progress = not (quiet or as_json) and errors.is_terminal
+    try:
+        with errors.status("benchmarking", spinner="dots") if show_progress else contextlib.nullcontext() as status:
+            result = run_benchmark(config, step=status.update if status is not None else None)
+        written = write_report(result.report, Path(output_dir) if output_dir else Path(result.report["run_dir"]))
+    except (ExportError, LabelledDataError) as error:
+        errors.print(f"cifar-bench: error: {error}", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    except OSError as error:
+        errors.print(f"cifar-bench: error: cannot write the report ({error})", markup=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    if as_json:
+        print(json.dumps(result.report, ensure_ascii=False))
+    elif not quiet:
+        console = Console(highlight=False, soft_wrap=True)
+        if not console.is_terminal:
+            console.width = 1000  # piped or redirected: never wrap or truncate the table
+        print_report(result.report, console)
+        console.print(f"wrote {written['bench_md']}, {written['bench_json']}", markup=False)
+    for row in result.rows:
+        if row.status == "failed":
+            errors.print(f"cifar-bench: {row.format} {row.precision} {row.provider} failed: {row.reason}", markup=False)
+    raise typer.Exit(result.exit_code)
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("cifar-bench: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

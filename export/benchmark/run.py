@@ -1,0 +1,302 @@
+"""``run_benchmark``: every format and provider of one run, measured the same way, in one table.
+
+For each variant (PyTorch eager, TorchScript, ONNX fp32/fp16/int8) and each provider asked for (cpu, cuda):
+file size, accuracy on the eval images, top-1 agreement with the eager PyTorch model (on the CPU), latency p50/p95
+at batch 1, throughput at batch 256 and process cold start (bench_timing.py says how each is measured). A provider
+that is not really active (checked the runtime's strict way for ONNX, ``torch.cuda.is_available()`` for torch)
+gives a skipped row that says why. torch and onnxruntime run with the same number of threads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cifar_edge.export.benchmark.artifacts import VARIANTS, Artifact, ensure_artifacts
+from cifar_edge.export.benchmark.engines import RowSkipped, open_engine
+from cifar_edge.export.benchmark.machine import machine_info
+from cifar_edge.export.benchmark.targets import evaluate_targets
+from cifar_edge.export.benchmark.timing import (
+    FULL,
+    QUICK,
+    ColdStartJob,
+    Repeats,
+    measure_cold_starts,
+    measure_latency,
+    measure_throughput,
+)
+from cifar_edge.export.errors import ExportUsageError
+from cifar_edge.export.evaluate.data import load_eval_data, materialize, run_validation_data
+from cifar_edge.export.evaluate.models import torch_predictor
+from cifar_edge.export.formats.tta import module_for_export
+from cifar_edge.export.run_select import resolve_run_dir
+from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages, LabelledDataError
+from cifar_edge.runtime.preprocess import normalize_batch
+from cifar_edge.runtime.providers.strict import default_intra_op_threads
+from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
+
+BENCH_SCHEMA_VERSION = 1
+PROVIDERS = ("cpu", "cuda")
+# Eval images when --quick (a smoke run); a full run uses every eval image.
+QUICK_IMAGES = 64
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One ``cifar-bench`` invocation. Defaults are what ``cifar-bench`` does with no options."""
+
+    # Run folder; None: the latest run (runs/latest).
+    run_dir: Path | None = None
+    # Providers to measure on; a provider that is not really active gives skipped rows that say why.
+    providers: tuple[str, ...] = PROVIDERS
+    # Variants (rows) to measure: keys of bench_artifacts.VARIANTS.
+    formats: tuple[str, ...] = tuple(VARIANTS)
+    # Eval images: None = the run's validation split; "cifar10" = the official test split; or an image folder.
+    data: str | None = None
+    # Where CIFAR-10 lives (for data="cifar10" and runs trained on it).
+    data_root: str | None = None
+    # Where bench.md and bench.json go; None: the run folder.
+    output_dir: Path | None = None
+    # Threads for torch and onnxruntime alike; None: the runtime's default (half the usable cores).
+    threads: int | None = None
+    # Batch size of the throughput column (and of the accuracy pass).
+    batch_size: int = 256
+    # Cap on eval images (class-stratified); None: all (--quick: QUICK_IMAGES).
+    images: int | None = None
+    # Small smoke run: few images, few repeats, smaller export verification.
+    quick: bool = False
+    # Measure the cold start of fresh processes (several seconds per torch row).
+    cold_start: bool = True
+
+    @property
+    def repeats(self) -> Repeats:
+        return QUICK if self.quick else FULL
+
+
+@dataclass
+class Row:
+    variant: str
+    format: str
+    precision: str
+    provider: str
+    status: str = "ok"  # "ok", "skipped" or "failed"
+    reason: str | None = None  # why skipped or failed
+    file: str | None = None
+    size_mb: float | None = None
+    accuracy: float | None = None  # percent on the eval images
+    agreement: float | None = None  # percent of eval images whose top-1 equals eager PyTorch's (CPU)
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    throughput_ips: float | None = None
+    cold_start_s: float | None = None
+    cold_start: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BenchResult:
+    report: dict[str, Any]
+    rows: list[Row]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(row.status == "failed" for row in self.rows) else 0
+
+
+def load_bench_data(config: BenchConfig, run: LoadedRun) -> ArrayImages:
+    limit = config.images or (QUICK_IMAGES if config.quick else None)
+    if config.data is not None:
+        data = load_eval_data(config.data, run.contract, data_root=config.data_root, limit=limit)
+        return materialize(data)[0]
+    from_run = run_validation_data(run.record, run.contract, limit)
+    if from_run is None:
+        raise LabelledDataError("run.json has no data record to rebuild its validation images from; pass --data PATH")
+    return from_run
+
+
+def run_benchmark(config: BenchConfig, step: Callable[[str], Any] | None = None) -> BenchResult:
+    """Measure every requested row; ExportUsageError / LabelledDataError (exit 2) when run or data are unusable."""
+    step = step or (lambda _description: None)
+    unknown = [key for key in config.formats if key not in VARIANTS]
+    if unknown or not config.formats:
+        raise ExportUsageError(f"--formats takes {', '.join(VARIANTS)}; got {', '.join(unknown) or 'none'}")
+    bad_providers = [name for name in config.providers if name not in PROVIDERS]
+    if bad_providers or not config.providers:
+        raise ExportUsageError(f"--providers takes cpu,cuda; got {', '.join(bad_providers) or 'none'}")
+    run_dir = resolve_run_dir(config.run_dir)
+    try:
+        run = load_run(run_dir)
+    except (RunFolderError, ValueError, OSError) as error:
+        raise ExportUsageError(str(error).splitlines()[0]) from None
+    threads = config.threads or default_intra_op_threads()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _measure(config, run, run_dir, threads, step)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _measure(
+    config: BenchConfig, run: LoadedRun, run_dir: Path, threads: int, step: Callable[[str], Any]
+) -> BenchResult:
+    step("loading the eval images")
+    data = load_bench_data(config, run)
+    inputs = normalize_batch(data.images, run.contract)
+    reference_module = module_for_export(run.model, run.record)
+    reference = _run_batches(torch_predictor(reference_module, "cpu"), inputs, config.batch_size)
+    reference_top1 = reference.argmax(axis=1)
+    variants = [VARIANTS[key] for key in dict.fromkeys(config.formats)]
+    folder_data = Path(config.data) if config.data not in (None, "cifar10") else None
+    artifacts = ensure_artifacts(run_dir, run.weights_sha256, variants, data=folder_data, quick=config.quick, step=step)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="cifar-bench-") as scratch:
+        image_path = Path(scratch) / "cold_start.png"
+        Image.fromarray(data.images[0], "RGB").save(image_path)
+        shared = _Shared(run, reference_module, config, threads, inputs, data.labels, reference_top1, image_path)
+        opened: dict[int, _Opened] = {}
+        for variant in variants:
+            for provider in config.providers:
+                step(f"loading {variant.label} {variant.precision} on {provider}; accuracy")
+                row = Row(variant.key, variant.label, variant.precision, provider)
+                rows.append(row)
+                engine = _open_row(row, artifacts[variant.key], provider, shared)
+                if engine is not None:
+                    opened[len(rows) - 1] = engine
+        try:
+            _time_rows(rows, opened, shared, step)
+        finally:
+            for engine in opened.values():
+                engine.close()
+    report = {
+        "schema_version": BENCH_SCHEMA_VERSION,
+        "kind": "cifar-edge benchmark",
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "run_dir": str(run_dir),
+        "run_name": Path(run_dir).resolve().name,
+        "machine": machine_info(threads),
+        "data": {**data.description, "images": len(data)},
+        "settings": {
+            "quick": config.quick,
+            "threads": threads,
+            "batch_size": config.batch_size,
+            "latency_batch_size": 1,
+            "repeats": asdict(config.repeats),
+            "providers": list(config.providers),
+            "formats": list(config.formats),
+            "timing": "latency and throughput: model only, preprocessed float32 inputs in memory, after warm-up; "
+            "cold start: fresh process, import + load + classify one image file, end to end",
+        },
+        "rows": [row.to_dict() for row in rows],
+        "targets": evaluate_targets(rows),
+    }
+    return BenchResult(report, rows)
+
+
+@dataclass
+class _Shared:
+    """What every row is measured against: the same images, labels, reference predictions and settings."""
+
+    run: LoadedRun
+    reference_module: torch.nn.Module
+    config: BenchConfig
+    threads: int
+    inputs: np.ndarray  # float32 NCHW, normalised once
+    labels: np.ndarray
+    reference_top1: np.ndarray
+    image_path: Path  # the image file the cold-start processes classify
+
+
+@dataclass
+class _Opened:
+    forward: Callable[[np.ndarray], np.ndarray]
+    close: Callable[[], None]
+    cold_start: ColdStartJob
+    first_label: str  # what it predicts for the cold-start image, in this process
+
+
+def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _Opened | None:
+    """Load the row's engine and measure its accuracy and agreement; None when the row is skipped or failed."""
+    row.file = str(artifact.path)
+    row.notes.extend(artifact.notes)
+    if artifact.error is not None:
+        row.status, row.reason = "failed", artifact.error
+        return None
+    row.size_mb = round(artifact.path.stat().st_size / 1e6, 4)
+    variant = artifact.variant
+    try:
+        forward, close = open_engine(variant, artifact.path, shared.reference_module, provider, shared.threads)
+    except RowSkipped as skipped:
+        row.status, row.reason = "skipped", str(skipped)
+        return None
+    except Exception as error:  # an artifact that does not load is this row's failure, not the benchmark's
+        row.status, row.reason = "failed", f"cannot load: {_first_line(error)}"
+        return None
+    try:
+        top1 = _run_batches(forward, shared.inputs, shared.config.batch_size).argmax(axis=1)
+    except Exception as error:  # e.g. a provider that loads but fails at run time
+        close()
+        row.status, row.reason = "failed", f"failed while running: {_first_line(error)}"
+        return None
+    row.accuracy = round(100.0 * float(np.mean(top1 == shared.labels)), 3)
+    row.agreement = round(100.0 * float(np.mean(top1 == shared.reference_top1)), 3)
+    target = shared.run.run_dir if variant.engine == "pytorch" else artifact.path
+    job = ColdStartJob(variant.engine, Path(target), shared.image_path, provider, shared.threads)
+    return _Opened(forward, close, job, shared.run.contract.class_names[int(top1[0])])
+
+
+def _time_rows(rows: list[Row], opened: dict[int, _Opened], shared: _Shared, step: Callable[[str], Any]) -> None:
+    """Latency, throughput and cold start of every open engine, each phase in interleaved rounds."""
+    config = shared.config
+
+    def fail(failed: dict[Any, str], phase: str) -> None:
+        for index, reason in failed.items():
+            rows[index].status, rows[index].reason = "failed", f"failed while timing {phase}: {reason}"
+            opened.pop(index).close()
+
+    step(f"latency at batch 1 ({len(opened)} engines, interleaved)")
+    forwards = {index: engine.forward for index, engine in opened.items()}
+    latencies, failed = measure_latency(forwards, shared.inputs, config.repeats)
+    for index, (p50, p95) in latencies.items():
+        rows[index].latency_p50_ms, rows[index].latency_p95_ms = round(p50, 4), round(p95, 4)
+    fail(failed, "latency")
+    step(f"throughput at batch {config.batch_size} ({len(opened)} engines, interleaved)")
+    forwards = {index: engine.forward for index, engine in opened.items()}
+    rates, failed = measure_throughput(forwards, shared.inputs, config.batch_size, config.repeats)
+    for index, rate in rates.items():
+        rows[index].throughput_ips = round(rate, 1)
+    fail(failed, "throughput")
+    if not config.cold_start:
+        return
+    step(f"cold start of {len(opened)} fresh processes x {config.repeats.cold_starts}")
+    starts, failed = measure_cold_starts({index: engine.cold_start for index, engine in opened.items()}, config.repeats)
+    for index, measured in starts.items():
+        rows[index].cold_start_s = round(measured.seconds, 4)
+        rows[index].cold_start = measured.to_dict()
+        if measured.label != opened[index].first_label:
+            rows[index].notes.append(
+                f"cold-start process predicted {measured.label!r}, in-process {opened[index].first_label!r}"
+            )
+    for index, reason in failed.items():
+        rows[index].notes.append(f"cold start: {reason}")
+
+
+def _run_batches(forward: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    outputs = [np.asarray(forward(inputs[start : start + batch_size])) for start in range(0, len(inputs), batch_size)]
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return " ".join(text.splitlines()[0].split())[:300] if text else type(error).__name__

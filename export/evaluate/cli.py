@@ -1,0 +1,99 @@
+"""``cifar-eval``: accuracy, per-class accuracy and a confusion matrix for any cifar-edge model.
+
+Thin CLI: parses options and calls ``eval_command.run_eval``. Imports no torch: an ONNX model is evaluated by the
+torch-free runtime; torch is loaded only for PyTorch / TorchScript / .pt2 models (and torchvision for --data
+cifar10). Exit codes: 0 ok; 1 some images could not be decoded (skipped); 2 usage error, unusable model or data;
+3 requested provider unavailable; 130 interrupted. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Annotated, Literal
+
+import typer
+
+from cifar_edge.export.evaluate.command import EXIT_INTERRUPTED, EvalOptions, run_eval
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+@app.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 evaluated; 1 evaluated, some images could not be decoded (skipped, listed in eval.json); "
+    "2 usage error, unusable model or data; 3 requested provider unavailable.",
+)
+def evaluate(
+    model: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL", help="Run folder, checkpoint.pt, TorchScript (.pt), torch.export (.pt2) or ONNX file."
+        ),
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d", help="'cifar10' (official test split) or a folder: PATH/test/<class>/*, or PATH/<class>/*."
+        ),
+    ],
+    provider: Annotated[
+        Literal["auto", "cpu", "cuda", "tensorrt"],
+        typer.Option("--provider", "-p", help="auto: CUDA if it really loads, else CPU. Others are strict (exit 3)."),
+    ] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = 256,
+    output_dir: Annotated[
+        str | None,
+        typer.Option("--output-dir", "-o", help="Where eval.json and the plots go. Default: <model file>.eval/"),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Evaluate a class-stratified subset of N images.")
+    ] = None,
+    data_root: Annotated[
+        str | None, typer.Option("--data-root", help="Where CIFAR-10 lives or is downloaded to (--data cifar10).")
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Model threads (onnxruntime or torch). Default: half the cores."),
+    ] = None,
+    decode_workers: Annotated[
+        int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")
+    ] = None,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Write confusion.png and misclassified.png.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print eval.json on stdout instead of the summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary, notes or progress; errors still print.")] = (
+        False
+    ),
+) -> None:
+    """Evaluate a model on labelled images: top-1/top-5, per-class accuracy, confusion matrix, mistakes."""
+    options = EvalOptions(
+        model=model,
+        data=data,
+        provider=provider,
+        batch_size=batch_size,
+        output_dir=output_dir,
+        limit=limit,
+        data_root=data_root,
+        threads=threads,
+        decode_workers=decode_workers,
+        as_json=as_json,
+        quiet=quiet,
+        plots=plots,
+    )
+    raise typer.Exit(run_eval(options))
+
+
+def main() -> None:
+    # Pillow's advisory warnings about odd metadata would only clutter stderr; bad images are reported per file.
+    warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("cifar-eval: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Open any cifar-edge model as something the evaluation core can run: PyTorch, TorchScript, torch.export or ONNX.
+
+Kinds, recognised in this order (docs/evaluation.md, "Models"):
+
+- a folder: a cifar-train run folder (``run.json`` + ``model.safetensors``), weights read with safetensors only;
+- ``*.onnx``: through the torch-free runtime's ``Classifier`` (onnxruntime, strict providers as in cifar-infer);
+- ``*.pt2``: a ``torch.export`` program written by cifar-export;
+- another zip written by torch: TorchScript (it has ``code/`` and ``constants.pkl``) or a training checkpoint
+  (``checkpoint.pt``, read with ``torch.load(weights_only=True)`` only; its weight average when it has one, which
+  is what the run folder's ``model.safetensors`` holds);
+- anything else is tried as ONNX (the runtime checks the file before trusting it).
+
+torch, safetensors and the training code are imported only for the torch kinds: evaluating an ONNX model loads
+none of them. TorchScript and ``.pt2`` files can run code when loaded: evaluate only files you made or trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
+from cifar_edge.runtime.providers.strict import ProviderUnavailableError, default_intra_op_threads
+
+TORCH_KINDS = ("run", "checkpoint", "torchscript", "exportedprogram")
+KIND_LABELS = {
+    "run": "PyTorch (run folder)",
+    "checkpoint": "PyTorch (checkpoint)",
+    "torchscript": "TorchScript",
+    "exportedprogram": "torch.export",
+    "onnx": "ONNX",
+}
+RUN_WEIGHTS_NAME = "model.safetensors"
+METADATA_KEYS = (CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY)
+
+
+class ModelLoadError(ValueError):
+    """The model cannot be used; ``str()`` is one line naming the file and the problem (exit code 2)."""
+
+
+@dataclass
+class OpenedModel:
+    """A model ready to evaluate. ``predictor`` is a runtime Classifier (ONNX) or a float32-NCHW predict function."""
+
+    path: Path
+    kind: str  # one of TORCH_KINDS or "onnx"
+    contract: Contract
+    predictor: Any
+    precision: str = "fp32"
+    provider: str = "cpu"  # "cpu" or "cuda": where it really runs
+    provenance: dict[str, Any] | None = None
+    sha256: str | None = None
+    threads: int | None = None
+    notes: list[str] = field(default_factory=list)
+    close: Callable[[], None] = lambda: None
+
+    @property
+    def artifact_file(self) -> Path:
+        """The file that holds the weights (a run folder's model.safetensors)."""
+        return self.path / RUN_WEIGHTS_NAME if self.kind == "run" else self.path
+
+    def info(self) -> dict[str, Any]:
+        provenance = self.provenance or {}
+        source = provenance.get("source") if isinstance(provenance.get("source"), dict) else {}
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "format": KIND_LABELS[self.kind],
+            "precision": self.precision,
+            "provider": self.provider,
+            "threads": self.threads,
+            "sha256": self.sha256,
+            "classes": list(self.contract.class_names),
+            "image_size": list(self.contract.image_size),
+            "exported_from": {
+                "run_name": source.get("run_name"),
+                "weights_sha256": source.get("weights_sha256"),
+                "exporter": provenance.get("exporter"),
+                "exported_at": provenance.get("exported_at"),
+            }
+            if provenance
+            else None,
+            "notes": self.notes,
+        }
+
+
+def detect_kind(path: Path) -> str:
+    if path.is_dir():
+        if not (path / "run.json").is_file():
+            raise ModelLoadError(f"{path}: a folder, but not a cifar-train run folder (no run.json)")
+        return "run"
+    if not path.exists():
+        raise ModelLoadError(f"{path}: model not found")
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".pt2":
+        return "exportedprogram"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError) as error:
+            raise ModelLoadError(f"{path}: unreadable zip archive ({error})") from None
+        if any(name.endswith("constants.pkl") or "/code/" in name for name in names):
+            return "torchscript"
+        if any(name.endswith("data.pkl") for name in names):
+            return "checkpoint"
+        raise ModelLoadError(f"{path}: a zip archive that is neither TorchScript nor a torch checkpoint")
+    return "onnx"
+
+
+def open_model(
+    path: str | os.PathLike[str],
+    provider: str = "auto",
+    *,
+    threads: int | None = None,
+    batch_size: int = 256,
+    max_pixels: int | None = None,
+) -> OpenedModel:
+    """Open ``path`` on ``provider`` (auto|cpu|cuda|tensorrt). ModelLoadError (exit 2) or
+    ProviderUnavailableError (exit 3) when it cannot be used as asked."""
+    path = Path(path)
+    kind = detect_kind(path)
+    if kind == "onnx":
+        return _open_onnx(path, provider, threads, batch_size, max_pixels)
+    try:
+        import torch  # noqa: F401
+    except ImportError as error:
+        raise ModelLoadError(
+            f"{path}: {KIND_LABELS[kind]} models need torch ({error}); pip install 'cifar-edge[train]', "
+            "or evaluate the exported .onnx file"
+        ) from None
+    return _open_torch(path, kind, provider, threads)
+
+
+def _open_onnx(path: Path, provider: str, threads: int | None, batch_size: int, max_pixels: int | None) -> OpenedModel:
+    from cifar_edge.runtime.classifier import Classifier
+    from cifar_edge.runtime.model_file import ModelError
+
+    try:
+        classifier = Classifier(path, provider, batch_size=batch_size, intra_op_threads=threads, max_pixels=max_pixels)
+    except ModelError as error:
+        raise ModelLoadError(str(error)) from None
+    provenance = classifier.provenance or {}
+    notes = [classifier.note] if classifier.note else []
+    return OpenedModel(
+        path=path,
+        kind="onnx",
+        contract=classifier.contract,
+        predictor=classifier,
+        precision=str(provenance.get("precision") or _input_precision(classifier)),
+        provider=classifier.provider,
+        provenance=classifier.provenance,
+        sha256=classifier.sha256,
+        threads=classifier.intra_op_threads,
+        notes=notes,
+        close=classifier.close,
+    )
+
+
+def _input_precision(classifier: Any) -> str:
+    return "fp16" if classifier.io.input_type == "tensor(float16)" else "fp32"
+
+
+def torch_device(provider: str) -> str:
+    """auto|cpu|cuda -> the torch device; ProviderUnavailableError when CUDA is asked for and absent."""
+    import torch
+
+    if provider == "tensorrt":
+        raise ProviderUnavailableError(provider, "TensorRT applies to ONNX models only; use --provider cuda or cpu")
+    if provider in ("cuda", "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        if provider == "cuda":
+            built = torch.version.cuda
+            cause = (
+                f"torch {torch.__version__} is built with CUDA {built} but sees no usable GPU"
+                if built
+                else f"torch {torch.__version__} is a CPU-only build"
+            )
+            raise ProviderUnavailableError(provider, cause)
+    return "cpu"
+
+
+def torch_predictor(module: Any, device: str) -> Callable[[np.ndarray], np.ndarray]:
+    """float32 NCHW numpy -> float32 scores numpy, through ``module`` on ``device`` without autograd."""
+    import torch
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+            outputs = module(inputs)
+            return outputs.float().cpu().numpy()
+
+    return predict
+
+
+def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> OpenedModel:
+    import torch
+
+    device = torch_device(provider)
+    # The same default as onnxruntime's in the runtime (half the cores): the other half decodes images.
+    torch.set_num_threads(threads or default_intra_op_threads())
+    provenance: dict[str, Any] | None = None
+    precision = "fp32"
+    try:
+        if kind == "run":
+            module, contract, sha256 = load_run_module(path)
+        elif kind == "checkpoint":
+            module, contract = load_checkpoint_module(path)
+            sha256 = _file_sha256(path)
+        else:
+            module, contract, provenance = load_torch_artifact(path, kind)
+            sha256 = _file_sha256(path)
+            precision = str((provenance or {}).get("precision") or "fp32")
+    except ModelLoadError:
+        raise
+    except Exception as error:  # torch and safetensors raise many types: one line for the user
+        raise ModelLoadError(f"{path}: cannot load {KIND_LABELS[kind]} model ({_first_line(error)})") from None
+    module = module.to(device)
+    return OpenedModel(
+        path=path,
+        kind=kind,
+        contract=contract,
+        predictor=torch_predictor(module, device),
+        precision=precision,
+        provider=device,
+        provenance=provenance,
+        sha256=sha256,
+        threads=torch.get_num_threads(),
+    )
+
+
+def load_run_module(run_dir: Path) -> tuple[Any, Contract, str]:
+    """The run's eval-mode module (with the TTA its record asks for, exactly as cifar-export exports it)."""
+    from cifar_edge.export.formats.tta import module_for_export
+    from cifar_edge.train.run.files import RunFolderError, load_run
+
+    try:
+        run = load_run(run_dir)
+    except (RunFolderError, ContractError) as error:
+        raise ModelLoadError(_first_line(error)) from None
+    return module_for_export(run.model, run.record), run.contract, run.weights_sha256
+
+
+def load_checkpoint_module(path: Path) -> tuple[Any, Contract]:
+    """checkpoint.pt (weights_only=True) -> eval-mode module: its weight average when present, else its weights."""
+    from cifar_edge.export.formats.tta import module_for_export
+    from cifar_edge.train.models import build_model
+    from cifar_edge.train.run.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        payload = read_checkpoint(path)
+    except CheckpointError as error:
+        raise ModelLoadError(str(error)) from None
+    architecture, contract_data = payload.get("architecture"), payload.get("contract")
+    if not isinstance(architecture, dict) or not isinstance(contract_data, dict):
+        raise ModelLoadError(f"{path}: checkpoint has no architecture or contract record")
+    try:
+        contract = Contract.from_dict(contract_data)
+    except ContractError as error:
+        raise ModelLoadError(f"{path}: {error}") from None
+    state = payload.get("weight_average") or payload.get("model")
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"{path}: checkpoint holds no model weights")
+    model = build_model(architecture["name"], **architecture.get("kwargs", {}))
+    model.load_state_dict(state, strict=True)
+    return module_for_export(model, {"architecture": architecture}), contract
+
+
+def load_torch_artifact(path: Path, kind: str) -> tuple[Any, Contract, dict[str, Any] | None]:
+    """A TorchScript or .pt2 file written by cifar-export, with the contract it carries."""
+    from cifar_edge.export.formats.metadata import read_entries
+
+    if kind == "torchscript":
+        from cifar_edge.export.formats.torchscript import load_torchscript
+
+        module, extra_files = load_torchscript(path, METADATA_KEYS)
+    else:
+        from cifar_edge.export.formats.exported_program import load_program
+
+        module, extra_files = load_program(path, METADATA_KEYS)
+    try:
+        contract, provenance = read_entries({key: value for key, value in extra_files.items() if value})
+    except (ContractError, ValueError, KeyError) as error:
+        raise ModelLoadError(f"{path}: {_first_line(error)}") from None
+    return module, contract, provenance
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return " ".join(text.splitlines()[0].split())[:300] if text else type(error).__name__

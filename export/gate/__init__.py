@@ -1,0 +1,1 @@
+"""The parity gate: real images, preprocessing parity and artifact-vs-PyTorch agreement."""

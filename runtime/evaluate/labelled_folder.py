@@ -1,0 +1,262 @@
+"""Labelled images for evaluation: an ImageFolder tree read with the runtime's own decoding (no torch).
+
+Layout (docs/evaluation.md, "Data"): ``PATH/test/<class>/*`` when ``PATH/test/`` exists, else ``PATH/val/<class>/*``,
+else ``PATH/<class>/*``. A tree holding only ``train/`` is refused (evaluating on training images is almost always
+a mistake; pass ``PATH/train`` to do it on purpose).
+
+Class folders are matched to the model's class names by name, never by position: the model may know classes the
+folder lacks (their per-class accuracy is then empty), but a folder the model does not know is a one-line
+:class:`LabelledDataError`. Files are found as ``cifar-infer`` finds them in a folder (recursive, extensions
+Pillow can open, hidden names skipped, sorted). Images are decoded exactly as the runtime decodes them
+(``open_image_rgb`` + ``resize_to_contract``); a file that does not decode is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
+from cifar_edge.runtime.infer.inputs import image_extensions
+from cifar_edge.runtime.predictions import Failure
+from cifar_edge.runtime.preprocess import resize_to_contract
+from cifar_edge.runtime.providers.strict import usable_cpu_count
+
+# Sub-folders tried in this order before PATH itself is read as PATH/<class>/*.
+HELD_OUT_FOLDERS = ("test", "val")
+EXPECTED_LAYOUT = "expected PATH/test/<class>/*, PATH/val/<class>/* or PATH/<class>/*"
+
+
+class LabelledDataError(ValueError):
+    """The labelled data cannot be used; ``str()`` is one line naming the folder and the problem (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """Decoded images of one batch: ``indices`` into the data set, ``images`` uint8 (n, H, W, 3) in that order."""
+
+    indices: np.ndarray
+    images: np.ndarray
+    failures: list[tuple[int, Failure]] = field(default_factory=list)
+
+
+class LabelledImages:
+    """A labelled image set: ``labels`` index the model's ``class_names``; ``sources`` name each image.
+
+    Subclasses provide :meth:`batches` (decoded images in order) and :meth:`image` (one image again, for plots).
+    """
+
+    def __init__(self, labels: np.ndarray, sources: list[str], class_names: tuple[str, ...], description: dict) -> None:
+        if len(labels) != len(sources):
+            raise ValueError(f"{len(labels)} labels for {len(sources)} images")
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.sources = sources
+        self.class_names = tuple(class_names)
+        # JSON-serialisable facts for eval.json: source, root, layout, counts.
+        self.description = description
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int) -> Iterator[ImageBatch]:
+        raise NotImplementedError
+
+    def image(self, index: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class ArrayImages(LabelledImages):
+    """Images already decoded into a uint8 (N, H, W, 3) array at the contract size (e.g. CIFAR-10's test split)."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        class_names: tuple[str, ...],
+        description: dict[str, Any],
+        source_name: str = "image",
+    ) -> None:
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected uint8 (N, H, W, 3) images, got {images.dtype} {images.shape}")
+        sources = [f"{source_name}[{index}]" for index in range(len(images))]
+        super().__init__(labels, sources, class_names, description)
+        self.images = images
+
+    def batches(self, batch_size: int) -> Iterator[ImageBatch]:
+        for start in range(0, len(self.images), batch_size):
+            stop = min(start + batch_size, len(self.images))
+            yield ImageBatch(np.arange(start, stop), self.images[start:stop])
+
+    def image(self, index: int) -> np.ndarray:
+        return self.images[index]
+
+
+class FolderImages(LabelledImages):
+    """Image files decoded on demand with the runtime's decoder, in a thread pool, one batch ahead."""
+
+    def __init__(
+        self,
+        files: list[Path],
+        labels: np.ndarray,
+        contract: Contract,
+        description: dict[str, Any],
+        *,
+        decode_workers: int | None = None,
+        max_pixels: int | None = None,
+    ) -> None:
+        super().__init__(labels, [str(path) for path in files], contract.class_names, description)
+        self.files = files
+        self.contract = contract
+        self.decode_workers = decode_workers or usable_cpu_count()
+        self.max_pixels = max_pixels
+
+    def decode(self, index: int) -> np.ndarray:
+        """File ``index`` -> uint8 (H, W, 3) at the contract size; ImageDecodeError when it cannot be decoded."""
+        image = open_image_rgb(self.files[index], self.contract.alpha_background, max_pixels=self.max_pixels)
+        return resize_to_contract(image, self.contract)
+
+    def image(self, index: int) -> np.ndarray:
+        return self.decode(index)
+
+    def batches(self, batch_size: int) -> Iterator[ImageBatch]:
+        height, width = self.contract.image_size
+        with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="cifar-eval-decode") as pool:
+            # The next batch decodes while the caller runs the model on this one.
+            pending: deque[list[tuple[int, Future[np.ndarray]]]] = deque()
+            starts = iter(range(0, len(self.files), batch_size))
+
+            def submit_next() -> None:
+                start = next(starts, None)
+                if start is not None:
+                    stop = min(start + batch_size, len(self.files))
+                    pending.append([(index, pool.submit(self.decode, index)) for index in range(start, stop)])
+
+            submit_next()
+            submit_next()
+            while pending:
+                jobs = pending.popleft()
+                indices, images, failures = [], [], []
+                for index, job in jobs:
+                    try:
+                        images.append(job.result())
+                        indices.append(index)
+                    except ImageDecodeError as error:
+                        failures.append((index, Failure(self.sources[index], error.reason)))
+                submit_next()
+                stacked = np.stack(images) if images else np.zeros((0, height, width, 3), dtype=np.uint8)
+                yield ImageBatch(np.asarray(indices, dtype=np.int64), stacked, failures)
+
+
+def find_labelled_folder(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(PATH as given, the folder whose sub-folders are the classes), following the layout rules above."""
+    root = Path(path)
+    expected = f"--data takes 'cifar10' or an image folder ({EXPECTED_LAYOUT})"
+    if not root.exists():
+        raise LabelledDataError(f"{root}: no such folder; {expected}")
+    if not root.is_dir():
+        raise LabelledDataError(f"{root}: not a folder; {expected}")
+    for name in HELD_OUT_FOLDERS:
+        if (root / name).is_dir():
+            return root, root / name
+    if (root / "train").is_dir():
+        raise LabelledDataError(
+            f"{root}: has train/ but no test/ or val/ folder; evaluate on held-out images "
+            f"(or pass {root / 'train'} to evaluate on the training images on purpose)"
+        )
+    return root, root
+
+
+def load_labelled_folder(
+    path: str | os.PathLike[str],
+    contract: Contract,
+    *,
+    decode_workers: int | None = None,
+    max_pixels: int | None = None,
+    limit: int | None = None,
+) -> FolderImages:
+    """List the labelled files under ``path`` for a model with ``contract``; LabelledDataError when unusable.
+
+    ``limit`` keeps an evenly spread, class-stratified subset of that many files (quick runs).
+    """
+    root, class_root = find_labelled_folder(path)
+    files, label_array = list_labelled_files(class_root, contract)
+    if not files:
+        raise LabelledDataError(f"{class_root}: its class folders hold no image files")
+    if limit is not None and limit < len(files):
+        keep = stratified_subset(label_array, limit)
+        files = [files[index] for index in keep]
+        label_array = label_array[keep]
+    present = set(np.unique(label_array).tolist())
+    description = {
+        "source": "folder",
+        "root": str(root.resolve()),
+        "class_folder": str(class_root.resolve()),
+        "layout": "<class>/" if class_root == root else f"{class_root.name}/<class>/",
+        "images": len(files),
+        "classes_present": [name for index, name in enumerate(contract.class_names) if index in present],
+        "classes_missing": [name for index, name in enumerate(contract.class_names) if index not in present],
+    }
+    return FolderImages(files, label_array, contract, description, decode_workers=decode_workers, max_pixels=max_pixels)
+
+
+def list_labelled_files(class_root: Path, contract: Contract) -> tuple[list[Path], np.ndarray]:
+    """Image files under ``class_root/<class>/`` (recursive, sorted) and their label indices in ``contract``.
+
+    Raises LabelledDataError when there are no class folders or a folder names a class the model does not know.
+    """
+    folders = sorted(
+        entry.name for entry in os.scandir(class_root) if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not folders:
+        raise LabelledDataError(f"{class_root}: holds no class folders; {EXPECTED_LAYOUT}")
+    unknown = [name for name in folders if name not in contract.class_names]
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise LabelledDataError(
+            f"{class_root}: class folder{'s' if len(unknown) > 1 else ''} {listed} "
+            f"{'are' if len(unknown) > 1 else 'is'} not a class of this model "
+            f"(the model knows: {', '.join(contract.class_names)})"
+        )
+    files: list[Path] = []
+    labels: list[int] = []
+    for name in folders:
+        found = _image_files(class_root / name)
+        files.extend(found)
+        labels.extend([contract.class_names.index(name)] * len(found))
+    return files, np.asarray(labels, dtype=np.int64)
+
+
+def stratified_subset(labels: np.ndarray, limit: int) -> np.ndarray:
+    """Sorted indices of ``limit`` items, taken round-robin across classes (first items of each class first)."""
+    if limit >= len(labels):
+        return np.arange(len(labels))
+    by_class = [np.flatnonzero(labels == value).tolist() for value in np.unique(labels)]
+    chosen: list[int] = []
+    position = 0
+    while len(chosen) < limit:
+        for members in by_class:
+            if position < len(members) and len(chosen) < limit:
+                chosen.append(members[position])
+        position += 1
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    extensions = image_extensions()
+    found = []
+    for directory, sub_folders, names in os.walk(folder):
+        sub_folders[:] = sorted(name for name in sub_folders if not name.startswith("."))
+        found.extend(
+            Path(directory) / name
+            for name in sorted(names)
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
+        )
+    return found

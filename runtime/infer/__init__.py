@@ -1,0 +1,1 @@
+"""``cifar-infer``: the command line, its one library function, input expansion and the report."""

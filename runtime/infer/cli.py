@@ -1,0 +1,110 @@
+"""``cifar-infer``: classify image files with an exported cifar-edge ONNX model (torch-free).
+
+Exit codes: 0 all inputs classified, 1 some inputs failed, 2 usage error or unusable model,
+3 requested provider unavailable (see docs/runtime.md).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Annotated, Literal
+
+import typer
+
+from cifar_edge.runtime import errors as exit_codes
+from cifar_edge.runtime.classifier import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
+from cifar_edge.runtime.infer.command import InferOptions, run_infer
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"cifar-infer (cifar-edge) {version('cifar-edge')}")
+        raise typer.Exit()
+
+
+@app.command(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 all inputs classified, 1 some inputs failed, 2 usage error or unusable model, "
+    "3 requested provider unavailable. See docs/runtime.md.",
+)
+def infer(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Image files, folders (searched recursively), glob patterns, or - to read from stdin."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="ONNX model. Default: $CIFAR_EDGE_MODEL, then runs/latest/model.onnx."),
+    ] = None,
+    provider: Annotated[
+        Literal["auto", "cpu", "cuda", "tensorrt"],
+        typer.Option("--provider", "-p", help="auto: CUDA if it really loads, else CPU. Others are strict (exit 3)."),
+    ] = "auto",
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="List the K most probable classes.")] = (
+        DEFAULT_TOP_K
+    ),
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model run.")] = (
+        DEFAULT_BATCH_SIZE
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr; failures still print.")] = False,
+    doctor: Annotated[bool, typer.Option("--doctor", help="Report installation, providers, GPU and model.")] = False,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads. Default: half the cores.")
+    ] = None,
+    decode_workers: Annotated[
+        int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")
+    ] = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option("--max-pixels", min=1, help="Refuse images above this many pixels. Default: 89,478,485."),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Classify images with an exported cifar-edge ONNX model on CUDA or CPU."""
+    if doctor:
+        from cifar_edge.runtime.providers.doctor import run_doctor
+
+        raise typer.Exit(run_doctor(model, provider, as_json=as_json))
+    options = InferOptions(
+        inputs=tuple(inputs or ()),
+        model=model,
+        provider=provider,
+        top_k=top_k,
+        batch_size=batch_size,
+        as_json=as_json,
+        quiet=quiet,
+        intra_op_threads=threads,
+        decode_workers=decode_workers,
+        max_pixels=max_pixels,
+    )
+    raise typer.Exit(run_infer(options))
+
+
+def main() -> None:
+    # This process is ours: Pillow's advisory warnings about odd metadata (corrupt EXIF, palette transparency)
+    # would only clutter stderr; every real problem is reported per input. Decompression-bomb warnings are
+    # turned into errors by the decoder itself, whatever this filter says.
+    warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(exit_codes.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (e.g. `cifar-infer ... --json | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(exit_codes.OK)
+
+
+if __name__ == "__main__":
+    main()

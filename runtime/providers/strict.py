@@ -1,0 +1,231 @@
+"""Strict onnxruntime execution-provider selection.
+
+onnxruntime quietly falls back to the CPU when a GPU provider cannot load, while still listing the GPU provider as
+available. We never accept that: after creating a session we read ``session.get_providers()``; an explicitly
+requested provider that is not active is a :class:`ProviderUnavailableError` (exit code 3) whose message names the
+likely cause. ``auto`` uses CUDA when it really loads, else the CPU, and says which (``OpenedSession.note``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cifar_edge.runtime.providers.diagnosis import (
+    EXECUTION_PROVIDERS,
+    ProviderEnvironment,
+    diagnose_unavailable,
+    installed_onnxruntime_packages,
+    probe_environment,
+    probe_model_bytes,
+    visible_nvidia_gpu,
+)
+
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+
+# The diagnosis helpers moved to provider_diagnosis.py; they stay importable from here (export/benchmark/machine.py).
+__all__ = [
+    "EXECUTION_PROVIDERS",
+    "PROVIDER_CHOICES",
+    "OpenedSession",
+    "ProviderEnvironment",
+    "ProviderUnavailableError",
+    "capture_native_output",
+    "create_session",
+    "default_intra_op_threads",
+    "diagnose_unavailable",
+    "import_onnxruntime",
+    "installed_onnxruntime_packages",
+    "preload_gpu_libraries",
+    "probe_environment",
+    "probe_model_bytes",
+    "session_options",
+    "usable_cpu_count",
+    "visible_nvidia_gpu",
+]
+
+
+class ProviderUnavailableError(RuntimeError):
+    """An explicitly requested execution provider is not active (exit code 3)."""
+
+    def __init__(self, requested: str, cause: str) -> None:
+        super().__init__(f"--provider {requested} is unavailable: {cause}")
+        self.requested = requested
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    session: Any  # onnxruntime.InferenceSession
+    # The provider that runs the model: "cpu", "cuda" or "tensorrt".
+    provider: str
+    active_providers: tuple[str, ...]
+    # One line for the user, e.g. why auto chose the CPU.
+    note: str = ""
+    intra_op_threads: int = 1
+
+
+def usable_cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_intra_op_threads() -> int:
+    """Half the usable cores (at least 1): the other half decodes images while the session runs.
+
+    Measured on 2 vCPUs: 1 intra-op thread beat 2 for batched runs, because decoding then has a core of its own.
+    """
+    return max(1, usable_cpu_count() // 2)
+
+
+def import_onnxruntime(requested: str = "cpu") -> Any:
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ProviderUnavailableError(
+            requested, f"onnxruntime is not installed ({error}); pip install 'cifar-edge[cpu]' or 'cifar-edge[gpu]'"
+        ) from None
+    return onnxruntime
+
+
+def session_options(onnxruntime: Any, intra_op_threads: int) -> Any:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    # Our graphs are a single chain of ops: parallel execution of independent branches has nothing to win.
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def create_session(
+    model: str | os.PathLike[str] | bytes,
+    provider: str = "cpu",
+    *,
+    intra_op_threads: int | None = None,
+) -> OpenedSession:
+    """Create an onnxruntime session on ``provider`` (see PROVIDER_CHOICES), strictly.
+
+    Raises ProviderUnavailableError when an explicit provider is not active; model loading problems propagate
+    as onnxruntime's own exceptions (the caller turns them into ModelError).
+    """
+    if provider not in PROVIDER_CHOICES:
+        raise ValueError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
+    onnxruntime = import_onnxruntime(provider)
+    threads = intra_op_threads or default_intra_op_threads()
+    model_source = model if isinstance(model, bytes) else str(model)
+    if provider == "cpu":
+        session = _new_session(onnxruntime, model_source, ["CPUExecutionProvider"], threads)
+        return OpenedSession(session, "cpu", tuple(session.get_providers()), intra_op_threads=threads)
+    if provider == "auto":
+        return _create_auto_session(onnxruntime, model_source, threads)
+    session, cause = _try_gpu_session(onnxruntime, model_source, provider, threads)
+    if session is None:
+        raise ProviderUnavailableError(provider, cause)
+    return OpenedSession(session, provider, tuple(session.get_providers()), intra_op_threads=threads)
+
+
+def _create_auto_session(onnxruntime: Any, model_source: str | bytes, threads: int) -> OpenedSession:
+    note = ""
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        session, cause = _try_gpu_session(onnxruntime, model_source, "cuda", threads)
+        if session is not None:
+            return OpenedSession(session, "cuda", tuple(session.get_providers()), "auto chose CUDA", threads)
+        note = f"auto chose CPU: CUDA is not usable ({cause})"
+    else:
+        note = "auto chose CPU: this onnxruntime build has no CUDA provider"
+    session = _new_session(onnxruntime, model_source, ["CPUExecutionProvider"], threads)
+    return OpenedSession(session, "cpu", tuple(session.get_providers()), note, threads)
+
+
+def _try_gpu_session(
+    onnxruntime: Any, model_source: str | bytes, provider: str, threads: int
+) -> tuple[Any | None, str]:
+    """(session, "") when ``provider`` is really active, else (None, cause)."""
+    wanted = EXECUTION_PROVIDERS[provider]
+    if wanted not in onnxruntime.get_available_providers():
+        return None, diagnose_unavailable(provider, probe_environment(onnxruntime))
+    providers: list[Any] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if provider == "tensorrt":
+        providers.insert(0, ("TensorrtExecutionProvider", _tensorrt_options()))
+    with capture_native_output() as captured:
+        preload_gpu_libraries(onnxruntime)
+        try:
+            session = _new_session(onnxruntime, model_source, providers, threads)
+        except Exception as error:
+            if not _looks_like_provider_failure(error):
+                raise
+            session = None
+            captured.append(str(error))
+    if session is not None and wanted in session.get_providers():
+        return session, ""
+    return None, diagnose_unavailable(provider, probe_environment(onnxruntime), "\n".join(captured))
+
+
+def preload_gpu_libraries(onnxruntime: Any) -> None:
+    """Let onnxruntime find CUDA/cuDNN installed as Python packages (nvidia-* wheels); a no-op where unsupported."""
+    preload = getattr(onnxruntime, "preload_dlls", None)
+    if preload is None:
+        return
+    # preload_dlls reports missing libraries with print(); keep stdout clean for --json.
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.suppress(Exception):
+            preload()
+
+
+@contextlib.contextmanager
+def capture_native_output() -> Iterator[list[str]]:
+    """Capture what native code writes to file descriptor 2 (onnxruntime's logger) and Python's stdout/stderr."""
+    captured: list[str] = []
+    sys.stderr.flush()
+    try:
+        saved_fd = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreters): run uncaptured
+        yield captured
+        return
+    python_buffer = io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            # onnxruntime's Python layer print()s its "EP Error ... falling back" notice: keep stdout clean too.
+            with contextlib.redirect_stderr(python_buffer), contextlib.redirect_stdout(python_buffer):
+                yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            sink.seek(0)
+            captured.insert(0, sink.read().decode("utf-8", errors="replace") + python_buffer.getvalue())
+
+
+def _new_session(onnxruntime: Any, model_source: str | bytes, providers: list[Any], threads: int) -> Any:
+    return onnxruntime.InferenceSession(
+        model_source, sess_options=session_options(onnxruntime, threads), providers=providers
+    )
+
+
+def _tensorrt_options() -> dict[str, Any]:
+    # Building a TensorRT engine takes minutes on small devices; cache it so only the first run pays.
+    cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache_dir = cache_root / "cifar-edge" / "tensorrt"
+    with contextlib.suppress(OSError):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}
+
+
+def _looks_like_provider_failure(error: Exception) -> bool:
+    if type(error).__name__ == "EPFail":
+        return True
+    return bool(re.search(r"cuda|cudnn|tensorrt|nvinfer|execution provider|provider", str(error), re.IGNORECASE))

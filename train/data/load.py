@@ -1,0 +1,291 @@
+"""Training data as uint8 arrays: CIFAR-10 through torchvision, or any ImageFolder tree.
+
+Public entry point: :func:`load_splits`. Everything is decoded once into a content-keyed uint8 cache, so the
+training loop can keep the whole dataset on its device and augment there in batches.
+
+Reproducibility: the same arguments always give bit-identical arrays in the same order. Training stores
+``description["spec"]`` (the arguments, with paths made absolute) in run.json, and the export tool calls
+``load_splits(**spec)`` to get the very same validation images back.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cifar_edge.runtime.contract import RESIZE_METHODS, Contract
+from cifar_edge.runtime.preprocess import resize_to_contract
+from cifar_edge.train.data.cache import (
+    DecodedFolder,
+    cache_file,
+    content_key,
+    default_cache_dir,
+    read_cache,
+    relative_path,
+    write_cache,
+)
+from cifar_edge.train.data.cifar10 import load_cifar10_arrays, resolve_data_root
+from cifar_edge.train.data.decode import decode_images, progress_bar
+from cifar_edge.train.data.errors import DataError
+from cifar_edge.train.data.folder import ImageFolderFiles, find_image_folder_files
+from cifar_edge.train.data.split import first_per_class, stratified_split
+
+__all__ = ["DataError", "Splits", "load_cifar10_test", "load_splits"]
+
+logger = logging.getLogger(__name__)
+
+# How many skipped files are named in the warning line and in description["skipped"]["first"].
+SKIPPED_IN_LOG = 3
+SKIPPED_IN_DESCRIPTION = 10
+
+
+@dataclass(frozen=True)
+class Splits:
+    train_images: np.ndarray  # uint8 (N, H, W, 3), RGB, already at the contract's image size
+    train_labels: np.ndarray  # int64 (N,)
+    val_images: np.ndarray  # uint8 (M, H, W, 3)
+    val_labels: np.ndarray  # int64 (M,)
+    class_names: tuple[str, ...]
+    # JSON-serialisable facts for run.json: source, root, cache key, counts, skipped files, how val was made.
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def load_splits(
+    data: str = "cifar10",
+    data_root: str | Path | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    image_size: tuple[int, int] = (32, 32),
+    resize_method: str = "bilinear",
+    cache_dir: str | Path | None = None,
+    show_progress: bool = True,
+    *,
+    limit_per_class: int | None = None,
+    workers: int | None = None,
+) -> Splits:
+    """``data`` is "cifar10" (torchvision, downloaded into ``data_root`` when missing) or an ImageFolder path.
+
+    - ``data_root``: CIFAR-10's folder (default ``$CIFAR_EDGE_DATA`` or ``~/.cache/cifar-edge/data``); unused for paths.
+    - ``val_fraction``/``seed``: the seeded, stratified share of train held out for validation; ignored when the
+      folder has ``val/`` (preferred) or ``test/``. 0 gives an empty validation split.
+    - ``image_size`` (height, width) and ``resize_method``: the preprocessing contract's; images of other sizes are
+      resized with the runtime's own code.
+    - ``cache_dir``: decoded-folder cache (default ``$CIFAR_EDGE_CACHE`` or ``~/.cache/cifar-edge``).
+    - ``limit_per_class``: keep only the first N images of each class (per split folder), for quick runs.
+    - ``workers``: decode processes; None = all available cores. Never changes the result.
+
+    Raises DataError (one line) when the data cannot be used. Unreadable images are skipped and reported.
+    """
+    started = time.perf_counter()
+    image_size = _check_arguments(val_fraction, seed, image_size, resize_method, limit_per_class)
+    val_fraction, seed = float(val_fraction), int(seed)  # NumPy scalars in, plain JSON numbers in the record
+    limit_per_class = None if limit_per_class is None else int(limit_per_class)
+    spec: dict[str, Any] = {
+        "data": "cifar10",
+        "data_root": None,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "image_size": list(image_size),
+        "resize_method": resize_method,
+        "limit_per_class": limit_per_class,
+    }
+    if cache_dir is not None:  # never changes the arrays; kept so a re-load finds the same cache instead of decoding
+        spec["cache_dir"] = os.path.abspath(Path(cache_dir).expanduser())
+    if str(data) == "cifar10":
+        root = resolve_data_root(data_root)
+        spec["data_root"] = str(root)
+        images, labels, class_names = load_cifar10_arrays(root, train=True)
+        if limit_per_class is not None:
+            keep = first_per_class(labels, limit_per_class)
+            images, labels = images[keep], labels[keep]
+        images = _resize_arrays(images, Contract(class_names, image_size=image_size, resize_method=resize_method))
+        held_out_images = held_out_labels = None
+        description: dict[str, Any] = {
+            "source": "cifar10",
+            "root": str(root),
+            "layout": "torchvision CIFAR10 (python batches, MD5-verified)",
+            "cache": {"status": "not used", "why": "torchvision's batches are already uint8 arrays"},
+            "skipped": {"count": 0, "first": []},
+        }
+        held_out_text = None
+    else:
+        files = find_image_folder_files(data, limit_per_class)
+        spec["data"] = str(files.root)
+        contract = Contract(files.class_names, image_size=image_size, resize_method=resize_method)
+        decoded, cache_facts = _decode_folder_cached(files, contract, cache_dir, show_progress, workers)
+        images, labels, class_names = decoded.train_images, decoded.train_labels, decoded.class_names
+        held_out_images, held_out_labels = None, None
+        if files.held_out_name is not None:
+            held_out_images, held_out_labels = decoded.held_out_images, decoded.held_out_labels
+        description = {
+            "source": str(files.root),
+            "root": str(files.root),
+            "layout": files.layout,
+            "cache": cache_facts,
+            "skipped": _report_skipped(files, decoded),
+        }
+        held_out_text = files.held_out_name
+        if files.unused_folders:
+            description["unused_folders"] = [f"{name}/" for name in files.unused_folders]
+
+    if held_out_images is None or held_out_labels is None:
+        train_index, val_index = stratified_split(labels, len(class_names), val_fraction, seed)
+        train_images, train_labels = images[train_index], labels[train_index]
+        val_images, val_labels = images[val_index], labels[val_index]
+        how_val = {"method": "stratified_fraction", "fraction": val_fraction, "seed": seed, "stratified": True}
+    else:
+        train_images, train_labels, val_images, val_labels = images, labels, held_out_images, held_out_labels
+        how_val = {"method": "held_out_folder", "folder": f"{held_out_text}/", "fraction": None, "seed": None}
+
+    description.update(
+        class_names=list(class_names),
+        image_size=list(image_size),
+        resize_method=resize_method,
+        limit_per_class=limit_per_class,
+        counts={"train": len(train_labels), "val": len(val_labels)},
+        class_counts={
+            "train": _class_counts(train_labels, class_names),
+            "val": _class_counts(val_labels, class_names),
+        },
+        val=how_val,
+        spec=spec,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return Splits(train_images, train_labels, val_images, val_labels, tuple(class_names), description)
+
+
+def load_cifar10_test(
+    data_root: str | Path | None = None,
+    *,
+    image_size: tuple[int, int] = (32, 32),
+    resize_method: str = "bilinear",
+) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's official 10,000 test images (uint8 (N, H, W, 3)) and labels (int64), downloaded when missing."""
+    image_size = _check_arguments(0.0, 0, image_size, resize_method, None)
+    images, labels, class_names = load_cifar10_arrays(resolve_data_root(data_root), train=False)
+    return _resize_arrays(images, Contract(class_names, image_size=image_size, resize_method=resize_method)), labels
+
+
+def _check_arguments(
+    val_fraction: float,
+    seed: int,
+    image_size: tuple[int, int] | list[int],
+    resize_method: str,
+    limit_per_class: int | None,
+) -> tuple[int, int]:
+    if not isinstance(val_fraction, numbers.Real) or not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    if not isinstance(seed, numbers.Integral) or seed < 0:
+        raise DataError(f"seed must be an integer >= 0, got {seed!r}")
+    size = tuple(image_size) if isinstance(image_size, tuple | list) else ()
+    if len(size) != 2 or not all(isinstance(side, numbers.Integral) and side >= 1 for side in size):
+        raise DataError(f"image_size must be (height, width) in pixels, got {image_size!r}")
+    if resize_method not in RESIZE_METHODS:
+        raise DataError(f"resize_method must be one of {', '.join(RESIZE_METHODS)}, got {resize_method!r}")
+    if limit_per_class is not None and (not isinstance(limit_per_class, numbers.Integral) or limit_per_class < 1):
+        raise DataError(f"limit_per_class must be an integer >= 1, got {limit_per_class!r}")
+    return int(size[0]), int(size[1])
+
+
+def _resize_arrays(images: np.ndarray, contract: Contract) -> np.ndarray:
+    """CIFAR-10's native 32x32 arrays are returned as they are; other contract sizes use the runtime's resize."""
+    height, width = contract.image_size
+    if images.shape[1:3] == (height, width):
+        return images
+    out = np.empty((len(images), height, width, 3), dtype=np.uint8)
+    for index, pixels in enumerate(images):
+        out[index] = resize_to_contract(Image.fromarray(pixels, "RGB"), contract)
+    return out
+
+
+def _decode_folder_cached(
+    files: ImageFolderFiles,
+    contract: Contract,
+    cache_dir: str | Path | None,
+    show_progress: bool,
+    workers: int | None,
+) -> tuple[DecodedFolder, dict[str, Any]]:
+    cache_root = Path(os.path.abspath(Path(cache_dir).expanduser())) if cache_dir is not None else default_cache_dir()
+    with progress_bar(show_progress) as progress:
+        key = content_key(files, contract, progress)
+        path = cache_file(cache_root, key)
+        decoded, problem = read_cache(path, key, contract.image_size)
+        facts: dict[str, Any] = {"key": key, "path": str(path), "status": "hit"}
+        if decoded is None:
+            if problem:
+                logger.warning("%s: data cache file is damaged (%s); decoding the images again", path, problem)
+            facts["status"] = "rebuilt" if problem else "miss"
+            decoded = _decode_folder(files, contract, workers, progress)
+            write_problem = write_cache(path, key, decoded)
+            if write_problem:
+                logger.warning("%s", write_problem)
+            facts["saved"] = write_problem is None
+    _check_decoded(files, decoded)
+    return decoded, facts
+
+
+def _decode_folder(files: ImageFolderFiles, contract: Contract, workers: int | None, progress: Any) -> DecodedFolder:
+    paths = files.train_files + files.held_out_files
+    images, failures = decode_images(
+        paths, contract, workers=workers, progress=progress, description=f"Decoding {len(paths):,} images"
+    )
+    readable = np.ones(len(paths), dtype=bool)
+    readable[[failure.index for failure in failures]] = False
+    labels = np.concatenate([files.train_labels, files.held_out_labels])
+    in_train = np.arange(len(paths)) < len(files.train_files)
+
+    def pick(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return images[mask & readable], labels[mask & readable]
+
+    train_images, train_labels = pick(in_train)
+    held_out_images, held_out_labels = pick(~in_train)
+    return DecodedFolder(
+        class_names=files.class_names,
+        train_images=train_images,
+        train_labels=train_labels,
+        held_out_images=held_out_images,
+        held_out_labels=held_out_labels,
+        skipped=tuple((relative_path(paths[failure.index], files.root), failure.reason) for failure in failures),
+    )
+
+
+def _check_decoded(files: ImageFolderFiles, decoded: DecodedFolder) -> None:
+    missing = np.flatnonzero(np.bincount(decoded.train_labels, minlength=len(files.class_names)) == 0)
+    if len(missing) or (files.held_out_name is not None and len(decoded.held_out_labels) == 0):
+        where = (
+            f"class(es) {', '.join(files.class_names[index] for index in missing)}"
+            if len(missing)
+            else f"the {files.held_out_name}/ folder"
+        )
+        example = f"; e.g. {decoded.skipped[0][0]}: {decoded.skipped[0][1]}" if decoded.skipped else ""
+        raise DataError(f"{files.root}: no readable images for {where}{example}")
+
+
+def _report_skipped(files: ImageFolderFiles, decoded: DecodedFolder) -> dict[str, Any]:
+    skipped = decoded.skipped
+    if skipped:
+        total = len(files.train_files) + len(files.held_out_files)
+        named = "; ".join(f"{path} ({reason})" for path, reason in skipped[:SKIPPED_IN_LOG])
+        more = f"; and {len(skipped) - SKIPPED_IN_LOG} more" if len(skipped) > SKIPPED_IN_LOG else ""
+        logger.warning(
+            "skipped %d unreadable image(s) of %d under %s: %s%s", len(skipped), total, files.root, named, more
+        )
+    return {
+        "count": len(skipped),
+        "first": [
+            {"path": str(files.root / path), "reason": reason} for path, reason in skipped[:SKIPPED_IN_DESCRIPTION]
+        ],
+    }
+
+
+def _class_counts(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(class_names)).tolist()
+    return dict(zip(class_names, counts, strict=True))

@@ -1,0 +1,1 @@
+"""Optimisation: parameter groups, Muon for filters, weight averaging and the learning-rate schedule."""
