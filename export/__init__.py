@@ -4,15 +4,7 @@ Library entry point: :func:`export_run` (what ``cifar-export`` calls). See docs/
 """
 
 from cifar_edge.export.config import DEFAULT_OPSET, ExportConfig, Thresholds
-from cifar_edge.export.errors import (
-    EXIT_EXPORT_FAILED,
-    EXIT_OK,
-    EXIT_PARITY_FAILED,
-    EXIT_USAGE,
-    ExportError,
-    ExportFailedError,
-    ExportUsageError,
-)
+from cifar_edge.export.errors import ExportError, ExportFailedError, ExportUsageError
 
 # torch and onnx load on first use of these names, so `cifar-export --help` and option errors stay fast.
 _LAZY = {
@@ -33,10 +25,6 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "DEFAULT_OPSET",
-    "EXIT_EXPORT_FAILED",
-    "EXIT_OK",
-    "EXIT_PARITY_FAILED",
-    "EXIT_USAGE",
     "ArtifactResult",
     "ExportConfig",
     "ExportError",

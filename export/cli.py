@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 
 from cifar_edge.export.config import ALL_FORMATS, DEFAULT_OPSET, FORMATS, ExportConfig, Thresholds
-from cifar_edge.export.errors import EXIT_EXPORT_FAILED, ExportError, first_line
+from cifar_edge.export.errors import ExportError
+from cifar_edge.runtime.errors import ExitCode, first_line
 
 DEFAULTS = ExportConfig()
 # Set to re-raise unexpected exceptions with their traceback instead of the one-line error.
@@ -122,7 +123,7 @@ def export(
         if os.environ.get(DEBUG_ENV):
             raise
         message = f"internal error: {type(error).__name__}: {first_line(error)} (set {DEBUG_ENV}=1 for the traceback)"
-        _fail(errors, message, EXIT_EXPORT_FAILED, as_json)
+        _fail(errors, message, ExitCode.TOOL_FAILED, as_json)
     if as_json:
         print(json.dumps(result.to_dict(), indent=None, sort_keys=True))
     elif not quiet:

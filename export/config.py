@@ -18,16 +18,6 @@ DEFAULT_OPSET = 18
 # requested version (here 16 and 17 convert, 13 and 15 stay at 18); the exported opset is checked after export.
 MIN_OPSET = 13
 
-# Default artifact names inside the run folder, by (format, precision).
-DEFAULT_FILE_NAMES = {
-    ("onnx", "fp32"): "model.onnx",
-    ("onnx", "fp16"): "model.fp16.onnx",
-    ("onnx", "int8"): "model.int8.onnx",
-    ("torchscript", "fp32"): "model.torchscript.pt",
-    ("exportedprogram", "fp32"): "model.pt2",
-}
-PARITY_SUFFIX = ".parity.json"
-
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -56,7 +46,7 @@ class ExportConfig:
     dtype: str = "fp32"
     # "int8": static QDQ quantization, per-channel weights (ONNX only). None keeps the float model.
     quantize: str | None = None
-    # Where to write: a file for one artifact, a folder for several; None = the run folder with DEFAULT_FILE_NAMES.
+    # Where to write: a file for one artifact, a folder for several; None = the run folder with ARTIFACT_FILES.
     output: Path | None = None
     opset: int = DEFAULT_OPSET
     # Test-time augmentation baked into every artifact: None = the run's (run.json architecture.tta, what its

@@ -18,22 +18,13 @@ import onnx
 from torch import nn
 
 from cifar_edge.export.config import (
-    DEFAULT_FILE_NAMES,
     DTYPES,
     FORMATS,
     MIN_OPSET,
-    PARITY_SUFFIX,
     QUANTIZATIONS,
     ExportConfig,
 )
-from cifar_edge.export.errors import (
-    EXIT_EXPORT_FAILED,
-    EXIT_OK,
-    EXIT_PARITY_FAILED,
-    ExportFailedError,
-    ExportUsageError,
-    first_line,
-)
+from cifar_edge.export.errors import ExportFailedError, ExportUsageError
 from cifar_edge.export.formats.exported_program import EXPORTED_PROGRAM_EXPORTER, export_program
 from cifar_edge.export.formats.fp16 import FP16_CONVERTER, convert_to_fp16
 from cifar_edge.export.formats.metadata import build_provenance, embed_in_onnx, metadata_entries
@@ -47,6 +38,8 @@ from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocess
 from cifar_edge.export.progress import ExportProgress
 from cifar_edge.runtime.atomic_io import atomic_path, atomic_write_text
 from cifar_edge.runtime.contract import ContractError
+from cifar_edge.runtime.errors import ExitCode, first_line
+from cifar_edge.runtime.layout import ARTIFACT_FILES, PARITY_SUFFIX
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
 
@@ -101,10 +94,10 @@ class ExportResult:
 
     @property
     def exit_code(self) -> int:
-        """3 when an exporter failed, else 1 when a parity gate failed, else 0."""
+        """TOOL_FAILED when an exporter failed, else FAILED when a parity gate failed, else OK."""
         if any(artifact.error for artifact in self.artifacts):
-            return EXIT_EXPORT_FAILED
-        return EXIT_OK if self.ok else EXIT_PARITY_FAILED
+            return ExitCode.TOOL_FAILED
+        return ExitCode.OK if self.ok else ExitCode.FAILED
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,7 +153,7 @@ def plan_targets(config: ExportConfig, run_dir: Path) -> list[Target]:
     formats = list(dict.fromkeys(config.formats))
     targets = []
     for name in formats:
-        default_name = DEFAULT_FILE_NAMES[(name, precisions[name])]
+        default_name = ARTIFACT_FILES[(name, precisions[name])]
         if output is None:
             path = run_dir / default_name
         elif len(formats) > 1 or output.is_dir():

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cifar_edge.export.errors import ExportUsageError
-from cifar_edge.runtime.model_file import LATEST_LINK, RUNS_DIR, latest_run_dir
+from cifar_edge.runtime.layout import LATEST_LINK, RUNS_DIR
+from cifar_edge.runtime.model_file import latest_run_dir
 
 
 def resolve_run_dir(run_dir: str | Path | None, runs_dir: str | Path = RUNS_DIR) -> Path:

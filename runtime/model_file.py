@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
+from cifar_edge.runtime.layout import LATEST_LINK, MODEL_ONNX, RUNS_DIR
 
 MODEL_ENV_VAR = "CIFAR_EDGE_MODEL"
-RUNS_DIR = "runs"
-LATEST_LINK = "latest"
-MODEL_FILE_NAME = "model.onnx"
 # protobuf refuses messages over 2 GiB; bigger models keep their weights in external data files we do not support.
 MAX_MODEL_BYTES = 2**31 - 1
 # ModelProto field numbers (onnx.proto): ir_version = 1 (varint), graph = 7 (length-delimited).
@@ -86,10 +84,10 @@ def resolve_model_path(explicit: str | os.PathLike[str] | None = None, runs_dir:
         return ResolvedModel(Path(from_env), MODEL_ENV_VAR)
     run_dir = latest_run_dir(runs_dir)
     if run_dir is not None:
-        return ResolvedModel(run_dir / MODEL_FILE_NAME, f"{runs_dir}/{LATEST_LINK}")
+        return ResolvedModel(run_dir / MODEL_ONNX, f"{runs_dir}/{LATEST_LINK}")
     raise ModelError(
         f"no model: pass --model PATH, set {MODEL_ENV_VAR}, or export one into the latest run "
-        f"({Path(runs_dir) / LATEST_LINK / MODEL_FILE_NAME} not found under {Path.cwd()})"
+        f"({Path(runs_dir) / LATEST_LINK / MODEL_ONNX} not found under {Path.cwd()})"
     )
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.distributed import any_rank, broadcast_object, launched_as_worker
 from cifar_edge.train.environment import describe_environment
@@ -21,16 +22,14 @@ from cifar_edge.train.interrupts import StopRequest
 from cifar_edge.train.loop import EpochTotals, NonFiniteLossError, StepEvent
 from cifar_edge.train.reporting import Reporter, write_curves, write_metrics_csv
 from cifar_edge.train.run.checkpoint import capture_rng_state, to_cpu, write_checkpoint
-from cifar_edge.train.run.files import CHECKPOINT_FILE, RUN_JSON, WEIGHTS_FILE, save_model_files
+from cifar_edge.train.run.files import save_model_files
 from cifar_edge.train.run.folder import new_run_dir, point_latest
 from cifar_edge.train.session import Session, close_session, open_session
 
 if TYPE_CHECKING:
     from cifar_edge.train.data.load import Splits
 
-METRICS_CSV = "metrics.csv"
-CURVES_PNG = "curves.png"
-# curves.png is redrawn after an epoch only when this much time passed since the last drawing (~0.2 s each), and
+# curves.png is redrawn after an epoch only when this much time passed since the last drawing (each costs time), and
 # always at the end, on Ctrl-C and on failure: long runs get a live plot, tiny runs do not pay for one per epoch.
 CURVES_REFRESH_S = 10.0
 

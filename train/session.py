@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cifar_edge.runtime.contract import Contract, unnormalized_contract
+from cifar_edge.runtime.layout import CHECKPOINT_FILE
 from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
 from cifar_edge.train.config import CUDA_GRAPH_COMPILE_MODES, TrainConfig
 from cifar_edge.train.distributed import (
@@ -33,11 +34,10 @@ from cifar_edge.train.optim.schedule import LrSchedule
 from cifar_edge.train.recipes import Recipe, epochs_within_budget, resolve_recipe
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.run.checkpoint import read_checkpoint, restore_rng_state
-from cifar_edge.train.run.files import CHECKPOINT_FILE
 from cifar_edge.train.run.folder import resolve_resume_dir
 
 if TYPE_CHECKING:
-    # The data module imports torchvision (~1 s): loaded only when fit() has to load data itself.
+    # The data module imports torchvision (slow to import): loaded only when fit() has to load data itself.
     from cifar_edge.train.data.load import Splits
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_edge.export.config import DEFAULT_FILE_NAMES, PARITY_SUFFIX, ExportConfig
+from cifar_edge.export.config import ExportConfig
 from cifar_edge.export.errors import ExportError
 from cifar_edge.runtime.contract import PROVENANCE_METADATA_KEY
+from cifar_edge.runtime.layout import ARTIFACT_FILES, PARITY_SUFFIX, WEIGHTS_FILE
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class Variant:
     @property
     def file_name(self) -> str:
         if self.export_format is None:
-            return "model.safetensors"
-        return DEFAULT_FILE_NAMES[(self.export_format, self.precision)]
+            return WEIGHTS_FILE
+        return ARTIFACT_FILES[(self.export_format, self.precision)]
 
 
 VARIANTS: dict[str, Variant] = {

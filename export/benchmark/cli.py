@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from cifar_edge.runtime.errors import ExitCode
+
 ALL_FORMATS = "pytorch,torchscript,onnx-fp32,onnx-fp16,onnx-int8"
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -93,10 +93,10 @@ def bench(
         written = write_report(result.report, Path(output_dir) if output_dir else Path(result.report["run_dir"]))
     except (ExportError, LabelledDataError) as error:
         errors.print(f"cifar-bench: error: {error}", markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     except OSError as error:
         errors.print(f"cifar-bench: error: cannot write the report ({error})", markup=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     if as_json:
         print(json.dumps(result.report, ensure_ascii=False))
     elif not quiet:
@@ -117,7 +117,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("cifar-bench: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":

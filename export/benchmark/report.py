@@ -12,9 +12,7 @@ from rich.table import Table
 
 from cifar_edge.export.benchmark.machine import describe_machine
 from cifar_edge.runtime.atomic_io import atomic_write_text
-
-BENCH_MD = "bench.md"
-BENCH_JSON = "bench.json"
+from cifar_edge.runtime.layout import BENCH_JSON, BENCH_MD
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -38,6 +38,7 @@ from cifar_edge.export.evaluate.data import load_eval_data, materialize, run_val
 from cifar_edge.export.evaluate.models import torch_predictor
 from cifar_edge.export.formats.tta import module_for_export
 from cifar_edge.export.run_select import resolve_run_dir
+from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages, LabelledDataError
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.runtime.providers.strict import default_intra_op_threads
@@ -241,13 +242,13 @@ def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _
         row.status, row.reason = "skipped", str(skipped)
         return None
     except Exception as error:  # an artifact that does not load is this row's failure, not the benchmark's
-        row.status, row.reason = "failed", f"cannot load: {_first_line(error)}"
+        row.status, row.reason = "failed", f"cannot load: {first_line(error)}"
         return None
     try:
         top1 = _run_batches(forward, shared.inputs, shared.config.batch_size).argmax(axis=1)
     except Exception as error:  # e.g. a provider that loads but fails at run time
         close()
-        row.status, row.reason = "failed", f"failed while running: {_first_line(error)}"
+        row.status, row.reason = "failed", f"failed while running: {first_line(error)}"
         return None
     row.accuracy = round(100.0 * float(np.mean(top1 == shared.labels)), 3)
     row.agreement = round(100.0 * float(np.mean(top1 == shared.reference_top1)), 3)
@@ -295,8 +296,3 @@ def _time_rows(rows: list[Row], opened: dict[int, _Opened], shared: _Shared, ste
 def _run_batches(forward: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
     outputs = [np.asarray(forward(inputs[start : start + batch_size])) for start in range(0, len(inputs), batch_size)]
     return np.concatenate(outputs).astype(np.float32)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return " ".join(text.splitlines()[0].split())[:300] if text else type(error).__name__

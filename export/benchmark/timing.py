@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from cifar_edge.runtime.errors import first_line
+
 Forward = Callable[[np.ndarray], Any]
 
 
@@ -69,7 +71,7 @@ def _interleave(
             for call in range(warmup):
                 forward(batches(call))
         except Exception as error:
-            failed[key] = _first_line(error)
+            failed[key] = first_line(error)
     for round_index in range(rounds):
         for key, forward in forwards.items():
             if key in failed:
@@ -78,7 +80,7 @@ def _interleave(
                 for call in range(block):
                     samples[key].append(_timed(forward, batches(round_index * block + call)))
             except Exception as error:
-                failed[key] = _first_line(error)
+                failed[key] = first_line(error)
     return samples, failed
 
 
@@ -117,11 +119,6 @@ def tile_to(inputs: np.ndarray, count: int) -> np.ndarray:
         return np.ascontiguousarray(inputs[:count])
     repeats = -(-count // len(inputs))
     return np.ascontiguousarray(np.concatenate([inputs] * repeats)[:count])
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return " ".join(text.splitlines()[0].split())[:300] if text else type(error).__name__
 
 
 # Each script prints one JSON line: the label it predicted and whether torch was imported.

@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from cifar_edge.export.evaluate.command import EXIT_INTERRUPTED, EvalOptions, run_eval
+from cifar_edge.export.evaluate.command import EvalOptions, run_eval
+from cifar_edge.runtime.errors import ExitCode
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
@@ -92,7 +93,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("cifar-eval: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -16,24 +16,14 @@ from rich.console import Console
 
 from cifar_edge.export.evaluate.data import load_eval_data
 from cifar_edge.export.evaluate.models import ModelLoadError, OpenedModel, open_model
-from cifar_edge.runtime import errors as exit_codes
 from cifar_edge.runtime.atomic_io import atomic_write_text
+from cifar_edge.runtime.errors import ExitCode, first_line
 from cifar_edge.runtime.evaluate.core import evaluation_report, run_model
 from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError, LabelledImages
+from cifar_edge.runtime.layout import CONFUSION_PNG, EVAL_JSON, EVAL_SUFFIX, MISCLASSIFIED_PNG
 from cifar_edge.runtime.providers.strict import ProviderUnavailableError
 
 # cifar-eval's exit codes mean what cifar-infer's do (one definition: runtime/errors.py).
-EXIT_OK = exit_codes.OK
-EXIT_SOME_IMAGES_SKIPPED = exit_codes.SOME_INPUTS_FAILED
-EXIT_USAGE = exit_codes.USAGE_OR_MODEL
-EXIT_PROVIDER_UNAVAILABLE = exit_codes.PROVIDER_UNAVAILABLE
-EXIT_INTERRUPTED = exit_codes.INTERRUPTED
-
-EVAL_JSON = "eval.json"
-CONFUSION_PNG = "confusion.png"
-MISCLASSIFIED_PNG = "misclassified.png"
-# Default output folder: "<model file name>.eval" beside the model (a run folder: inside it, for model.safetensors).
-OUTPUT_SUFFIX = ".eval"
 
 
 @dataclass(frozen=True)
@@ -66,7 +56,7 @@ class EvalOptions:
 
 def default_output_dir(opened: OpenedModel) -> Path:
     artifact = opened.artifact_file
-    return artifact.with_name(artifact.name + OUTPUT_SUFFIX)
+    return artifact.with_name(artifact.name + EVAL_SUFFIX)
 
 
 def run_eval(options: EvalOptions, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -76,15 +66,15 @@ def run_eval(options: EvalOptions, stdout: TextIO | None = None, stderr: TextIO 
     notes = Console(file=stderr or sys.stderr, highlight=False, markup=False, soft_wrap=True, quiet=options.quiet)
     if options.batch_size < 1:
         errors.print(f"cifar-eval: error: --batch-size must be >= 1, got {options.batch_size}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         opened = open_model(options.model, options.provider, threads=options.threads, batch_size=options.batch_size)
     except ModelLoadError as error:
         errors.print(f"cifar-eval: error: {error}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except ProviderUnavailableError as error:
         errors.print(f"cifar-eval: error: {error}")
-        return EXIT_PROVIDER_UNAVAILABLE
+        return ExitCode.PROVIDER_UNAVAILABLE
     try:
         return _evaluate_opened(opened, options, stdout, errors, notes)
     finally:
@@ -104,7 +94,7 @@ def _evaluate_opened(opened: OpenedModel, options: EvalOptions, stdout: TextIO, 
         )
     except LabelledDataError as error:
         errors.print(f"cifar-eval: error: {error}")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     output_dir = Path(options.output_dir) if options.output_dir else default_output_dir(opened)
     notes.print(
         f"model: {opened.path} ({opened.info()['format']}, {opened.precision}, {opened.provider}"
@@ -118,19 +108,19 @@ def _evaluate_opened(opened: OpenedModel, options: EvalOptions, stdout: TextIO, 
                 opened.predictor, data, opened.contract, batch_size=options.batch_size, on_progress=advance
             )
         except Exception as error:  # the model failed at run time (wrong output shape, provider error, ...)
-            errors.print(f"cifar-eval: error: {opened.path}: the model failed on the data ({_first_line(error)})")
-            return EXIT_USAGE
+            errors.print(f"cifar-eval: error: {opened.path}: the model failed on the data ({first_line(error)})")
+            return ExitCode.USAGE
     for failure in outputs.failures:
         errors.print(f"skipped: {failure}")
     if not len(outputs.indices):
         errors.print(f"cifar-eval: error: none of the {len(data)} images could be decoded")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     report = evaluation_report(outputs, data, opened.contract, model_info=opened.info(), batch_size=options.batch_size)
     try:
         report["files"] = _write_outputs(report, data, output_dir, options.plots)
     except OSError as error:
         errors.print(f"cifar-eval: error: cannot write to {output_dir} ({error.strerror or error})")
-        return EXIT_USAGE
+        return ExitCode.USAGE
     if options.as_json:
         stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
         stdout.flush()
@@ -138,7 +128,7 @@ def _evaluate_opened(opened: OpenedModel, options: EvalOptions, stdout: TextIO, 
         print_summary(report, Console(file=stdout, highlight=False, soft_wrap=True))
     if report["files"].get("plots_skipped"):
         notes.print(f"plots skipped: {report['files']['plots_skipped']}")
-    return EXIT_SOME_IMAGES_SKIPPED if outputs.failures else EXIT_OK
+    return ExitCode.FAILED if outputs.failures else ExitCode.OK
 
 
 def _write_outputs(report: dict[str, Any], data: LabelledImages, output_dir: Path, plots: bool) -> dict[str, Any]:
@@ -170,8 +160,3 @@ def _describe_data(data: LabelledImages) -> str:
     description = data.description
     where = description.get("class_folder") or description.get("split") or description.get("source")
     return f"{len(data)} images from {where}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return " ".join(text.splitlines()[0].split())[:300] if text else type(error).__name__

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
+from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.layout import RUN_JSON, WEIGHTS_FILE
 from cifar_edge.runtime.providers.strict import ProviderUnavailableError, default_intra_op_threads
 
 TORCH_KINDS = ("run", "checkpoint", "torchscript", "exportedprogram")
@@ -37,7 +39,6 @@ KIND_LABELS = {
     "exportedprogram": "torch.export",
     "onnx": "ONNX",
 }
-RUN_WEIGHTS_NAME = "model.safetensors"
 METADATA_KEYS = (CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY)
 
 
@@ -64,7 +65,7 @@ class OpenedModel:
     @property
     def artifact_file(self) -> Path:
         """The file that holds the weights (a run folder's model.safetensors)."""
-        return self.path / RUN_WEIGHTS_NAME if self.kind == "run" else self.path
+        return self.path / WEIGHTS_FILE if self.kind == "run" else self.path
 
     def info(self) -> dict[str, Any]:
         provenance = self.provenance or {}
@@ -93,8 +94,8 @@ class OpenedModel:
 
 def detect_kind(path: Path) -> str:
     if path.is_dir():
-        if not (path / "run.json").is_file():
-            raise ModelLoadError(f"{path}: a folder, but not a cifar-train run folder (no run.json)")
+        if not (path / RUN_JSON).is_file():
+            raise ModelLoadError(f"{path}: a folder, but not a cifar-train run folder (no {RUN_JSON})")
         return "run"
     if not path.exists():
         raise ModelLoadError(f"{path}: model not found")
@@ -224,7 +225,7 @@ def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> Op
     except ModelLoadError:
         raise
     except Exception as error:  # torch and safetensors raise many types: one line for the user
-        raise ModelLoadError(f"{path}: cannot load {KIND_LABELS[kind]} model ({_first_line(error)})") from None
+        raise ModelLoadError(f"{path}: cannot load {KIND_LABELS[kind]} model ({first_line(error)})") from None
     module = module.to(device)
     return OpenedModel(
         path=path,
@@ -247,7 +248,7 @@ def load_run_module(run_dir: Path) -> tuple[Any, Contract, str]:
     try:
         run = load_run(run_dir)
     except (RunFolderError, ContractError) as error:
-        raise ModelLoadError(_first_line(error)) from None
+        raise ModelLoadError(first_line(error)) from None
     return module_for_export(run.model, run.record), run.contract, run.weights_sha256
 
 
@@ -291,7 +292,7 @@ def load_torch_artifact(path: Path, kind: str) -> tuple[Any, Contract, dict[str,
     try:
         contract, provenance = read_entries({key: value for key, value in extra_files.items() if value})
     except (ContractError, ValueError, KeyError) as error:
-        raise ModelLoadError(f"{path}: {_first_line(error)}") from None
+        raise ModelLoadError(f"{path}: {first_line(error)}") from None
     return module, contract, provenance
 
 
@@ -301,8 +302,3 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return " ".join(text.splitlines()[0].split())[:300] if text else type(error).__name__

@@ -16,9 +16,10 @@ import torch
 from onnx_ir.passes.common import RemoveUnusedOpsetsPass
 from torch import nn
 
-from cifar_edge.export.errors import ExportFailedError, first_line
+from cifar_edge.export.errors import ExportFailedError
 from cifar_edge.export.quiet import quiet_tools
 from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.errors import first_line
 
 ONNX_EXPORTER = "torch.onnx.export(dynamo=True)"
 BATCH_AXIS_NAME = "batch"

@@ -1,9 +1,10 @@
 """fp32 ONNX -> static int8 QDQ ONNX with onnxruntime's quantization tooling.
 
 Static, never dynamic: dynamic quantization leaves convolutions in float and quantizes activations on the fly,
-which made the tutorial net 5x slower on this CPU, while static QDQ ran 2.3x faster than fp32. Weights are
-quantized per output channel (one scale per conv filter), activations per tensor with MinMax ranges calibrated
-on real training images. S8S8 (int8 activations and weights) is onnxruntime's recommended first choice for QDQ.
+which made the tutorial net much slower on this CPU, while static QDQ runs faster than fp32 (docs/history.md,
+'int8'). Weights are quantized per output channel (one scale per conv filter), activations per tensor with MinMax
+ranges calibrated on real training images. S8S8 (int8 activations and weights) is onnxruntime's recommended first
+choice for QDQ.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from cifar_edge.export.errors import ExportFailedError, first_line
+from cifar_edge.export.errors import ExportFailedError
 from cifar_edge.export.quiet import quiet_tools
+from cifar_edge.runtime.errors import first_line
 
 INT8_QUANTIZER = "onnxruntime.quantization.quantize_static"
 # Ops that get int8 inputs. Convolutions and matrix products carry the compute; MaxPool keeps int8 flowing between
 # conv layers. Elementwise ops (GELU's Erf/Mul/Add/Div, BatchNorm after pooling) stay float: quantizing them (as
-# onnxruntime's default list does) only adds Quantize/Dequantize pairs. Measured here, 1 thread, batch 256:
-# seed net 2.45x fp32 with this list vs 2.35x with the default and 1.64x without MaxPool; AirNet 32/64/64
-# 1.36x vs 1.22x with the default; accuracy equal within noise for all three lists.
+# onnxruntime's default list does) only adds Quantize/Dequantize pairs: this list was the fastest of the three
+# compared, at equal accuracy (docs/history.md, 'int8').
 QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul", "MaxPool")
 # Images per calibration batch fed to onnxruntime (memory stays small; the ranges do not depend on it).
 _CALIBRATION_BATCH = 32

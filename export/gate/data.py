@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from cifar_edge.export.errors import ExportUsageError, first_line
+from cifar_edge.export.errors import ExportUsageError
 from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError, list_labelled_files
 from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
 from cifar_edge.runtime.preprocess import resize_to_contract

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 
 from cifar_edge.export.config import Thresholds
-from cifar_edge.export.errors import first_line
 from cifar_edge.export.formats.metadata import read_entries
 from cifar_edge.export.gate.data import ImageSet
 from cifar_edge.export.gate.preprocess import PreprocessReport
 from cifar_edge.export.gate.runners import VERIFY_BATCH, Backend, backends_for
 from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.preprocess import normalize_batch
 
 VALIDATION = "real images"

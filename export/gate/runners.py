@@ -16,11 +16,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from cifar_edge.export.errors import first_line
 from cifar_edge.export.formats.exported_program import load_program
 from cifar_edge.export.formats.onnx import validate_onnx_file
 from cifar_edge.export.formats.torchscript import load_torchscript
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract
+from cifar_edge.runtime.errors import first_line
 
 METADATA_KEYS = (CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY)
 # Images per forward pass while verifying (bounded memory; big enough to keep the CPU busy).

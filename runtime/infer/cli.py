@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from cifar_edge.runtime import errors as exit_codes
 from cifar_edge.runtime.classifier import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
+from cifar_edge.runtime.errors import ExitCode
 from cifar_edge.runtime.infer.command import InferOptions, run_infer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -98,12 +98,12 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        sys.exit(exit_codes.INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
     except BrokenPipeError:
         # The reader went away (e.g. `cifar-infer ... --json | head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(exit_codes.OK)
+        sys.exit(ExitCode.OK)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ from typing import TextIO
 
 from PIL import Image
 
-from cifar_edge.runtime import errors as exit_codes
 from cifar_edge.runtime.classifier import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, Classifier
+from cifar_edge.runtime.errors import ExitCode
 from cifar_edge.runtime.infer.inputs import expand_inputs
 from cifar_edge.runtime.infer.report import Reporter
-from cifar_edge.runtime.model_file import RUNS_DIR, ModelError, resolve_model_path
+from cifar_edge.runtime.layout import RUNS_DIR
+from cifar_edge.runtime.model_file import ModelError, resolve_model_path
 from cifar_edge.runtime.providers.strict import ProviderUnavailableError
 
 
@@ -46,13 +47,13 @@ class InferOptions:
 def run_infer(
     options: InferOptions, stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
 ) -> int:
-    """Classify ``options.inputs``; returns the exit code (see exit_codes)."""
+    """Classify ``options.inputs``; returns the exit code (an ExitCode)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     reporter = Reporter(stdout, stderr, as_json=options.as_json, quiet=options.quiet, top_k=options.top_k)
     if not options.inputs:
         stderr.write("error: no inputs: pass image files, folders, glob patterns, or - to read paths from stdin\n")
-        return exit_codes.USAGE_OR_MODEL
+        return ExitCode.USAGE
     try:
         resolved = resolve_model_path(options.model, options.runs_dir)
         classifier = Classifier(
@@ -65,10 +66,10 @@ def run_infer(
         )
     except ModelError as error:
         stderr.write(f"error: {error}\n")
-        return exit_codes.USAGE_OR_MODEL
+        return ExitCode.USAGE
     except ProviderUnavailableError as error:
         stderr.write(f"error: {error}\n")
-        return exit_codes.PROVIDER_UNAVAILABLE
+        return ExitCode.PROVIDER_UNAVAILABLE
     contract = classifier.contract
     reporter.note(
         f"model: {resolved.path} (from {resolved.origin}; {contract.num_classes} classes, "
@@ -88,7 +89,7 @@ def run_infer(
             reporter.add(result)
     except ModelError as error:  # the model failed at run time (e.g. its output does not match the contract)
         stderr.write(f"error: {error}\n")
-        return exit_codes.USAGE_OR_MODEL
+        return ExitCode.USAGE
     finally:
         Image.MAX_IMAGE_PIXELS = saved_pillow_limit
         classifier.close()
@@ -99,4 +100,4 @@ def run_infer(
         f"classified {reporter.classified} of {reporter.classified + reporter.failed} inputs in {seconds:.2f} s "
         f"({rate:,.0f} img/s)" + (f"; {reporter.failed} failed" if reporter.failed else "")
     )
-    return exit_codes.SOME_INPUTS_FAILED if reporter.failed else exit_codes.OK
+    return ExitCode.FAILED if reporter.failed else ExitCode.OK

@@ -18,8 +18,9 @@ import sys
 import sysconfig
 from typing import Any, TextIO
 
-from cifar_edge.runtime import errors as exit_codes
-from cifar_edge.runtime.model_file import RUNS_DIR, ModelError, resolve_model_path
+from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.layout import RUNS_DIR
+from cifar_edge.runtime.model_file import ModelError, resolve_model_path
 from cifar_edge.runtime.providers.diagnosis import (
     EXECUTION_PROVIDERS,
     installed_onnxruntime_packages,
@@ -51,7 +52,7 @@ def run_doctor(
 
 def collect_report(model: str | None = None, provider: str = "auto", *, runs_dir: str = RUNS_DIR) -> dict[str, Any]:
     problems: list[str] = []
-    exit_code = exit_codes.OK
+    exit_code = ExitCode.OK
     packages = installed_onnxruntime_packages()
     if len(packages) > 1:
         problems.append(
@@ -65,7 +66,7 @@ def collect_report(model: str | None = None, provider: str = "auto", *, runs_dir
     except ImportError as error:
         runtime_info["import_error"] = str(error)
         problems.append("onnxruntime cannot be imported: pip install 'cifar-edge[cpu]' or 'cifar-edge[gpu]'")
-        exit_code = exit_codes.USAGE_OR_MODEL
+        exit_code = ExitCode.USAGE
     else:
         runtime_info.update(
             version=onnxruntime.__version__,
@@ -81,12 +82,12 @@ def collect_report(model: str | None = None, provider: str = "auto", *, runs_dir
         providers_info["loads"] = _provider_load_checks(providers_info["built_in"], provider)
         if provider not in ("auto", "cpu") and providers_info["loads"].get(provider) != "loads":
             problems.append(f"--provider {provider}: {providers_info['loads'].get(provider)}")
-            exit_code = exit_codes.PROVIDER_UNAVAILABLE
+            exit_code = ExitCode.PROVIDER_UNAVAILABLE
     model_info = _model_report(model, runs_dir)
     if "error" in model_info:
         problems.append(model_info["error"])
-        if exit_code == exit_codes.OK:
-            exit_code = exit_codes.USAGE_OR_MODEL
+        if exit_code == ExitCode.OK:
+            exit_code = ExitCode.USAGE
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -11,6 +11,7 @@ from export_helpers import copy_run
 from typer.testing import CliRunner
 
 from cifar_edge.export.cli import app
+from cifar_edge.runtime.errors import ExitCode
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -127,11 +128,11 @@ def test_probes_only_when_the_run_has_no_data_record(tiny_run_dir: Path, tmp_pat
     assert not list(tiny_run_dir.glob("model.pt2*"))  # nothing written into the run folder itself
 
 
-def test_unreachable_opset_is_an_export_failure_exit_3(tiny_run_dir: Path, tmp_path: Path) -> None:
+def test_unreachable_opset_is_a_tool_failure_with_its_own_exit_code(tiny_run_dir: Path, tmp_path: Path) -> None:
     # opset 15 is valid ONNX, but the version converter cannot lower this graph to it (it stays at 18).
     target = tmp_path / "model.onnx"
     result = _invoke(tiny_run_dir, "--opset", "15", "--no-verify", "--output", target)
-    assert result.exit_code == 3
+    assert result.exit_code == ExitCode.TOOL_FAILED != ExitCode.PROVIDER_UNAVAILABLE
     line = _one_line_error(result)
     assert "opset 18, not the requested 15" in line
     assert not target.exists()

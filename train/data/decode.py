@@ -32,6 +32,7 @@ from rich.progress import (
 from rich.text import Text
 
 from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
 from cifar_edge.runtime.preprocess import resize_to_contract
 
@@ -167,13 +168,9 @@ def decode_chunk(paths: list[str], contract: Contract) -> tuple[np.ndarray, list
         try:
             out[offset] = resize_to_contract(open_image_rgb(path, contract.alpha_background), contract)
         except ImageDecodeError as error:
-            failed.append((offset, _one_line(error.reason)))
+            failed.append((offset, first_line(error.reason, limit=None)))
         except Image.DecompressionBombError as error:
-            failed.append((offset, _one_line(f"refused as a possible decompression bomb ({error})")))
+            failed.append((offset, first_line(f"refused as a possible decompression bomb ({error})", limit=None)))
         except Exception as error:  # one odd file must not sink a 50,000-image decode; it is reported, not hidden
-            failed.append((offset, _one_line(f"cannot decode image ({type(error).__name__}: {error})")))
+            failed.append((offset, first_line(f"cannot decode image ({type(error).__name__}: {error})", limit=None)))
     return out, failed
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

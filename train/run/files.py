@@ -16,11 +16,9 @@ from torch import nn
 
 from cifar_edge.runtime.atomic_io import atomic_write_bytes, atomic_write_text
 from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.layout import RUN_JSON, WEIGHTS_FILE
 from cifar_edge.train.models import build_model
 
-RUN_JSON = "run.json"
-WEIGHTS_FILE = "model.safetensors"
-CHECKPOINT_FILE = "checkpoint.pt"
 RUN_RECORD_SCHEMA = 1
 
 

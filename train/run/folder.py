@@ -7,9 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 from cifar_edge.runtime.atomic_io import atomic_write_text
-from cifar_edge.runtime.model_file import LATEST_LINK as LATEST
+from cifar_edge.runtime.layout import CHECKPOINT_FILE, LATEST_LINK
 from cifar_edge.runtime.model_file import latest_run_dir
-from cifar_edge.train.run.files import CHECKPOINT_FILE
 
 
 def new_run_dir(runs_root: str | Path, now: datetime | None = None) -> Path:
@@ -30,8 +29,8 @@ def new_run_dir(runs_root: str | Path, now: datetime | None = None) -> Path:
 def point_latest(runs_root: str | Path, run_dir: Path) -> Path:
     """Make ``runs_root/latest`` a relative symlink to ``run_dir``; where symlinks fail, a text file naming it."""
     runs_root = Path(runs_root)
-    pointer = runs_root / LATEST
-    temp_link = runs_root / f".{LATEST}.{os.getpid()}.tmp"
+    pointer = runs_root / LATEST_LINK
+    temp_link = runs_root / f".{LATEST_LINK}.{os.getpid()}.tmp"
     try:
         temp_link.unlink(missing_ok=True)
         os.symlink(run_dir.name, temp_link, target_is_directory=True)
@@ -51,7 +50,7 @@ def point_latest(runs_root: str | Path, run_dir: Path) -> Path:
 def resolve_resume_dir(path: str | Path) -> Path:
     """The run folder ``path`` names: a run folder, a ``latest`` symlink, or a ``latest`` pointer file."""
     path = Path(path)
-    if path.name == LATEST and path.is_file():  # the text pointer left where symlinks fail (the runtime's reader)
+    if path.name == LATEST_LINK and path.is_file():  # the text pointer left where symlinks fail (the runtime's reader)
         path = latest_run_dir(path.parent) or path
     if not (path / CHECKPOINT_FILE).is_file():
         raise ValueError(f"--resume {path}: no {CHECKPOINT_FILE} there (is it a cifar-train run folder?)")

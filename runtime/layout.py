@@ -1,0 +1,33 @@
+"""Every file and folder name of a run folder and of the artifacts written beside it, defined once."""
+
+from __future__ import annotations
+
+# cifar-train's run folders: runs/<timestamp>/, and runs/latest naming the newest one.
+RUNS_DIR = "runs"
+LATEST_LINK = "latest"
+RUN_JSON = "run.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_CSV = "metrics.csv"
+CURVES_PNG = "curves.png"
+
+# cifar-export's artifacts, by (format, precision); each passing one gets "<artifact>.parity.json" beside it.
+MODEL_ONNX = "model.onnx"
+ARTIFACT_FILES = {
+    ("onnx", "fp32"): MODEL_ONNX,
+    ("onnx", "fp16"): "model.fp16.onnx",
+    ("onnx", "int8"): "model.int8.onnx",
+    ("torchscript", "fp32"): "model.torchscript.pt",
+    ("exportedprogram", "fp32"): "model.pt2",
+}
+PARITY_SUFFIX = ".parity.json"
+
+# cifar-eval writes into "<model file name>.eval/" beside the model (a run folder: inside it).
+EVAL_SUFFIX = ".eval"
+EVAL_JSON = "eval.json"
+CONFUSION_PNG = "confusion.png"
+MISCLASSIFIED_PNG = "misclassified.png"
+
+# cifar-bench writes into the run folder (or --output-dir).
+BENCH_MD = "bench.md"
+BENCH_JSON = "bench.json"
