@@ -22,56 +22,79 @@ EPILOG = (
     "Exit codes: 0 trained; 1 training failed (NaN/Inf loss; the last good checkpoint is kept); "
     "2 usage, data or run-folder error (one line on stderr); 130 interrupted by Ctrl-C (a checkpoint was saved "
     "and the resume command printed). "
-    "Recipes: 'default' (AirNet 32/128/128 with a whitening stem, alternating flip + 2-pixel crop, label smoothing "
-    "0.2, Muon (orthogonalised updates) for the filters and Nesterov SGD lr 0.75 momentum 0.85 for the rest, "
-    "BatchNorm shifts at 64x, triangle schedule, lookahead averaging, flip + shift TTA; batch 512, 18 epochs "
-    "within a budget of 810,000 training images (16 epochs on CIFAR-10's 50,000), "
-    "bf16 where the CPU has it: ~90% validation accuracy (89.83% mean over seeds 0-7) on the JPEG copy of "
-    "CIFAR-10 in about 10 minutes on a 2-core CPU) and "
-    "'airbench' (airbench94's SGD method at full width 64/256/256, batch 1024, lr 1.5, 10 epochs: for a GPU, with "
-    "bf16 and channels_last: 2.7 s on all 50,000 images on an H200) and "
-    "'seed' (the original tutorial CNN: plain SGD lr 0.05, batch 64, 10 epochs, inputs in [0, 1]). "
+    "Recipes: 'default' (AirNet 32/128/128 with a whitening stem, Muon for the filters and Nesterov SGD for the "
+    "rest, triangle schedule, lookahead averaging, flip + shift TTA: sized for about 10 minutes on a 2-core CPU), "
+    "'airbench' (airbench94's SGD method at full width 64/256/256, batch 1024: for a GPU) and "
+    "'seed' (the original tutorial CNN and its plain SGD loop). "
     "See docs/training.md for every recipe field and why. "
     "Several processes or GPUs: torchrun --nproc-per-node N $(which cifar-train) ... (DistributedDataParallel; "
     "--batch-size is the global batch, split evenly over the processes; only rank 0 writes the run folder)."
 )
+
+
+def _default(name: str) -> Any:
+    """TrainConfig's default for the field ``name``: the options restate none of them."""
+    return TrainConfig.__dataclass_fields__[name].default
+
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
 @app.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 def train(
-    model: str | None = typer.Option(None, help="Architecture: airnet or seed. (default: the recipe's)"),
+    model: str | None = typer.Option(_default("model"), help="Architecture: airnet or seed. (default: the recipe's)"),
     model_kwargs: str | None = typer.Option(
-        None, "--model-kwargs", help="Architecture arguments as JSON, e.g. '{\"widths\": [64, 256, 256]}'."
+        _default("model_kwargs"),
+        "--model-kwargs",
+        help="Architecture arguments as JSON, e.g. '{\"widths\": [64, 256, 256]}'.",
     ),
-    recipe: str = typer.Option("default", help="Training recipe: default (CPU), airbench (GPU) or seed."),
-    epochs: int | None = typer.Option(None, help="Epochs to train (on --resume: extend to this many)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step. (default: the recipe's)"),
+    recipe: str = typer.Option(_default("recipe"), help="Training recipe: default (CPU), airbench (GPU) or seed."),
+    epochs: int | None = typer.Option(_default("epochs"), help="Epochs to train (on --resume: extend to this many)."),
+    batch_size: int | None = typer.Option(
+        _default("batch_size"), "--batch-size", help="Images per step. (default: the recipe's)"
+    ),
     lr: float | None = typer.Option(
-        None, help="Peak learning rate of the weights (BatchNorm shifts: x bias_lr_scale). (default: the recipe's)"
+        _default("lr"),
+        help="Peak learning rate of the weights (BatchNorm shifts: x bias_lr_scale). (default: the recipe's)",
     ),
     recipe_settings: list[str] = typer.Option(
         [], "--set", metavar="FIELD=VALUE", help="Override any recipe field, e.g. --set label_smoothing=0.1 (repeat)."
     ),
-    data: str = typer.Option("cifar10", help="'cifar10' (downloaded) or an ImageFolder path (PATH/train/<class>/)."),
-    data_root: str | None = typer.Option(None, "--data-root", help="Where CIFAR-10 lives or is downloaded to."),
-    cache_dir: str | None = typer.Option(None, "--cache-dir", help="Folder for the decoded-image cache."),
-    limit_per_class: int | None = typer.Option(
-        None, "--limit-per-class", help="Use only the first N images of each class (quick experiments)."
+    data: str = typer.Option(
+        _default("data"), help="'cifar10' (downloaded) or an ImageFolder path (PATH/train/<class>/)."
     ),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of train held out when there is no val/."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    run_dir: str | None = typer.Option(None, "--run-dir", help="Run folder. (default: runs/<timestamp> + runs/latest)"),
-    resume: str | None = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue a run from its checkpoint."),
-    seed: int = typer.Option(0, help="Seed for init, validation split, shuffling and augmentation."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-epoch lines."),
+    data_root: str | None = typer.Option(
+        _default("data_root"), "--data-root", help="Where CIFAR-10 lives or is downloaded to."
+    ),
+    cache_dir: str | None = typer.Option(
+        _default("cache_dir"), "--cache-dir", help="Folder for the decoded-image cache."
+    ),
+    limit_per_class: int | None = typer.Option(
+        _default("limit_per_class"),
+        "--limit-per-class",
+        help="Use only the first N images of each class (quick experiments).",
+    ),
+    val_fraction: float = typer.Option(
+        _default("val_fraction"), "--val-fraction", help="Share of train held out when there is no val/."
+    ),
+    device: str = typer.Option(_default("device"), help="auto, cpu, cuda or cuda:N."),
+    run_dir: str | None = typer.Option(
+        _default("run_dir"), "--run-dir", help="Run folder. (default: runs/<timestamp> + runs/latest)"
+    ),
+    resume: str | None = typer.Option(
+        _default("resume"), "--resume", metavar="RUN_DIR", help="Continue a run from its checkpoint."
+    ),
+    seed: int = typer.Option(_default("seed"), help="Seed for init, validation split, shuffling and augmentation."),
+    quiet: bool = typer.Option(_default("quiet"), "--quiet", "-q", help="No progress bars or per-epoch lines."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout (implies --quiet)."),
     precision: str = typer.Option(
-        "auto", help="Training arithmetic: auto (bf16 where the GPU/CPU has it natively, else fp32), bf16 or fp32."
+        _default("precision"),
+        help="Training arithmetic: auto (bf16 where the GPU/CPU has it natively, else fp32), bf16 or fp32.",
     ),
     compile_model: bool = typer.Option(
-        False, "--compile/--no-compile", help="torch.compile the model (compiled in the warm-up, before the clock)."
+        _default("compile"),
+        "--compile/--no-compile",
+        help="torch.compile the model (compiled in the warm-up, before the clock).",
     ),
     compile_mode: str | None = typer.Option(
         None,
@@ -79,14 +102,18 @@ def train(
         help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs on a GPU), max-autotune "
         "or max-autotune-no-cudagraphs.",
     ),
-    threads: int | None = typer.Option(None, help="CPU threads. (default: all cores, shared by torchrun's processes)"),
+    threads: int | None = typer.Option(
+        _default("threads"), help="CPU threads. (default: all cores, shared by torchrun's processes)"
+    ),
     sync_bn: bool = typer.Option(
-        False, "--sync-bn/--no-sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch."
+        _default("sync_batchnorm"),
+        "--sync-bn/--no-sync-bn",
+        help="Under torchrun on CUDA: BatchNorm statistics over the global batch.",
     ),
     tune_malloc: bool = typer.Option(
-        True,
+        _default("tune_malloc"),
         "--tune-malloc/--no-tune-malloc",
-        help="CPU, glibc: keep freed memory for reuse instead of page-faulting it back every step (~1.2x img/s).",
+        help="CPU, glibc: keep freed memory for reuse instead of page-faulting it back every step.",
     ),
 ) -> None:
     """Train an image classifier on CIFAR-10 or your own ImageFolder and write a self-describing run folder."""

@@ -61,16 +61,15 @@ class TrainConfig:
     quiet: bool = False
     # Arithmetic of the training steps: "bf16" = bfloat16 autocast (weights, optimizer and loss stay float32);
     # "fp32"; "auto" = bf16 where the hardware computes it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or
-    # AMX: measured 1.76x the img/s of fp32 on this 2-core EPYC), else fp32 (emulated bf16 is
-    # usually slower than fp32; not measured here: this CPU has it natively).
+    # AMX: faster than fp32, docs/history.md, 'Precision'), else fp32 (emulated bf16 is usually slower than fp32).
     # The final evaluation runs in float32, so the final validation accuracy is what the float32 export computes.
     precision: str = "auto"
-    # torch.compile the model. It compiles during the warm-up, before the epochs' clock (28 s on an H200 the first
-    # time, seconds from torch's caches after); for AirNet on that H200 the compiled steps were slower than eager ones.
+    # torch.compile the model. It compiles during the warm-up, before the epochs' clock; for AirNet the compiled
+    # steps have not beaten eager ones so far (docs/history.md, 'torch.compile').
     compile: bool = False
     # torch.compile's mode when compile is on. "reduce-overhead" also captures the compiled forward and backward as
-    # CUDA graphs: on a GPU where kernel launches, not arithmetic, set the step time (AirNet on the H200: 4.5-7 ms
-    # per step against ~2 ms of arithmetic), that is the launches' cost removed; on the CPU it is plain inductor.
+    # CUDA graphs: on a GPU where kernel launches, not arithmetic, set the step time (as for AirNet: docs/history.md,
+    # 'GPU'), that is the launches' cost removed; on the CPU it is plain inductor.
     compile_mode: str = "default"
     # CPU threads for torch; None = every core this process may use (measured fastest here), divided among the
     # processes torchrun started on this machine.
@@ -79,8 +78,8 @@ class TrainConfig:
     # rank's share. Off by default: per-rank statistics over batch/N images are plenty at batch >= 64 per rank and
     # cost no extra communication.
     sync_batchnorm: bool = False
-    # CPU: make glibc's malloc keep freed memory for reuse (environment.tune_malloc): measured 1.1-1.3x the
-    # training img/s here, at the price of holding the run's peak memory until the process exits.
+    # CPU: make glibc's malloc keep freed memory for reuse (environment.tune_malloc): faster training steps
+    # (docs/history.md, 'malloc'), at the price of holding the run's peak memory until the process exits.
     tune_malloc: bool = True
 
     def validate(self) -> None:

@@ -75,8 +75,8 @@ def tune_malloc() -> bool:
     A CPU training step allocates and frees the same tens of megabytes of activations every step. By default
     glibc serves big blocks with fresh mmap()s and trims the heap's free top back to the OS, so every step
     page-faults and zero-fills that memory again. Keeping it (the effect jemalloc or tcmalloc give, which PyTorch's
-    CPU performance guides recommend) measured 1.1-1.3x the img/s of the default recipe's training step on this 2-core
-    EPYC (bench/malloc_tuning.py). The cost: the process keeps its peak memory until it exits. Process-wide and
+    CPU performance guides recommend) makes the default recipe's training step faster (bench/malloc_tuning.py;
+    docs/history.md, 'malloc'). The cost: the process keeps its peak memory until it exits. Process-wide and
     permanent; skipped off glibc and when the user set any MALLOC_* tunable in the environment.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":

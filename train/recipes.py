@@ -58,6 +58,9 @@ class Recipe:
     # step 0 down to lr_end_factor, and lr_start_factor is unused).
     schedule: str = "constant"
     warmup_epochs: float = 0.0
+    # The triangle's shape, defined here only (LrSchedule reads these). It starts above 0 because a whitened,
+    # dirac-initialised net trains from step 0, and ends above 0 because lookahead averaging still profits from small
+    # moves at the end; no milestones to re-tune when the epoch count changes.
     lr_start_factor: float = 0.2
     lr_peak_fraction: float = 0.23
     lr_end_factor: float = 0.07
@@ -163,27 +166,18 @@ SEED = Recipe(
 )
 
 # The CPU default: airbench94's training method at half width with airbench94_muon's filter optimizer, sized to
-# train in under 10 minutes on a 2-core CPU with native bf16, tuned on the shared JPEG copy of CIFAR-10.
-# Measured (cifar-train, 45,000 train / 5,000 stratified validation images, 2-core EPYC, bf16): 90.42% validation
-# accuracy with flip+shift TTA (90.22% flip only, 88.76% bare) after 18 epochs in 580 s of wall time; seeds 1-3 (other
-# validation splits too): 89.62%, 89.26%, 90.48%; seeds 4-10: 89.62%, 89.34%, 89.86%, 90.00%, 90.26%,
-# 89.32%, 89.30%; 89.77% on average.
-# With SGD for the filters: 89.92% (seed 0).
-# See docs/training.md for the experiments behind each value.
+# train in under 10 minutes on a 2-core CPU with native bf16, tuned on the shared JPEG copy of CIFAR-10. Its measured
+# accuracy and time, seed by seed, and the experiments behind each value: docs/history.md and docs/training.md.
 DEFAULT = Recipe(
     name="default",
     model="airnet",
-    # Half of AirNet's (64, 256, 256): ~4x less compute per image (bf16 on the 2-core CPU: 1,578 img/s, ~30 s/epoch,
-    # vs 497 img/s at full width and 814 at 48/192/192) for ~2% less accuracy at equal epochs; width is the main
-    # CPU lever. On a GPU use the airbench recipe.
+    # Half of AirNet's (64, 256, 256): about 4x less compute per image for a little accuracy at equal epochs; width is
+    # the main CPU lever (docs/history.md, 'Width'). On a GPU use the airbench recipe.
     model_kwargs={"widths": [32, 128, 128]},
-    normalization="cifar10",
-    # 18 epochs of ~30 s (bf16) fill the 10-minute CPU budget; 10 epochs reached 88.4% (SGD), 18 reach ~90%.
+    # The epochs that fill the 10-minute CPU budget on 45,000 training images (docs/history.md, 'Epochs').
     epochs=18,
-    # ...on 45,000 images. The test-split setting trains on 50,000, where 18 epochs took 631 s of training (611 s of
-    # steps at a median 1,482 img/s): the budget of 18 x 45,000 images gives it 16 epochs (529 s of training, 560 s in
-    # all, at 1,588 img/s). At equal cost, 11% more images for 11% fewer epochs scored +0.22 points (45,000 x 16 vs
-    # 40,500 x 18, seeds 0-10, sd 0.36), so 50,000 x 16 should do about as well as 45,000 x 18 (docs/training.md).
+    # The same budget in training images (18 x 45,000): a larger training set, such as CIFAR-10's 50,000 with its
+    # test split, gets the whole epochs that fit (docs/history.md, 'The test-split setting').
     max_train_images=810_000,
     # Large batches keep the CPU's matrix units busy and BatchNorm statistics stable; 88 steps per epoch.
     batch_size=512,
@@ -195,10 +189,9 @@ DEFAULT = Recipe(
     nesterov=True,
     # lr * weight_decay = 0.001 x schedule: the fraction every weight shrinks per step.
     weight_decay=0.00133,
-    # Convolution filters: orthogonalised momentum updates (muon.FilterMuon, airbench94_muon's method: it reached
-    # airbench94's accuracy in 8 epochs instead of 10). Its lr 0.24 and momentum 0.6 were set for batch 2000; at
-    # batch 512 (4x the steps) a 1/3 step and a longer momentum won: on a 6-epoch, 18,000-image probe, muon_lr
-    # 0.06/0.12/0.24 gave 82.4/83.2/82.5% vs 79.8% with SGD; the full run uses 0.08 for its 8x more steps.
+    # Convolution filters: orthogonalised momentum updates (muon.FilterMuon, airbench94_muon's method). Its lr 0.24
+    # and momentum 0.6 were set for batch 2000; at batch 512 (4x the steps) a smaller step and a longer momentum won
+    # (docs/history.md, 'Muon').
     optimizer="muon",
     muon_lr=0.08,
     muon_momentum=0.85,
@@ -207,38 +200,28 @@ DEFAULT = Recipe(
     bias_lr_scale=64.0,
     # Soft targets keep the logits from growing without bound on a short schedule.
     label_smoothing=0.2,
-    # Triangle: start at 0.2 (not 0: the whitened, dirac-initialised net trains from step 0, and a warmup from
-    # 0 wastes steps), peak at 23% of the steps, then decay linearly to 0.07 (not 0: with lookahead averaging the
-    # last steps still contribute useful, small moves). No milestones to re-tune when the epoch count changes.
+    # Triangle, with the Recipe's default shape (see lr_start_factor above).
     schedule="triangle",
-    lr_start_factor=0.2,
-    lr_peak_fraction=0.23,
-    lr_end_factor=0.07,
     # Translate by -2..2 pixels (reflect padding, random crop): CIFAR's objects are centred to within a few pixels.
     crop_padding=2,
     # Alternating flip: every image is seen both ways every two epochs, which random flips do not guarantee in a
-    # 10-epoch budget (a random 50% coin leaves ~1/4 of the images unflipped, or flipped, over two epochs).
+    # short budget (a random 50% coin leaves ~1/4 of the images unflipped, or flipped, over two epochs).
     flip=True,
     flip_mode="alternating",
     whitening_images=5000,
     # The whitening stem's weights stay frozen at the data's statistics; its bias helps early (it re-centres the
     # patches while the network settles) and is then frozen so it stops drifting once the net has adapted to it.
     whiten_bias_epochs=3,
-    # Lookahead averaging from the 4th epoch on, every 5 steps: averages out the noise of the large-step Nesterov
-    # updates as the learning rate anneals (the averaging strength rises as (step/total)^3).
-    ema_decay=0.0,
+    # Lookahead averaging from the 4th epoch on, every 5 steps, at the Recipe's default decay and power: averages out
+    # the noise of the large-step Nesterov updates as the learning rate anneals.
     lookahead_every=5,
-    lookahead_decay=0.95,
-    lookahead_power=3.0,
     average_start_epoch=3,
-    # Flip + one-pixel-shift TTA at evaluation, baked into the export (airbench94's "level 2"): measured +1.5% over
-    # the bare network, +0.2-0.4% over flip alone, for 6 forward passes per image. cifar-export --tta flip (or
-    # none) trades that back for a cheaper model.
+    # Flip + one-pixel-shift TTA at evaluation, baked into the export (airbench94's "level 2"), for 6 forward passes
+    # per image (docs/history.md, 'Test-time augmentation'). cifar-export --tta flip (or none) trades it back for a
+    # cheaper model.
     tta="flip_shift",
-    log_every=0,
-    # The mid-run monitor every 3rd epoch (epochs 3, 6, ..., 18): each pass over the validation images costs ~1.4 s
-    # per 5,000 here, ~25 s of a run at every epoch; this keeps a curve and gives ~16 s back to training (~31 s
-    # where a 10,000-image test split is the validation set).
+    # The mid-run monitor every 3rd epoch (epochs 3, 6, ..., 18): a pass over the validation images every epoch would
+    # spend a noticeable share of the budget; this keeps a curve (docs/history.md, 'Validation monitor').
     eval_every=3,
     description="AirNet 32/128/128 with whitening stem, alternating flip + crop, label smoothing 0.2, Muon for the "
     "filters and Nesterov SGD for the rest (bias lr x64), triangle schedule, lookahead averaging, flip + shift TTA",
@@ -248,13 +231,8 @@ DEFAULT = Recipe(
 # and wd 0.0153 per 1024 examples, decoupled, sum-reduced loss; momentum 0.85; bias scaler 64) rewritten for a
 # mean-reduced loss at batch 1024: lr 1.5 (twice the default's, for twice the batch), weight_decay 0.00133 (so
 # lr * wd = 0.002 per step: the default's shrink per image), SGD for the filters too (the method airbench94 was
-# measured with), 10 epochs. Everything else as in the default, including airbench94's flip + shift TTA.
-# Measured on one H200 (bf16, channels_last, eager): 2.7 s of training on all 50,000 images (2.2-2.5 s on 45,000),
-# 90.58% validation accuracy on average over 19 runs (sd 0.32); --compile was slower (2.65-3.27 s on 45,000). With
-# Muon for the filters (muon_lr 0.08): 90.97% over 8 seeds, but 4.5-4.7 s (with its per-parameter loop; the batched
-# step FilterMuon now takes on CUDA is unmeasured there). On this data
-# airbench94 itself reached 90.72% on the test split (fp32, CPU, 37 minutes on 2 cores). It runs on the CPU too
-# (slowly: ~90 s/epoch on 2 cores in bf16).
+# measured with), 10 epochs. Everything else as in the default, including airbench94's flip + shift TTA. Its
+# measurements on a GPU (and on the CPU): docs/history.md, 'GPU'.
 AIRBENCH = replace(
     DEFAULT,
     name="airbench",

@@ -112,7 +112,7 @@ def write_metrics_csv(path: str | Path, metrics: Sequence[dict[str, Any]]) -> No
 
 def write_curves(path: str | Path, metrics: Sequence[dict[str, Any]], title: str = "") -> None:
     """Loss and accuracy per epoch, train vs validation, as a PNG (matplotlib's Agg backend: no display needed)."""
-    from matplotlib.figure import Figure  # imported here: matplotlib costs ~0.5 s to import
+    from matplotlib.figure import Figure  # imported here: matplotlib is slow to import
 
     epochs = [row["epoch"] for row in metrics]
     figure = Figure(figsize=(10, 4), dpi=100)

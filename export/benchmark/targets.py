@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# int8 ONNX vs fp32 ONNX throughput at batch 256 (static QDQ int8 measured 2.3x on the development CPU).
+# int8 ONNX vs fp32 ONNX throughput at batch 256 (what static QDQ int8 achieved: docs/history.md, 'int8').
 INT8_SPEEDUP = 2.0
 # int8 ONNX accuracy may be at most this many percentage points below eager PyTorch (the export gate's own limit).
 INT8_MAX_ACCURACY_DROP_PP = 1.0

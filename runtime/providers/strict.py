@@ -84,7 +84,8 @@ def usable_cpu_count() -> int:
 def default_intra_op_threads() -> int:
     """Half the usable cores (at least 1): the other half decodes images while the session runs.
 
-    Measured on 2 vCPUs: 1 intra-op thread beat 2 for batched runs, because decoding then has a core of its own.
+    On 2 vCPUs 1 intra-op thread is the faster choice for batched runs, because decoding then has a core of its own
+    (docs/history.md, 'Runtime threads').
     """
     return max(1, usable_cpu_count() // 2)
 

@@ -12,14 +12,17 @@ from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.augment import plan_epoch
 from cifar_edge.train.data.load import Splits
 from cifar_edge.train.loop import StepEvent
+from cifar_edge.train.recipes import get_recipe, resolve_recipe
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.session import open_session
 
 
-def test_batchnorm_shifts_step_64x_faster_and_shrink_per_step_like_the_weights(
+def test_batchnorm_shifts_step_faster_and_shrink_per_step_like_the_weights(
     tiny_splits: Splits, airnet_config: TrainConfig
 ) -> None:
-    session = open_session(replace(airnet_config, recipe_overrides={}), tiny_splits, Reporter(quiet=True))
+    config = replace(airnet_config, recipe_overrides={})
+    recipe = resolve_recipe(config)
+    session = open_session(config, tiny_splits, Reporter(quiet=True))
     model, optimizer = session.trainer.model, session.trainer.optimizer
     names = {id(parameter): name for name, parameter in model.named_parameters()}
     weights, norms, filters = optimizer.param_groups
@@ -32,13 +35,21 @@ def test_batchnorm_shifts_step_64x_faster_and_shrink_per_step_like_the_weights(
     filter_names = {names[id(p)] for p in filters["params"]}
     assert filter_names == {f"groups.{g}.conv{c}.weight" for g in range(3) for c in (1, 2)}
     assert filters["orthogonalize"] and not weights["orthogonalize"] and not norms["orthogonalize"]
-    assert (filters["initial_lr"], filters["momentum"], filters["weight_decay"]) == (0.08, 0.85, 0.0)
-    assert (weights["initial_lr"], weights["weight_decay"]) == (0.75, 0.00133)
-    assert (norms["initial_lr"], norms["weight_decay"]) == (0.75 * 64, 0.00133 / 64)
-    # The same shrink per step for both groups (~0.001 x the schedule factor).
+    assert (filters["initial_lr"], filters["momentum"], filters["weight_decay"]) == (
+        recipe.muon_lr,
+        recipe.muon_momentum,
+        0.0,
+    )
+    assert (weights["initial_lr"], weights["weight_decay"]) == (recipe.lr, recipe.weight_decay)
+    scale = recipe.bias_lr_scale
+    assert scale > 1 and (norms["initial_lr"], norms["weight_decay"]) == (
+        recipe.lr * scale,
+        recipe.weight_decay / scale,
+    )
+    # The same shrink per step for both groups.
     assert norms["initial_lr"] * norms["weight_decay"] == pytest.approx(weights["initial_lr"] * weights["weight_decay"])
-    assert weights["lr"] == pytest.approx(0.75 * 0.2)  # the triangle starts at 0.2
-    assert weights["momentum"] == 0.85 and weights["nesterov"]
+    assert weights["lr"] == pytest.approx(recipe.lr * recipe.lr_start_factor)  # the triangle starts at its start
+    assert weights["momentum"] == recipe.momentum and weights["nesterov"]
 
 
 def test_whitening_bias_trains_then_freezes(tiny_splits: Splits, airnet_config: TrainConfig) -> None:
@@ -77,7 +88,8 @@ def test_airbench_gpu_recipe_runs_on_the_cpu(tiny_splits: Splits, seed_config: T
     """A smoke test of the GPU recipe where there is no GPU: full-width AirNet, batch 1024 (one step per epoch)."""
     result = fit(replace(seed_config, recipe="airbench", batch_size=None, epochs=1), tiny_splits)
     record = json.loads(result.run_json.read_text())
-    kwargs = {"widths": [64, 256, 256], "num_classes": 3}
-    assert record["architecture"] == {"name": "airnet", "kwargs": kwargs, "tta": "flip_shift"}
-    assert record["recipe"]["batch_size"] == 1024 and record["recipe"]["lr"] == 1.5
+    airbench = get_recipe("airbench")
+    kwargs = {**airbench.model_kwargs, "num_classes": 3}
+    assert record["architecture"] == {"name": airbench.model, "kwargs": kwargs, "tta": airbench.tta}
+    assert record["recipe"]["batch_size"] == airbench.batch_size and record["recipe"]["lr"] == airbench.lr
     assert result.metrics[0]["val_accuracy"] is not None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.optim.schedule import LrSchedule
 from cifar_edge.train.recipes import (
     RECIPES,
     Recipe,
@@ -15,45 +18,34 @@ from cifar_edge.train.recipes import (
 )
 
 
-def test_seed_recipe_is_the_tutorial() -> None:
-    recipe = get_recipe("seed")
-    assert (recipe.model, recipe.model_kwargs, recipe.normalization) == ("seed", {}, "none")
-    assert (recipe.lr, recipe.batch_size, recipe.epochs, recipe.log_every) == (0.05, 64, 10, 100)
-    assert (recipe.momentum, recipe.weight_decay, recipe.label_smoothing) == (0.0, 0.0, 0.0)
-    assert (recipe.crop_padding, recipe.flip, recipe.schedule) == (0, False, "constant")
+def test_seed_recipe_is_the_plain_recipe_on_its_own_model_and_unnormalised_inputs() -> None:
+    """The tutorial: a Recipe with nothing but its model, inputs in [0, 1] and a loss line every few steps."""
+    seed, plain = get_recipe("seed"), Recipe(name="seed", model="seed")
+    differs = {f.name for f in fields(Recipe) if getattr(seed, f.name) != getattr(plain, f.name)}
+    assert differs == {"normalization", "log_every", "description"}
+    assert seed.normalization == "none" and seed.log_every > 0
+    # ...and a plain Recipe trains plainly: constant rate, no momentum, decay, augmentation, averaging or TTA.
+    assert {LrSchedule(plain.schedule, 10)(step) for step in range(10)} == {1.0}
+    assert not (plain.momentum or plain.weight_decay or plain.label_smoothing or plain.crop_padding or plain.flip)
+    assert not (plain.ema_decay or plain.lookahead_every) and plain.tta == "none" and plain.optimizer == "sgd"
 
 
-def test_default_recipe_is_the_tuned_airbench_style_recipe() -> None:
-    recipe = get_recipe("default")
-    assert recipe.model == "airnet" and recipe.model_kwargs == {"widths": [32, 128, 128]}
-    assert (recipe.batch_size, recipe.epochs, recipe.label_smoothing) == (512, 18, 0.2)
-    assert (recipe.optimizer, recipe.muon_lr, recipe.muon_momentum) == ("muon", 0.08, 0.85)
-    assert recipe.nesterov and (recipe.momentum, recipe.lr, recipe.weight_decay) == (0.85, 0.75, 0.00133)
-    assert recipe.bias_lr_scale == 64 and recipe.decay_norm
-    assert (recipe.schedule, recipe.lr_start_factor, recipe.lr_peak_fraction, recipe.lr_end_factor) == (
-        "triangle",
-        0.2,
-        0.23,
-        0.07,
-    )
-    assert (recipe.crop_padding, recipe.flip, recipe.flip_mode) == (2, True, "alternating")
-    assert (recipe.whitening_images, recipe.whiten_bias_epochs) == (5000, 3)
-    assert (recipe.lookahead_every, recipe.lookahead_decay, recipe.lookahead_power) == (5, 0.95, 3.0)
-    assert recipe.average_start_epoch == 3 and recipe.ema_decay == 0.0
-    assert recipe.tta == "flip_shift" and recipe.eval_every == 3
-    assert recipe.max_train_images == 18 * 45_000  # 18 epochs of 45,000 images, 16 of CIFAR-10's 50,000
-    assert TrainConfig().recipe == "default"
+def test_the_default_config_trains_the_default_recipe() -> None:
+    assert resolve_recipe(TrainConfig()) == get_recipe("default")
 
 
-def test_airbench_recipe_is_the_default_method_at_full_width_for_batch_1024() -> None:
+def test_airbench_is_the_default_method_at_twice_the_width_and_batch() -> None:
     default, airbench = get_recipe("default"), get_recipe("airbench")
-    assert airbench.model_kwargs == {"widths": [64, 256, 256]} and airbench.batch_size == 1024
-    assert (airbench.lr, airbench.momentum, airbench.weight_decay, airbench.bias_lr_scale) == (1.5, 0.85, 0.00133, 64)
-    assert airbench.tta == "flip_shift" and airbench.epochs == 10 and airbench.optimizer == "sgd"
-    # The same shrink per image: twice the batch, twice the lr x wd per step.
-    assert airbench.lr * airbench.weight_decay / 1024 == pytest.approx(default.lr * default.weight_decay / 512)
+    assert airbench.model == default.model
+    assert airbench.model_kwargs["widths"] == [2 * width for width in default.model_kwargs["widths"]]
+    # Twice the batch at twice the rate, and the same shrink per image: twice the lr x wd per step.
+    assert airbench.lr / airbench.batch_size == pytest.approx(default.lr / default.batch_size)
+    assert airbench.lr * airbench.weight_decay / airbench.batch_size == pytest.approx(
+        default.lr * default.weight_decay / default.batch_size
+    )
     same = ("schedule", "flip_mode", "lookahead_every", "average_start_epoch", "whiten_bias_epochs", "label_smoothing")
     assert all(getattr(airbench, name) == getattr(default, name) for name in same)
+    assert airbench.tta == default.tta
 
 
 def test_explicit_options_override_the_recipe() -> None:
@@ -118,12 +110,16 @@ def test_config_round_trips_through_a_plain_dict() -> None:
         Recipe.from_dict({**recipe.to_dict(), "decay_norm_and_bias": True})
 
 
-def test_epochs_shrink_to_the_whole_epochs_that_fit_the_image_budget() -> None:
+def test_the_budget_cuts_epochs_to_the_whole_epochs_that_fit() -> None:
     default = get_recipe("default")
-    assert epochs_within_budget(default, 45_000).epochs == 18  # the validated setting, unchanged
-    assert epochs_within_budget(default, 50_000).epochs == 16  # CIFAR-10 with its test split: 800,000 images
-    assert epochs_within_budget(default, 40_000).epochs == 18  # a smaller set never gets more epochs
-    assert epochs_within_budget(default, 5_000_000).epochs == 1  # at least one epoch
-    assert epochs_within_budget(get_recipe("airbench"), 500_000).epochs == 10  # no budget on the GPU recipe
+    budget, sized_for = default.max_train_images, default.max_train_images // default.epochs
+    assert epochs_within_budget(default, sized_for).epochs == default.epochs  # the set it was sized for: unchanged
+    larger = sized_for + sized_for // 9  # 11% more images (45,000 -> CIFAR-10's 50,000 with its test split)
+    cut = epochs_within_budget(default, larger).epochs
+    assert cut < default.epochs and cut * larger <= budget < (cut + 1) * larger  # every whole epoch that fits
+    assert epochs_within_budget(default, sized_for // 2).epochs == default.epochs  # a smaller set never gets more
+    assert epochs_within_budget(default, budget * 10).epochs == 1  # at least one epoch
+    airbench = get_recipe("airbench")  # no budget on the GPU recipe
+    assert epochs_within_budget(airbench, budget * 10).epochs == airbench.epochs
     with pytest.raises(ValueError, match="max_train_images must be >= 0"):
         apply_overrides(default, {"max_train_images": -1})

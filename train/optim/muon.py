@@ -60,7 +60,7 @@ def orthogonalize_all(matrices: list[torch.Tensor], steps: int = 3, eps: float =
 class FilterMuon(torch.optim.Optimizer):
     """See the module docstring. ``foreach`` batches the step: one multi-tensor operation per stage across a
     group's parameters, and one batched Newton-Schulz per filter shape, instead of a loop of small operations per
-    parameter (3.75x fewer operations for AirNet: bench/optimizer_step.py). None = batched on CUDA, where a step of
+    parameter (bench/optimizer_step.py counts them; docs/history.md, 'Muon'). None = batched on CUDA, where a step of
     this small a network is bound by kernel launches; the per-parameter loop on the CPU, which keeps CPU runs
     bit-identical to earlier versions (both paths compute the same step up to float rounding and share one
     state_dict format)."""

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from cifar_edge.train.recipes import Recipe
+
 
 class LrSchedule:
-    """Learning-rate factor per optimizer step (plain attributes only, so LambdaLR can checkpoint it)."""
+    """Learning-rate factor per optimizer step (plain attributes only, so LambdaLR can checkpoint it).
+
+    The triangle's default shape is the Recipe's (``lr_start_factor``, ``lr_peak_fraction``, ``lr_end_factor``).
+    """
 
     def __init__(
         self,
         kind: str,
         total_steps: int,
         warmup_steps: int = 0,
-        start_factor: float = 0.2,
-        peak_fraction: float = 0.23,
-        end_factor: float = 0.07,
+        start_factor: float = Recipe.lr_start_factor,
+        peak_fraction: float = Recipe.lr_peak_fraction,
+        end_factor: float = Recipe.lr_end_factor,
     ) -> None:
         self.kind, self.total_steps, self.warmup_steps = kind, total_steps, warmup_steps
         self.start_factor, self.peak_fraction, self.end_factor = start_factor, peak_fraction, end_factor

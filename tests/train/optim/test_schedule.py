@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from cifar_edge.train.optim.schedule import LrSchedule
+from cifar_edge.train.recipes import Recipe, get_recipe
 
 
 def test_warmup_then_linear_decay_to_zero() -> None:
@@ -20,16 +21,38 @@ def test_warmup_then_linear_decay_to_zero() -> None:
     assert all(isinstance(value, (str, int, float)) for value in vars(schedule).values())
 
 
-def test_triangle_rises_from_start_to_peak_then_falls_to_end() -> None:
-    schedule = LrSchedule("triangle", total_steps=100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
+def test_triangle_rises_linearly_from_start_to_peak_then_falls_linearly_to_end() -> None:
+    schedule = LrSchedule("triangle", total_steps=100, start_factor=0.5, peak_fraction=0.2, end_factor=0.1)
     factors = [schedule(step) for step in range(100)]
-    assert factors[0] == pytest.approx(0.2)
-    assert factors[23] == pytest.approx(1.0) and max(factors) == factors[23]  # the peak at 23% of the steps
-    assert factors[99] == pytest.approx(0.07)  # the last optimizer step
-    assert all(a < b for a, b in itertools.pairwise(factors[:24]))  # linear up ...
-    assert all(a > b for a, b in itertools.pairwise(factors[23:]))  # ... and linear down
-    assert factors[12] == pytest.approx(0.2 + 0.8 * 12 / 23)
-    assert factors[61] == pytest.approx(1.0 - 0.93 * (61 - 23) / (99 - 23))
+    assert factors[0] == pytest.approx(0.5)
+    assert factors[20] == pytest.approx(1.0) and max(factors) == factors[20]  # the peak at 20% of the steps
+    assert factors[99] == pytest.approx(0.1)  # the last optimizer step
+    assert all(a < b for a, b in itertools.pairwise(factors[:21]))  # linear up ...
+    assert all(a > b for a, b in itertools.pairwise(factors[20:]))  # ... and linear down
+    assert factors[10] == pytest.approx(0.5 + 0.5 * 10 / 20)
+    assert factors[60] == pytest.approx(1.0 - 0.9 * (60 - 20) / (99 - 20))
+
+
+@pytest.mark.parametrize("name", ["default", "airbench"])
+def test_a_recipes_triangle_peaks_at_its_peak_fraction_and_ends_at_its_end_factor(name: str) -> None:
+    recipe = get_recipe(name)
+    total = 1000
+    shape = (recipe.lr_start_factor, recipe.lr_peak_fraction, recipe.lr_end_factor)
+    factors = [LrSchedule(recipe.schedule, total, 0, *shape)(step) for step in range(total)]
+    peak = factors.index(max(factors))
+    assert max(factors) == pytest.approx(1.0) and abs(peak - recipe.lr_peak_fraction * total) <= 1
+    assert factors[0] == pytest.approx(recipe.lr_start_factor) and recipe.lr_start_factor < 1.0
+    assert factors[-1] == pytest.approx(recipe.lr_end_factor) and recipe.lr_end_factor < 1.0
+
+
+def test_a_schedule_without_a_shape_takes_the_recipes() -> None:
+    schedule = LrSchedule("triangle", total_steps=10)
+    recipe = Recipe(name="x", model="seed")
+    assert (schedule.start_factor, schedule.peak_fraction, schedule.end_factor) == (
+        recipe.lr_start_factor,
+        recipe.lr_peak_fraction,
+        recipe.lr_end_factor,
+    )
 
 
 def test_triangle_without_a_ramp_decays_linearly_from_the_first_step() -> None:
