@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from cifar_edge.runtime.batching import run_in_batches
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError, decode_image_bytes, open_image_rgb, to_rgb
 from cifar_edge.runtime.model_file import (
@@ -178,6 +179,10 @@ class Classifier:
         """uint8 (N, H, W, 3) images at the contract size -> the model's raw (N, classes) output."""
         return self._run_batches(normalize_batch(images, self.contract).astype(self._input_dtype, copy=False))
 
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        """Normalised float32 (N, 3, H, W) inputs -> the model's raw (N, classes) output (cast to its input type)."""
+        return self._run_batches(np.ascontiguousarray(inputs).astype(self._input_dtype, copy=False))
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -229,12 +234,7 @@ class Classifier:
         if fixed is None:
             return self._run(inputs)
         # A model exported with a fixed batch size: run in chunks of exactly that size, padding the last one.
-        outputs = []
-        for start in range(0, len(inputs), fixed):
-            chunk = inputs[start : start + fixed]
-            padded = np.concatenate([chunk, np.zeros((fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-            outputs.append(self._run(padded)[: len(chunk)])
-        return np.concatenate(outputs)
+        return run_in_batches(self._run, inputs, fixed, pad=True)
 
     def _classify_inputs(self, inputs: np.ndarray, sources: list[str], top_k: int) -> list[Prediction]:
         scores = self._run_batches(inputs)

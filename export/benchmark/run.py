@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from cifar_edge.export.benchmark.artifacts import VARIANTS, Artifact, ensure_artifacts
-from cifar_edge.export.benchmark.engines import RowSkipped, open_engine
+from cifar_edge.export.benchmark.engines import RowSkipped, open_row_engine
 from cifar_edge.export.benchmark.machine import machine_info
 from cifar_edge.export.benchmark.targets import evaluate_targets
 from cifar_edge.export.benchmark.timing import (
@@ -33,9 +33,9 @@ from cifar_edge.export.benchmark.timing import (
     measure_latency,
     measure_throughput,
 )
+from cifar_edge.export.engines import Engine, torch_engine
 from cifar_edge.export.errors import ExportUsageError
 from cifar_edge.export.evaluate.data import load_eval_data, materialize, run_validation_data
-from cifar_edge.export.evaluate.models import torch_predictor
 from cifar_edge.export.formats.tta import module_for_export
 from cifar_edge.export.run_select import resolve_run_dir
 from cifar_edge.runtime.errors import first_line
@@ -156,7 +156,7 @@ def _measure(
     data = load_bench_data(config, run)
     inputs = normalize_batch(data.images, run.contract)
     reference_module = module_for_export(run.model, run.record)
-    reference = _run_batches(torch_predictor(reference_module, "cpu"), inputs, config.batch_size)
+    reference = torch_engine(reference_module).run(inputs, config.batch_size)
     reference_top1 = reference.argmax(axis=1)
     variants = [VARIANTS[key] for key in dict.fromkeys(config.formats)]
     folder_data = Path(config.data) if config.data not in (None, "cifar10") else None
@@ -178,8 +178,8 @@ def _measure(
         try:
             _time_rows(rows, opened, shared, step)
         finally:
-            for engine in opened.values():
-                engine.close()
+            for row_engine in opened.values():
+                row_engine.engine.close()
     report = {
         "schema_version": BENCH_SCHEMA_VERSION,
         "kind": "cifar-edge benchmark",
@@ -221,8 +221,7 @@ class _Shared:
 
 @dataclass
 class _Opened:
-    forward: Callable[[np.ndarray], np.ndarray]
-    close: Callable[[], None]
+    engine: Engine
     cold_start: ColdStartJob
     first_label: str  # what it predicts for the cold-start image, in this process
 
@@ -237,7 +236,7 @@ def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _
     row.size_mb = round(artifact.path.stat().st_size / 1e6, 4)
     variant = artifact.variant
     try:
-        forward, close = open_engine(variant, artifact.path, shared.reference_module, provider, shared.threads)
+        engine = open_row_engine(variant, artifact.path, shared.reference_module, provider, shared.threads)
     except RowSkipped as skipped:
         row.status, row.reason = "skipped", str(skipped)
         return None
@@ -245,16 +244,16 @@ def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _
         row.status, row.reason = "failed", f"cannot load: {first_line(error)}"
         return None
     try:
-        top1 = _run_batches(forward, shared.inputs, shared.config.batch_size).argmax(axis=1)
+        top1 = engine.run(shared.inputs, shared.config.batch_size).argmax(axis=1)
     except Exception as error:  # e.g. a provider that loads but fails at run time
-        close()
+        engine.close()
         row.status, row.reason = "failed", f"failed while running: {first_line(error)}"
         return None
     row.accuracy = round(100.0 * float(np.mean(top1 == shared.labels)), 3)
     row.agreement = round(100.0 * float(np.mean(top1 == shared.reference_top1)), 3)
     target = shared.run.run_dir if variant.engine == "pytorch" else artifact.path
     job = ColdStartJob(variant.engine, Path(target), shared.image_path, provider, shared.threads)
-    return _Opened(forward, close, job, shared.run.contract.class_names[int(top1[0])])
+    return _Opened(engine, job, shared.run.contract.class_names[int(top1[0])])
 
 
 def _time_rows(rows: list[Row], opened: dict[int, _Opened], shared: _Shared, step: Callable[[str], Any]) -> None:
@@ -264,16 +263,16 @@ def _time_rows(rows: list[Row], opened: dict[int, _Opened], shared: _Shared, ste
     def fail(failed: dict[Any, str], phase: str) -> None:
         for index, reason in failed.items():
             rows[index].status, rows[index].reason = "failed", f"failed while timing {phase}: {reason}"
-            opened.pop(index).close()
+            opened.pop(index).engine.close()
 
     step(f"latency at batch 1 ({len(opened)} engines, interleaved)")
-    forwards = {index: engine.forward for index, engine in opened.items()}
+    forwards = {index: row.engine.forward for index, row in opened.items()}
     latencies, failed = measure_latency(forwards, shared.inputs, config.repeats)
     for index, (p50, p95) in latencies.items():
         rows[index].latency_p50_ms, rows[index].latency_p95_ms = round(p50, 4), round(p95, 4)
     fail(failed, "latency")
     step(f"throughput at batch {config.batch_size} ({len(opened)} engines, interleaved)")
-    forwards = {index: engine.forward for index, engine in opened.items()}
+    forwards = {index: row.engine.forward for index, row in opened.items()}
     rates, failed = measure_throughput(forwards, shared.inputs, config.batch_size, config.repeats)
     for index, rate in rates.items():
         rows[index].throughput_ips = round(rate, 1)
@@ -291,8 +290,3 @@ def _time_rows(rows: list[Row], opened: dict[int, _Opened], shared: _Shared, ste
             )
     for index, reason in failed.items():
         rows[index].notes.append(f"cold start: {reason}")
-
-
-def _run_batches(forward: Callable[[np.ndarray], np.ndarray], inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    outputs = [np.asarray(forward(inputs[start : start + batch_size])) for start in range(0, len(inputs), batch_size)]
-    return np.concatenate(outputs).astype(np.float32)

@@ -105,7 +105,7 @@ def _evaluate_opened(opened: OpenedModel, options: EvalOptions, stdout: TextIO, 
     with progress_bar(errors, len(data), enabled=show_bar) as advance:
         try:
             outputs = run_model(
-                opened.predictor, data, opened.contract, batch_size=options.batch_size, on_progress=advance
+                opened.engine.forward, data, opened.contract, batch_size=options.batch_size, on_progress=advance
             )
         except Exception as error:  # the model failed at run time (wrong output shape, provider error, ...)
             errors.print(f"cifar-eval: error: {opened.path}: the model failed on the data ({first_line(error)})")

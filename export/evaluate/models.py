@@ -19,17 +19,15 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
+from cifar_edge.export.engines import METADATA_KEYS, Engine, onnx_engine, torch_device, torch_engine
+from cifar_edge.runtime.contract import Contract, ContractError
 from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.layout import RUN_JSON, WEIGHTS_FILE
-from cifar_edge.runtime.providers.strict import ProviderUnavailableError, default_intra_op_threads
+from cifar_edge.runtime.providers.strict import default_intra_op_threads
 
 TORCH_KINDS = ("run", "checkpoint", "torchscript", "exportedprogram")
 KIND_LABELS = {
@@ -39,7 +37,6 @@ KIND_LABELS = {
     "exportedprogram": "torch.export",
     "onnx": "ONNX",
 }
-METADATA_KEYS = (CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY)
 
 
 class ModelLoadError(ValueError):
@@ -48,19 +45,21 @@ class ModelLoadError(ValueError):
 
 @dataclass
 class OpenedModel:
-    """A model ready to evaluate. ``predictor`` is a runtime Classifier (ONNX) or a float32-NCHW predict function."""
+    """A model ready to evaluate: ``engine`` runs it on float32 NCHW batches (export/engines.py)."""
 
     path: Path
     kind: str  # one of TORCH_KINDS or "onnx"
     contract: Contract
-    predictor: Any
+    engine: Engine
     precision: str = "fp32"
     provider: str = "cpu"  # "cpu" or "cuda": where it really runs
     provenance: dict[str, Any] | None = None
     sha256: str | None = None
     threads: int | None = None
     notes: list[str] = field(default_factory=list)
-    close: Callable[[], None] = lambda: None
+
+    def close(self) -> None:
+        self.engine.close()
 
     @property
     def artifact_file(self) -> Path:
@@ -143,65 +142,31 @@ def open_model(
 
 
 def _open_onnx(path: Path, provider: str, threads: int | None, batch_size: int, max_pixels: int | None) -> OpenedModel:
-    from cifar_edge.runtime.classifier import Classifier
     from cifar_edge.runtime.model_file import ModelError
 
     try:
-        classifier = Classifier(path, provider, batch_size=batch_size, intra_op_threads=threads, max_pixels=max_pixels)
+        engine = onnx_engine(path, provider, batch_size=batch_size, intra_op_threads=threads, max_pixels=max_pixels)
     except ModelError as error:
         raise ModelLoadError(str(error)) from None
+    classifier = engine.classifier
     provenance = classifier.provenance or {}
     notes = [classifier.note] if classifier.note else []
     return OpenedModel(
         path=path,
         kind="onnx",
         contract=classifier.contract,
-        predictor=classifier,
+        engine=engine,
         precision=str(provenance.get("precision") or _input_precision(classifier)),
         provider=classifier.provider,
         provenance=classifier.provenance,
         sha256=classifier.sha256,
         threads=classifier.intra_op_threads,
         notes=notes,
-        close=classifier.close,
     )
 
 
 def _input_precision(classifier: Any) -> str:
     return "fp16" if classifier.io.input_type == "tensor(float16)" else "fp32"
-
-
-def torch_device(provider: str) -> str:
-    """auto|cpu|cuda -> the torch device; ProviderUnavailableError when CUDA is asked for and absent."""
-    import torch
-
-    if provider == "tensorrt":
-        raise ProviderUnavailableError(provider, "TensorRT applies to ONNX models only; use --provider cuda or cpu")
-    if provider in ("cuda", "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        if provider == "cuda":
-            built = torch.version.cuda
-            cause = (
-                f"torch {torch.__version__} is built with CUDA {built} but sees no usable GPU"
-                if built
-                else f"torch {torch.__version__} is a CPU-only build"
-            )
-            raise ProviderUnavailableError(provider, cause)
-    return "cpu"
-
-
-def torch_predictor(module: Any, device: str) -> Callable[[np.ndarray], np.ndarray]:
-    """float32 NCHW numpy -> float32 scores numpy, through ``module`` on ``device`` without autograd."""
-    import torch
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            inputs = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
-            outputs = module(inputs)
-            return outputs.float().cpu().numpy()
-
-    return predict
 
 
 def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> OpenedModel:
@@ -231,7 +196,7 @@ def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> Op
         path=path,
         kind=kind,
         contract=contract,
-        predictor=torch_predictor(module, device),
+        engine=torch_engine(module, device, name=KIND_LABELS[kind]),
         precision=precision,
         provider=device,
         provenance=provenance,

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from cifar_edge.export.config import Thresholds
+from cifar_edge.export.engines import Engine, artifact_engines, torch_engine
 from cifar_edge.export.formats.metadata import read_entries
 from cifar_edge.export.gate.data import ImageSet
 from cifar_edge.export.gate.preprocess import PreprocessReport
-from cifar_edge.export.gate.runners import VERIFY_BATCH, Backend, backends_for
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.preprocess import normalize_batch
@@ -47,14 +46,6 @@ class GateInputs:
     reference_probes: dict[int, np.ndarray]
 
 
-def reference_logits(module: nn.Module, inputs: np.ndarray) -> np.ndarray:
-    outputs = []
-    with torch.inference_mode():
-        for start in range(0, len(inputs), VERIFY_BATCH):
-            outputs.append(module(torch.from_numpy(inputs[start : start + VERIFY_BATCH])).float().numpy())
-    return np.concatenate(outputs)
-
-
 def prepare_gate_inputs(
     module: nn.Module, contract: Contract, images: ImageSet | None, probe_batch_sizes: Sequence[int], seed: int
 ) -> GateInputs:
@@ -66,13 +57,14 @@ def prepare_gate_inputs(
         for size in probe_batch_sizes
     }
     verification = normalize_batch(images.images, contract) if images is not None and len(images) else None
+    reference = torch_engine(module)
     return GateInputs(
         verification=verification,
         labels=images.labels if verification is not None else None,
         verification_source=images.source if verification is not None else None,
         probes=probes,
-        reference_verification=reference_logits(module, verification) if verification is not None else None,
-        reference_probes={size: reference_logits(module, batch) for size, batch in probes.items()},
+        reference_verification=reference.run(verification) if verification is not None else None,
+        reference_probes={size: reference.forward(batch) for size, batch in probes.items()},
     )
 
 
@@ -181,7 +173,7 @@ class ParityReport:
         }
 
 
-def _contract_check(backend: Backend, expected: Contract) -> Check:
+def _contract_check(backend: Engine, expected: Contract) -> Check:
     try:
         contract, provenance = read_entries(backend.metadata)
     except (ValueError, KeyError) as error:
@@ -191,7 +183,7 @@ def _contract_check(backend: Backend, expected: Contract) -> Check:
     return Check("carries the run's contract", True, detail=f"precision {provenance.get('precision')}")
 
 
-def _probe_outputs(backend: Backend, inputs: GateInputs, num_classes: int) -> tuple[dict[int, np.ndarray], Check]:
+def _probe_outputs(backend: Engine, inputs: GateInputs, num_classes: int) -> tuple[dict[int, np.ndarray], Check]:
     """Each probe batch as one forward call; the check fails on errors, wrong shapes or non-finite values."""
     outputs, problems = {}, []
     for size, batch in inputs.probes.items():
@@ -257,7 +249,7 @@ def _precision_checks(precision: str, comparisons: dict[str, Comparison], thresh
 
 
 def verify_backend(
-    backend: Backend, precision: str, contract: Contract, inputs: GateInputs, thresholds: Thresholds
+    backend: Engine, precision: str, contract: Contract, inputs: GateInputs, thresholds: Thresholds
 ) -> BackendResult:
     result = BackendResult(backend.name)
     result.checks.append(_contract_check(backend, contract))
@@ -313,14 +305,18 @@ def run_gate(
             )
         )
     try:
-        backends, notes = backends_for(artifact_format, path, contract)
+        backends, notes = artifact_engines(artifact_format, path)
     except Exception as error:  # an artifact that does not load or validate fails the gate with the reason
         report.checks.append(Check("loads and validates", False, detail=f"{type(error).__name__}: {first_line(error)}"))
         return report
     report.notes.extend(notes)
     report.checks.append(Check("loads and validates", True, detail=", ".join(backend.name for backend in backends)))
-    for backend in backends:
-        report.backends.append(verify_backend(backend, precision, contract, inputs, thresholds))
+    try:
+        for backend in backends:
+            report.backends.append(verify_backend(backend, precision, contract, inputs, thresholds))
+    finally:
+        for backend in backends:
+            backend.close()
     return report
 
 
