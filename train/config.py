@@ -10,6 +10,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from cifar_edge.runtime.layout import RUNS_DIR
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 PRECISIONS = ("auto", "bf16", "fp32")
 # torch.compile's modes; the two with CUDA graphs replay each training forward and backward as one launch on CUDA.
@@ -51,7 +53,7 @@ class TrainConfig:
     # Run folder; None = "<runs_root>/<timestamp>" plus a "<runs_root>/latest" pointer.
     run_dir: str | None = None
     # Parent of the default timestamped run folders.
-    runs_root: str = "runs"
+    runs_root: str = RUNS_DIR
     # A run folder to continue from its checkpoint.pt (its saved config wins; only epochs may grow).
     resume: str | None = None
     # Seeds model init, the validation split, shuffling and augmentation (each epoch's randomness is a pure
