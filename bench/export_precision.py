@@ -75,9 +75,7 @@ def main() -> int:
     except (ExportError, ValueError) as error:
         print(f"export_precision: {error}", file=sys.stderr)
         return 2
-    data = gather_export_data(
-        run.record, run.contract, data_path=args.data, verify_images=2048, calibration_images=0, seed=0
-    )
+    data = gather_export_data(run.record, run.contract, data_path=args.data, verify_images=2048, calibration_images=0)
     if data.verification is not None and len(data.verification) >= args.batch_size:
         inputs = normalize_batch(data.verification.images, run.contract)
     else:

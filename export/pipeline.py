@@ -181,7 +181,6 @@ def prepare_export(run_dir: Path, config: ExportConfig, progress: ExportProgress
             data_path=config.data,
             verify_images=config.verify_images if config.verify else 0,
             calibration_images=config.calibration_images if needs_calibration else 0,
-            seed=config.seed,
         )
     if needs_calibration and (data.calibration is None or len(data.calibration) == 0):
         raise ExportUsageError(
@@ -303,7 +302,7 @@ def _write(context: ExportContext, target: Target, module: nn.Module, path: Path
             extra = {
                 "quantization": {
                     **quantization_settings(len(calibration)),
-                    "calibration_source": context.data.calibration.source,
+                    "calibration_source": context.data.calibration.description["source"],
                 }
             }
         else:

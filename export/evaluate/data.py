@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cifar_edge.export.run_data import RunDataError, run_images, subset
 from cifar_edge.runtime.contract import CIFAR10_CLASS_NAMES, Contract
 from cifar_edge.runtime.evaluate.labelled_folder import (
     ArrayImages,
@@ -82,34 +83,23 @@ def _cifar10_test(contract: Contract, data_root: str | os.PathLike[str] | None, 
 
 
 def run_validation_data(record: dict[str, Any], contract: Contract, limit: int | None = None) -> ArrayImages | None:
-    """The run's validation split from ``load_splits(**record["data"]["spec"])``; None when the run has no spec."""
-    spec = (record.get("data") or {}).get("spec")
-    if not spec:
-        return None
+    """The run's validation split (export/run_data.py); None when the run has no data record."""
     try:
-        from cifar_edge.train.data.load import load_splits
-
-        splits = load_splits(**{**spec, "show_progress": False})
-    except Exception as error:  # the data moved, the cache is gone and the download fails, ...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise LabelledDataError(f"cannot rebuild the run's validation images ({reason}); pass --data PATH") from None
-    unknown = [name for name in splits.class_names if name not in contract.class_names]
-    if unknown:
-        raise LabelledDataError(f"the run's data has classes {unknown} that its model does not know")
-    if not len(splits.val_labels):
+        images = run_images(record, contract)
+    except RunDataError as error:
+        raise LabelledDataError(f"{error}; pass --data PATH") from None
+    if images is None:
+        return None
+    if not len(images.val):
         raise LabelledDataError("the run has no validation images (val_fraction 0); pass --data PATH")
-    to_model = np.asarray([contract.class_names.index(name) for name in splits.class_names], dtype=np.int64)
-    images, labels = splits.val_images, to_model[splits.val_labels]
-    if limit is not None and limit < len(labels):
-        keep = stratified_subset(labels, limit)
-        images, labels = images[keep], labels[keep]
-    description = {
+    chosen = subset(images.val, limit)
+    chosen.description = {
         "source": "run validation split",
-        "data": str(spec.get("data", CIFAR10)),
-        "spec": spec,
-        "images": len(labels),
+        "data": chosen.description["data"],
+        "spec": images.spec,
+        "images": len(chosen),
     }
-    return ArrayImages(images, labels, contract.class_names, description, source_name="val")
+    return chosen
 
 
 def materialize(data: LabelledImages, batch_size: int = 256) -> tuple[ArrayImages, list[Failure]]:

@@ -24,10 +24,10 @@ from torch import nn
 from cifar_edge.export.config import Thresholds
 from cifar_edge.export.engines import Engine, artifact_engines, torch_engine
 from cifar_edge.export.formats.metadata import read_entries
-from cifar_edge.export.gate.data import ImageSet
 from cifar_edge.export.gate.preprocess import PreprocessReport
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages
 from cifar_edge.runtime.preprocess import normalize_batch
 
 VALIDATION = "real images"
@@ -47,7 +47,7 @@ class GateInputs:
 
 
 def prepare_gate_inputs(
-    module: nn.Module, contract: Contract, images: ImageSet | None, probe_batch_sizes: Sequence[int], seed: int
+    module: nn.Module, contract: Contract, images: ArrayImages | None, probe_batch_sizes: Sequence[int], seed: int
 ) -> GateInputs:
     """Normalise the real images the runtime's way, draw the probes, and run the reference model on both."""
     height, width = contract.image_size
@@ -61,7 +61,7 @@ def prepare_gate_inputs(
     return GateInputs(
         verification=verification,
         labels=images.labels if verification is not None else None,
-        verification_source=images.source if verification is not None else None,
+        verification_source=images.description["source"] if verification is not None else None,
         probes=probes,
         reference_verification=reference.run(verification) if verification is not None else None,
         reference_probes={size: reference.forward(batch) for size, batch in probes.items()},
