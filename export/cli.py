@@ -1,4 +1,4 @@
-"""``cifar-export``: parse options, call ``export_run``, print the result. Exit codes in docs/export.md."""
+"""``cifar-export``: parse options, call ``export_run``, print the result. Exit codes in README.md."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.console import Console
 
 from cifar_edge.export.config import ALL_FORMATS, DEFAULT_OPSET, FORMATS, ExportConfig, Thresholds
 from cifar_edge.export.errors import ExportError
-from cifar_edge.runtime.errors import ExitCode, first_line
+from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
 
 DEFAULTS = ExportConfig()
 # Set to re-raise unexpected exceptions with their traceback instead of the one-line error.
@@ -48,8 +48,15 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 
 @app.command(
     help="Export a cifar-train run to ONNX / TorchScript / torch.export, proving parity with the PyTorch model.",
-    epilog="Exit codes: 0 ok; 1 parity gate failed (nothing written under the final name); "
-    "2 usage error or unusable run folder; 3 the exporter, converter or quantizer failed.",
+    epilog=describe_exit_codes(
+        {
+            ExitCode.OK: "ok",
+            ExitCode.FAILED: "parity gate failed (nothing written under the final name)",
+            ExitCode.USAGE: "usage error or unusable run folder",
+            ExitCode.TOOL_FAILED: "the exporter, converter or quantizer failed",
+            ExitCode.INTERRUPTED: "interrupted (nothing written under a final name)",
+        }
+    ),
 )
 def export(
     run_dir: Path | None = typer.Argument(

@@ -8,21 +8,22 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from cifar_edge.runtime.defaults import default_of
+from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
 from cifar_edge.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from cifar_edge.train.fit import FitResult
 
-EXIT_OK = 0
-EXIT_TRAINING_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-EPILOG = (
-    "Exit codes: 0 trained; 1 training failed (NaN/Inf loss; the last good checkpoint is kept); "
-    "2 usage, data or run-folder error (one line on stderr); 130 interrupted by Ctrl-C (a checkpoint was saved "
-    "and the resume command printed). "
-    "Recipes: 'default' (AirNet 32/128/128 with a whitening stem, Muon for the filters and Nesterov SGD for the "
+EPILOG = describe_exit_codes(
+    {
+        ExitCode.OK: "trained",
+        ExitCode.FAILED: "training failed (NaN/Inf loss; the last good checkpoint is kept)",
+        ExitCode.USAGE: "usage, data or run-folder error (one line on stderr)",
+        ExitCode.INTERRUPTED: "interrupted by Ctrl-C (a checkpoint was saved and the resume command printed)",
+    }
+) + (
+    " Recipes: 'default' (AirNet 32/128/128 with a whitening stem, Muon for the filters and Nesterov SGD for the "
     "rest, triangle schedule, lookahead averaging, flip + shift TTA: sized for about 10 minutes on a 2-core CPU), "
     "'airbench' (airbench94's SGD method at full width 64/256/256, batch 1024: for a GPU) and "
     "'seed' (the original tutorial CNN and its plain SGD loop). "
@@ -33,8 +34,7 @@ EPILOG = (
 
 
 def _default(name: str) -> Any:
-    """TrainConfig's default for the field ``name``: the options restate none of them."""
-    return TrainConfig.__dataclass_fields__[name].default
+    return default_of(TrainConfig, name)
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -145,7 +145,7 @@ def train(
         )
         config.validate()
     except ValueError as error:
-        _fail(EXIT_USAGE, str(error), json_output)
+        _fail(ExitCode.USAGE, str(error), json_output)
     raise typer.Exit(_run(config, json_output))
 
 
@@ -157,26 +157,26 @@ def _run(config: TrainConfig, json_output: bool) -> int:
     except TrainingInterrupted as interrupted:
         message = f"interrupted after step {interrupted.global_step}; checkpoint saved in {interrupted.run_dir}"
         extra = {"run_dir": str(interrupted.run_dir), "resume_command": interrupted.resume_command}
-        _report(EXIT_INTERRUPTED, f"{message}\nresume with: {interrupted.resume_command}", json_output, extra)
-        return EXIT_INTERRUPTED
+        _report(ExitCode.INTERRUPTED, f"{message}\nresume with: {interrupted.resume_command}", json_output, extra)
+        return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
         # Ctrl-C before training started, or a second Ctrl-C that aborts without saving.
-        _report(EXIT_INTERRUPTED, "interrupted; nothing new was saved", json_output)
-        return EXIT_INTERRUPTED
+        _report(ExitCode.INTERRUPTED, "interrupted; nothing new was saved", json_output)
+        return ExitCode.INTERRUPTED
     except TrainingFailed as failed:
         extra = {"run_dir": None if failed.run_dir is None else str(failed.run_dir), "step": failed.global_step}
-        _report(EXIT_TRAINING_FAILED, str(failed), json_output, extra)
-        return EXIT_TRAINING_FAILED
+        _report(ExitCode.FAILED, str(failed), json_output, extra)
+        return ExitCode.FAILED
     except (ValueError, OSError) as error:  # DataError, ContractError, CheckpointError are ValueErrors
-        _report(EXIT_USAGE, _one_line(error), json_output)
-        return EXIT_USAGE
+        _report(ExitCode.USAGE, first_line(error, limit=None), json_output)
+        return ExitCode.USAGE
     if result.rank != 0:  # under torchrun, rank 0 speaks for the run
-        return EXIT_OK
+        return ExitCode.OK
     if json_output:
         typer.echo(json.dumps(result.to_dict(), sort_keys=True))
     elif not config.quiet:
         typer.echo(f"done in {result.wall_time_s:.0f}s: {_accuracy_summary(result)}; {result.run_dir}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _accuracy_summary(result: FitResult) -> str:
@@ -212,14 +212,9 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split())
-
-
 def _report(code: int, message: str, json_output: bool, extra: dict[str, Any] | None = None) -> None:
-    status = {EXIT_TRAINING_FAILED: "failed", EXIT_INTERRUPTED: "interrupted"}.get(code, "error")
-    prefix = "" if code == EXIT_INTERRUPTED else "error: "
+    status = {ExitCode.FAILED: "failed", ExitCode.INTERRUPTED: "interrupted"}.get(code, "error")
+    prefix = "" if code == ExitCode.INTERRUPTED else "error: "
     typer.echo(f"cifar-train: {prefix}{message}", err=True)
     if json_output:
         typer.echo(json.dumps({"status": status, "exit_code": code, "message": message, **(extra or {})}))
@@ -235,7 +230,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:  # Ctrl-C while typer parses options or torch imports
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":  # python -m cifar_edge.train.cli, and torchrun -m cifar_edge.train.cli

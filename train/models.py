@@ -14,8 +14,6 @@ from torch import nn
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
 
-DEFAULT_MODEL = "airnet"
-
 
 def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
     def add(factory: ModelFactory) -> ModelFactory:

@@ -17,9 +17,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.export.benchmark.config import BenchConfig
+from cifar_edge.runtime.defaults import default_of
+from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
 
-ALL_FORMATS = "pytorch,torchscript,onnx-fp32,onnx-fp16,onnx-int8"
+ALL_FORMATS = ",".join(default_of(BenchConfig, "formats"))
+
+
+def _default(name: str) -> object:
+    return default_of(BenchConfig, name)
+
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
@@ -30,8 +37,14 @@ def _split(value: str) -> tuple[str, ...]:
 
 @app.command(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 every row measured (or skipped, saying why); 1 some row failed (export gate, load or run "
-    "error; the other rows are still measured); 2 usage error, unusable run folder or data.",
+    epilog=describe_exit_codes(
+        {
+            ExitCode.OK: "every row measured (or skipped, saying why)",
+            ExitCode.FAILED: "some row failed (export gate, load or run error; the other rows are still measured)",
+            ExitCode.USAGE: "usage error, unusable run folder or data",
+            ExitCode.INTERRUPTED: "interrupted",
+        }
+    ),
 )
 def bench(
     run_dir: Annotated[
@@ -39,37 +52,41 @@ def bench(
     ] = None,
     providers: Annotated[
         str, typer.Option("--providers", help="Comma-separated: cpu, cuda. CUDA rows only where CUDA is active.")
-    ] = "cpu,cuda",
+    ] = ",".join(default_of(BenchConfig, "providers")),
     formats: Annotated[str, typer.Option("--formats", help=f"Comma-separated rows: {ALL_FORMATS}.")] = ALL_FORMATS,
     data: Annotated[
         str | None,
         typer.Option(
             "--data", help="Eval images: a labelled folder or 'cifar10'. Default: the run's validation split."
         ),
-    ] = None,
-    data_root: Annotated[str | None, typer.Option("--data-root", help="Where CIFAR-10 lives.")] = None,
+    ] = _default("data"),
+    data_root: Annotated[str | None, typer.Option("--data-root", help="Where CIFAR-10 lives.")] = _default("data_root"),
     output_dir: Annotated[
         Path | None, typer.Option("--output-dir", "-o", help="Where bench.md and bench.json go. Default: RUN_DIR.")
-    ] = None,
+    ] = _default("output_dir"),
     threads: Annotated[
         int | None,
         typer.Option("--threads", min=1, help="Threads for torch and onnxruntime alike. Default: half the cores."),
-    ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch of the throughput column.")] = 256,
+    ] = _default("threads"),
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch of the throughput column.")] = _default(
+        "batch_size"
+    ),
     images: Annotated[
         int | None, typer.Option("--images", min=1, help="Use at most N eval images (class-stratified).")
-    ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 64 images, few repeats, rough numbers.")] = False,
+    ] = _default("images"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Smoke run: 64 images, few repeats, rough numbers.")
+    ] = _default("quick"),
     measure_cold_start: Annotated[
         bool, typer.Option("--cold-start/--no-cold-start", help="Time fresh processes (seconds per torch row).")
-    ] = True,
+    ] = _default("cold_start"),
     as_json: Annotated[bool, typer.Option("--json", help="Print bench.json on stdout instead of the table.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress; errors still print.")] = False,
 ) -> None:
     """Benchmark PyTorch, TorchScript and ONNX fp32/fp16/int8 of one run on CPU and CUDA."""
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     from cifar_edge.export.benchmark.report import print_report, write_report  # torch loads with these, after parsing
-    from cifar_edge.export.benchmark.run import BenchConfig, run_benchmark
+    from cifar_edge.export.benchmark.run import run_benchmark
     from cifar_edge.export.errors import ExportError
     from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError
 

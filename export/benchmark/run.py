@@ -21,14 +21,12 @@ import torch
 from PIL import Image
 
 from cifar_edge.export.benchmark.artifacts import VARIANTS, Artifact, ensure_artifacts
+from cifar_edge.export.benchmark.config import PROVIDERS, QUICK_IMAGES, BenchConfig
 from cifar_edge.export.benchmark.engines import RowSkipped, open_row_engine
 from cifar_edge.export.benchmark.machine import machine_info
 from cifar_edge.export.benchmark.targets import evaluate_targets
 from cifar_edge.export.benchmark.timing import (
-    FULL,
-    QUICK,
     ColdStartJob,
-    Repeats,
     measure_cold_starts,
     measure_latency,
     measure_throughput,
@@ -45,41 +43,6 @@ from cifar_edge.runtime.providers.strict import default_intra_op_threads
 from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
 
 BENCH_SCHEMA_VERSION = 1
-PROVIDERS = ("cpu", "cuda")
-# Eval images when --quick (a smoke run); a full run uses every eval image.
-QUICK_IMAGES = 64
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """One ``cifar-bench`` invocation. Defaults are what ``cifar-bench`` does with no options."""
-
-    # Run folder; None: the latest run (runs/latest).
-    run_dir: Path | None = None
-    # Providers to measure on; a provider that is not really active gives skipped rows that say why.
-    providers: tuple[str, ...] = PROVIDERS
-    # Variants (rows) to measure: keys of bench_artifacts.VARIANTS.
-    formats: tuple[str, ...] = tuple(VARIANTS)
-    # Eval images: None = the run's validation split; "cifar10" = the official test split; or an image folder.
-    data: str | None = None
-    # Where CIFAR-10 lives (for data="cifar10" and runs trained on it).
-    data_root: str | None = None
-    # Where bench.md and bench.json go; None: the run folder.
-    output_dir: Path | None = None
-    # Threads for torch and onnxruntime alike; None: the runtime's default (half the usable cores).
-    threads: int | None = None
-    # Batch size of the throughput column (and of the accuracy pass).
-    batch_size: int = 256
-    # Cap on eval images (class-stratified); None: all (--quick: QUICK_IMAGES).
-    images: int | None = None
-    # Small smoke run: few images, few repeats, smaller export verification.
-    quick: bool = False
-    # Measure the cold start of fresh processes (several seconds per torch row).
-    cold_start: bool = True
-
-    @property
-    def repeats(self) -> Repeats:
-        return QUICK if self.quick else FULL
 
 
 @dataclass

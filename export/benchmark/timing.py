@@ -50,10 +50,6 @@ QUICK = Repeats(
 )
 
 
-class EngineFailed(RuntimeError):
-    """An engine raised while being timed; the others carry on."""
-
-
 def _timed(forward: Forward, batch: np.ndarray) -> float:
     started = time.perf_counter()
     forward(batch)

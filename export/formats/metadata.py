@@ -88,12 +88,6 @@ def embed_in_onnx(model: onnx.ModelProto, contract: Contract, provenance: dict[s
     return model
 
 
-def read_onnx_metadata(model: onnx.ModelProto) -> tuple[Contract, dict[str, Any]]:
-    """Contract and provenance from an ONNX model's metadata_props (ContractError / KeyError when absent)."""
-    props = {prop.key: prop.value for prop in model.metadata_props}
-    return read_entries(props)
-
-
 def read_entries(entries: dict[str, str | bytes]) -> tuple[Contract, dict[str, Any]]:
     """Parse the two JSON entries (values may be bytes, as TorchScript's _extra_files returns them)."""
 

@@ -1,7 +1,6 @@
 """``cifar-infer``: classify image files with an exported cifar-edge ONNX model (torch-free).
 
-Exit codes: 0 all inputs classified, 1 some inputs failed, 2 usage error or unusable model,
-3 requested provider unavailable (see docs/runtime.md).
+Exit codes: the README's table (runtime/errors.py); --help lists the ones this command uses.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Annotated, Literal
 import typer
 
 from cifar_edge.runtime.classifier import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
 from cifar_edge.runtime.infer.command import InferOptions, run_infer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -30,8 +29,16 @@ def _version(value: bool) -> None:
 
 @app.command(
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit codes: 0 all inputs classified, 1 some inputs failed, 2 usage error or unusable model, "
-    "3 requested provider unavailable. See docs/runtime.md.",
+    epilog=describe_exit_codes(
+        {
+            ExitCode.OK: "all inputs classified",
+            ExitCode.FAILED: "some inputs failed",
+            ExitCode.USAGE: "usage error or unusable model",
+            ExitCode.PROVIDER_UNAVAILABLE: "requested provider unavailable",
+            ExitCode.INTERRUPTED: "interrupted",
+        }
+    )
+    + " See docs/runtime.md.",
 )
 def infer(
     inputs: Annotated[

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from cifar_edge.runtime.errors import ExitCode
 from cifar_edge.train import cli
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.recipes import get_recipe, resolve_recipe
@@ -17,7 +18,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[TrainConfig]:
 
     def record(config: TrainConfig, json_output: bool) -> int:
         configs.append(config)
-        return cli.EXIT_OK
+        return ExitCode.OK
 
     monkeypatch.setattr(cli, "_run", record)
     return configs
