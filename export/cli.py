@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from enum import Enum
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from rich.console import Console
 
 from cifar_edge.export.config import ALL_FORMATS, DEFAULT_OPSET, FORMATS, ExportConfig, Thresholds
 from cifar_edge.export.errors import ExportError
+from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
 
 DEFAULTS = ExportConfig()
@@ -154,11 +154,7 @@ def _fail(errors: Console, message: str, exit_code: int, as_json: bool) -> None:
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        print("cifar-export: interrupted; nothing was written under a final name", file=sys.stderr)
-        sys.exit(130)
+    run_command(app, "cifar-export: interrupted; nothing was written under a final name")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cifar_edge.runtime.defaults import default_of
+from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
 from cifar_edge.train.config import TrainConfig
 
@@ -226,11 +226,8 @@ def _fail(code: int, message: str, json_output: bool) -> None:
 
 
 def main() -> None:
-    """Console entry point (``cifar-train``)."""
-    try:
-        app()
-    except KeyboardInterrupt:  # Ctrl-C while typer parses options or torch imports
-        sys.exit(ExitCode.INTERRUPTED)
+    """Console entry point (``cifar-train``); Ctrl-C during training itself is handled by fit (checkpoint, resume)."""
+    run_command(app, "cifar-train: interrupted before training started; nothing was written")
 
 
 if __name__ == "__main__":  # python -m cifar_edge.train.cli, and torchrun -m cifar_edge.train.cli

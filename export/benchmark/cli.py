@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +17,7 @@ from rich.console import Console
 
 from cifar_edge.export.benchmark.config import BenchConfig
 from cifar_edge.runtime.defaults import default_of
+from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
 
 ALL_FORMATS = ",".join(default_of(BenchConfig, "formats"))
@@ -129,12 +128,7 @@ def bench(
 
 
 def main() -> None:
-    warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.stderr.write("cifar-bench: interrupted\n")
-        sys.exit(ExitCode.INTERRUPTED)
+    run_command(app, "cifar-bench: interrupted")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ cifar10). Exit codes: README.md's table; ``--help`` lists the ones this command 
 
 from __future__ import annotations
 
-import sys
-import warnings
 from typing import Annotated, Literal
 
 import typer
 
 from cifar_edge.export.evaluate.command import EvalOptions, run_eval
 from cifar_edge.runtime.defaults import default_of
+from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
 
 
@@ -103,13 +102,7 @@ def evaluate(
 
 
 def main() -> None:
-    # Pillow's advisory warnings about odd metadata would only clutter stderr; bad images are reported per file.
-    warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.stderr.write("cifar-eval: interrupted\n")
-        sys.exit(ExitCode.INTERRUPTED)
+    run_command(app, "cifar-eval: interrupted")
 
 
 if __name__ == "__main__":

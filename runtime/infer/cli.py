@@ -5,14 +5,12 @@ Exit codes: the README's table (runtime/errors.py); --help lists the ones this c
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
 from typing import Annotated, Literal
 
 import typer
 
 from cifar_edge.runtime.classifier import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
+from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
 from cifar_edge.runtime.infer.command import InferOptions, run_infer
 
@@ -97,20 +95,7 @@ def infer(
 
 
 def main() -> None:
-    # This process is ours: Pillow's advisory warnings about odd metadata (corrupt EXIF, palette transparency)
-    # would only clutter stderr; every real problem is reported per input. Decompression-bomb warnings are
-    # turned into errors by the decoder itself, whatever this filter says.
-    warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(ExitCode.INTERRUPTED)
-    except BrokenPipeError:
-        # The reader went away (e.g. `cifar-infer ... --json | head`): stop quietly, as Unix tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(ExitCode.OK)
+    run_command(app, "interrupted")
 
 
 if __name__ == "__main__":
