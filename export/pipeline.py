@@ -26,10 +26,16 @@ from cifar_edge.export.config import (
 )
 from cifar_edge.export.errors import ExportFailedError, ExportUsageError
 from cifar_edge.export.formats.exported_program import EXPORTED_PROGRAM_EXPORTER, export_program
+from cifar_edge.export.formats.fold import inference_form
 from cifar_edge.export.formats.fp16 import FP16_CONVERTER, convert_to_fp16
 from cifar_edge.export.formats.metadata import build_provenance, embed_in_onnx, metadata_entries
 from cifar_edge.export.formats.onnx import ONNX_EXPORTER, drop_unused_opsets, export_onnx_fp32, save_validated
-from cifar_edge.export.formats.quantize import INT8_QUANTIZER, quantization_settings, quantize_int8
+from cifar_edge.export.formats.quantize import (
+    INT8_QUANTIZER,
+    quantization_settings,
+    quantize_int8,
+    reduce_range_for,
+)
 from cifar_edge.export.formats.torchscript import TORCHSCRIPT_EXPORTER, export_torchscript
 from cifar_edge.export.formats.tta import module_for_export, tta_mode
 from cifar_edge.export.gate.data import ExportData, gather_export_data
@@ -38,6 +44,7 @@ from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocess
 from cifar_edge.export.progress import ExportProgress
 from cifar_edge.runtime.atomic_io import atomic_path, atomic_write_text
 from cifar_edge.runtime.contract import ContractError
+from cifar_edge.runtime.cpu import cpu_features
 from cifar_edge.runtime.errors import ExitCode, first_line
 from cifar_edge.runtime.layout import ARTIFACT_FILES, PARITY_SUFFIX
 from cifar_edge.runtime.preprocess import normalize_batch
@@ -122,6 +129,8 @@ class ExportContext:
     preprocessing: PreprocessReport | None
     progress: ExportProgress
     notes: list[str] = field(default_factory=list)
+    # What the artifacts are exported from: ``module`` with its BatchNorms folded (formats/fold.py).
+    export_module: nn.Module | None = None
     _fp32_onnx: onnx.ModelProto | None = None
 
 
@@ -205,7 +214,9 @@ def prepare_export(run_dir: Path, config: ExportConfig, progress: ExportProgress
     notes = list(data.notes)
     if not config.verify:
         notes.append("--no-verify: artifacts are written without the parity gate")
-    return ExportContext(run, config, module, tta, data, gate_inputs, preprocessing, progress, notes)
+    context = ExportContext(run, config, module, tta, data, gate_inputs, preprocessing, progress, notes)
+    context.export_module = inference_form(module)
+    return context
 
 
 def export_run(
@@ -225,11 +236,11 @@ def export_run(
 def export_artifact(context: ExportContext, target: Target, module: nn.Module | None = None) -> ArtifactResult:
     """Write one artifact under a temporary name, gate it, and rename it into place only if the gate passes.
 
-    ``module`` overrides what gets exported (tests pass a deliberately broken copy); the gate always compares
-    against ``context.module``, the run's eval-mode model.
+    ``module`` overrides what gets exported (tests pass a deliberately broken copy; default: the folded inference
+    form); the gate always compares against ``context.module``, the run's unfolded eval-mode model.
     """
     started = time.perf_counter()
-    module = context.module if module is None else module
+    module = (context.export_module or context.module) if module is None else module
     report: ParityReport | None = None
     with context.progress.step(f"{target.format} {target.precision} -> {target.path.name}"):
         try:
@@ -277,7 +288,7 @@ def export_artifact(context: ExportContext, target: Target, module: nn.Module | 
     if report is not None:
         artifact.parity_path = target.path.with_name(target.path.name + PARITY_SUFFIX)
         document = {**report.to_dict(), "sha256": artifact.sha256, "size_bytes": artifact.size_bytes}
-        atomic_write_text(artifact.parity_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(artifact.parity_path, json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return artifact
 
 
@@ -297,11 +308,13 @@ def _write(context: ExportContext, target: Target, module: nn.Module, path: Path
         elif target.precision == "int8":
             assert context.data.calibration is not None
             calibration = normalize_batch(context.data.calibration.images, contract)
-            model = drop_unused_opsets(quantize_int8(fp32, contract.input_name, calibration))
+            features = cpu_features()
+            reduce_range = reduce_range_for(features)
+            model = drop_unused_opsets(quantize_int8(fp32, contract.input_name, calibration, reduce_range))
             exporter = f"{ONNX_EXPORTER} + {INT8_QUANTIZER}"
             extra = {
                 "quantization": {
-                    **quantization_settings(len(calibration)),
+                    **quantization_settings(len(calibration), reduce_range, features),
                     "calibration_source": context.data.calibration.description["source"],
                 }
             }
@@ -337,7 +350,7 @@ def _write(context: ExportContext, target: Target, module: nn.Module, path: Path
 
 def _fp32_onnx(context: ExportContext, module: nn.Module) -> onnx.ModelProto:
     """The fp32 graph, exported once per run and reused by the fp16/int8 conversions."""
-    if module is not context.module:
+    if module is not context.export_module:
         return export_onnx_fp32(module, context.run.contract, context.config.opset)
     if context._fp32_onnx is None:
         context._fp32_onnx = export_onnx_fp32(module, context.run.contract, context.config.opset)

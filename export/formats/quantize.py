@@ -21,14 +21,15 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cifar_edge.export.errors import ExportFailedError
 from cifar_edge.export.quiet import quiet_tools
+from cifar_edge.runtime.cpu import has_int8_dot_product
 from cifar_edge.runtime.errors import first_line
 
 INT8_QUANTIZER = "onnxruntime.quantization.quantize_static"
 # Ops that get int8 inputs. Convolutions and matrix products carry the compute; MaxPool keeps int8 flowing between
-# conv layers. Elementwise ops (GELU's Erf/Mul/Add/Div, BatchNorm after pooling) stay float: quantizing them (as
-# onnxruntime's default list does) only adds Quantize/Dequantize pairs: this list was the fastest of the three
-# compared, at equal accuracy (docs/history.md, 'int8').
-QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul", "MaxPool")
+# conv layers; Gelu (one op from opset 20) gets Quantize/Dequantize around it, so the convolution before it has an
+# int8 output and onnxruntime runs it as QLinearConv (docs/export.md, "int8"). Decomposed elementwise ops (Erf,
+# Mul, Add, Div) stay float: quantizing each of them only adds Quantize/Dequantize pairs.
+QUANTIZED_OP_TYPES = ("Conv", "Gemm", "MatMul", "MaxPool", "Gelu")
 # Images per calibration batch fed to onnxruntime (memory stays small; the ranges do not depend on it).
 _CALIBRATION_BATCH = 32
 
@@ -53,8 +54,13 @@ class ImageCalibrationReader(CalibrationDataReader):
         self._batches = self._iterate()
 
 
-def quantization_settings(calibration_count: int) -> dict[str, Any]:
-    """What provenance records about the quantization."""
+def reduce_range_for(features: dict[str, Any]) -> bool:
+    """7-bit weights unless this CPU sums int8 products in int32 (VNNI/AMX): no int16 saturation either way."""
+    return has_int8_dot_product(features) is not True
+
+
+def quantization_settings(calibration_count: int, reduce_range: bool, features: dict[str, Any]) -> dict[str, Any]:
+    """What provenance records about the quantization, including the CPU it was quantized on and for."""
     return {
         "method": "static",
         "format": "QDQ",
@@ -64,12 +70,19 @@ def quantization_settings(calibration_count: int) -> dict[str, Any]:
         "calibration_method": "MinMax",
         "op_types": list(QUANTIZED_OP_TYPES),
         "calibration_images": calibration_count,
+        "reduce_range": reduce_range,
+        "quantized_on": features,
         "tool": INT8_QUANTIZER,
     }
 
 
-def quantize_int8(model: onnx.ModelProto, input_name: str, calibration_images: np.ndarray) -> onnx.ModelProto:
-    """Quantize ``model``; ``calibration_images`` are float32 (N, 3, H, W) already normalised like runtime input."""
+def quantize_int8(
+    model: onnx.ModelProto, input_name: str, calibration_images: np.ndarray, reduce_range: bool
+) -> onnx.ModelProto:
+    """Quantize ``model``; ``calibration_images`` are float32 (N, 3, H, W) already normalised like runtime input.
+
+    ``reduce_range``: 7-bit weights, for CPUs without int8 dot-product instructions (runtime/cpu.py).
+    """
     if len(calibration_images) == 0:
         raise ExportFailedError("int8 quantization needs calibration images, got none")
     with tempfile.TemporaryDirectory(prefix="cifar-edge-int8-") as work:
@@ -88,6 +101,7 @@ def quantize_int8(model: onnx.ModelProto, input_name: str, calibration_images: n
                     ImageCalibrationReader(input_name, calibration_images),
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
+                    reduce_range=reduce_range,
                     activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,

@@ -10,6 +10,7 @@ from typing import TextIO
 from PIL import Image
 
 from cifar_edge.runtime.classifier import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, Classifier
+from cifar_edge.runtime.cpu import int8_warning
 from cifar_edge.runtime.errors import ExitCode
 from cifar_edge.runtime.infer.inputs import expand_inputs
 from cifar_edge.runtime.infer.report import Reporter
@@ -77,6 +78,9 @@ def run_infer(
     )
     provider_line = f"provider: {classifier.providers[0]}"
     reporter.note(provider_line + (f" ({classifier.note})" if classifier.note else ""))
+    warning = int8_warning(classifier.provenance)
+    if warning:
+        reporter.note(f"warning: {warning}")
 
     items = list(expand_inputs(options.inputs, stdin))
     started = time.perf_counter()

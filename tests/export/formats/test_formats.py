@@ -14,7 +14,8 @@ import pytest
 import torch
 from export_helpers import copy_run
 
-from cifar_edge.export import ExportConfig, export_run
+from cifar_edge.export import DEFAULT_OPSET, ExportConfig, export_run
+from cifar_edge.runtime.cpu import cpu_features, has_int8_dot_product
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.train.run.files import load_run
 
@@ -72,7 +73,7 @@ def test_onnx_round_trip_dynamic_batch(exported_all, batch: int) -> None:
     path = run_dir / "model.onnx"
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.load(str(path))
-    assert [entry.version for entry in model.opset_import if entry.domain == ""] == [18]
+    assert [entry.version for entry in model.opset_import if entry.domain == ""] == [DEFAULT_OPSET]
     assert model.graph.input[0].name == "images" and model.graph.output[0].name == "logits"
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -143,4 +144,20 @@ def test_int8_onnx_is_static_qdq_per_channel(trained_run_dir: Path, labelled_dat
     provenance = json.loads({p.key: p.value for p in model.metadata_props}["cifar_edge.provenance"])
     assert provenance["quantization"]["calibration_images"] == 48
     assert provenance["quantization"]["per_channel"] is True
-    assert provenance["quantization"]["op_types"] == ["Conv", "Gemm", "MatMul", "MaxPool"]
+    assert "Gelu" in provenance["quantization"]["op_types"]
+    quantized_on = provenance["quantization"]["quantized_on"]
+    assert quantized_on == cpu_features()  # the CPU it was quantized on, recorded with its int8 flags
+    assert provenance["quantization"]["reduce_range"] is (has_int8_dot_product(quantized_on) is not True)
+    _assert_runs_as_integer_kernels(artifact.path, tmp_path)
+
+
+def _assert_runs_as_integer_kernels(path: Path, tmp_path: Path) -> None:
+    """What onnxruntime actually runs: every convolution and the head as integer kernels, no float Conv left."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    convolutions = 7  # AirNet: the whitening stem and two per conv group
+    assert ops.count("QLinearConv") == convolutions and "Conv" not in ops, ops
+    assert "QGemm" in ops and "BatchNormalization" not in ops

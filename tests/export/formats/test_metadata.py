@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from cifar_edge.export import DEFAULT_OPSET
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract
 from cifar_edge.train.run.files import load_run
 
@@ -49,7 +50,7 @@ def test_onnx_metadata_reads_back_with_onnx_and_onnxruntime(exported_all) -> Non
     assert Contract.from_json(custom[CONTRACT_METADATA_KEY]) == contract
     provenance = json.loads(custom[PROVENANCE_METADATA_KEY])
     _check_provenance(provenance, weights_sha256, "onnx")
-    assert provenance["exporter"] == "torch.onnx.export(dynamo=True)" and provenance["opset"] == 18
+    assert provenance["exporter"] == "torch.onnx.export(dynamo=True)" and provenance["opset"] == DEFAULT_OPSET
     assert session.get_inputs()[0].name == contract.input_name
     assert session.get_outputs()[0].name == contract.output_name
 
