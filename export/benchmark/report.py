@@ -31,6 +31,9 @@ def columns(report: dict[str, Any]) -> list[str]:
         "p50 ms b1",
         "p95 ms b1",
         f"img/s b{batch}",
+        "MFLOP/img",
+        f"GFLOP/s b{batch}",
+        "% peak",
         "cold start s",
         "status",
     ]
@@ -48,6 +51,9 @@ def row_cells(row: dict[str, Any]) -> list[str]:
         _number(row["latency_p50_ms"], 3),
         _number(row["latency_p95_ms"], 3),
         _number(row["throughput_ips"], 0),
+        _number(row["mflop_per_image"], 2),
+        _number(row["gflops"], 2),
+        _number(row["percent_of_peak"], 1),
         _number(row["cold_start_s"], 2),
         row["status"],
     ]
@@ -63,6 +69,20 @@ def reason_lines(report: dict[str, Any]) -> list[str]:
     return [f"{status}: {', '.join(names)}: {reason}" for (status, reason), names in by_reason.items()]
 
 
+def peak_line(peak: dict[str, Any]) -> str:
+    """How the "% peak" column's denominators were measured, in one line."""
+    shape = peak["shape"]
+    conv = f"{shape['channels']}->{shape['channels']} ch {shape['kernel']}x{shape['kernel']} on {shape['size']}x"
+    conv += f"{shape['size']}, batch {shape['batch']}"
+    parts = []
+    for name, unit in (("fp32", "GFLOP/s"), ("int8", "GOP/s")):
+        measured = peak[name]
+        value = f"{measured['gflops']:,.1f} {unit}" if measured["gflops"] is not None else measured["reason"]
+        parts.append(f"{name} {value} ({measured['op']})")
+    threads = f"{peak['threads']} thread" + ("" if peak["threads"] == 1 else "s")
+    return f"machine peak (onnxruntime, {conv}, {threads}): {'; '.join(parts)}; % peak: CPU rows only"
+
+
 def header_lines(report: dict[str, Any]) -> list[str]:
     data, settings = report["data"], report["settings"]
     where = data.get("class_folder") or data.get("data") or data.get("split") or data.get("source")
@@ -71,6 +91,7 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         *describe_machine(report["machine"]),
         f"run: {report['run_dir']}; eval images: {data['images']} ({data.get('source')}: {where}); {mode}",
         f"timing: {settings['timing']}",
+        peak_line(report["machine_peak"]),
     ]
 
 

@@ -4,7 +4,8 @@ For each variant (PyTorch eager, TorchScript, ONNX fp32/fp16/int8) and each prov
 file size, accuracy on the eval images, top-1 agreement with the eager PyTorch model (on the CPU), latency p50/p95
 at batch 1, throughput at batch 256 and process cold start (bench_timing.py says how each is measured). A provider
 that is not really active (checked the runtime's strict way for ONNX, ``torch.cuda.is_available()`` for torch)
-gives a skipped row that says why. torch and onnxruntime run with the same number of threads.
+gives a skipped row that says why. torch and onnxruntime run with the same number of threads. Each row also gets
+its FLOPs per image, achieved GFLOP/s and share of this machine's peak, measured in the same run (efficiency.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PIL import Image
 
 from cifar_edge.export.benchmark.artifacts import VARIANTS, Artifact, ensure_artifacts
 from cifar_edge.export.benchmark.config import PROVIDERS, QUICK_IMAGES, BenchConfig
+from cifar_edge.export.benchmark.efficiency import add_efficiency
 from cifar_edge.export.benchmark.engines import RowSkipped, open_row_engine
 from cifar_edge.export.benchmark.machine import machine_info
 from cifar_edge.export.benchmark.targets import evaluate_targets
@@ -42,7 +44,8 @@ from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.runtime.providers.strict import default_intra_op_threads
 from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
 
-BENCH_SCHEMA_VERSION = 1
+# 2: rows gained mflop_per_image, gflops, peak_gflops, percent_of_peak; the report machine_peak and flops.
+BENCH_SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -62,6 +65,10 @@ class Row:
     throughput_ips: float | None = None
     cold_start_s: float | None = None
     cold_start: dict[str, Any] | None = None
+    mflop_per_image: float | None = None  # counted from the ONNX graph (efficiency.py)
+    gflops: float | None = None  # achieved: mflop_per_image x throughput_ips / 1000
+    peak_gflops: float | None = None  # the machine peak this row is compared against (CPU rows only)
+    percent_of_peak: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,6 +150,8 @@ def _measure(
         finally:
             for row_engine in opened.values():
                 row_engine.engine.close()
+    step(f"machine peak (one big Conv and QLinearConv, {threads} threads)")
+    machine_peak, flops = add_efficiency(rows, artifacts, run_dir, run.weights_sha256, threads)
     report = {
         "schema_version": BENCH_SCHEMA_VERSION,
         "kind": "cifar-edge benchmark",
@@ -150,6 +159,7 @@ def _measure(
         "run_dir": str(run_dir),
         "run_name": Path(run_dir).resolve().name,
         "machine": machine_info(threads),
+        "machine_peak": machine_peak,
         "data": {**data.description, "images": len(data)},
         "settings": {
             "quick": config.quick,
@@ -163,6 +173,7 @@ def _measure(
             "cold start: fresh process, import + load + classify one image file, end to end",
         },
         "rows": [row.to_dict() for row in rows],
+        "flops": flops,
         "targets": evaluate_targets(rows),
     }
     return BenchResult(report, rows)

@@ -22,6 +22,7 @@ from cifar_edge.runtime.classifier import Classifier
 runner = CliRunner()
 VARIANTS = ("pytorch", "torchscript", "onnx-fp32", "onnx-fp16", "onnx-int8")
 REPORT_KEYS = {"schema_version", "kind", "created_at", "run_dir", "run_name", "machine", "data", "settings", "rows"}
+REPORT_KEYS |= {"machine_peak", "flops"}
 ROW_KEYS = {
     "variant",
     "format",
@@ -38,6 +39,10 @@ ROW_KEYS = {
     "throughput_ips",
     "cold_start_s",
     "cold_start",
+    "mflop_per_image",
+    "gflops",
+    "peak_gflops",
+    "percent_of_peak",
     "notes",
 }
 MEASURED = ("size_mb", "accuracy", "agreement", "latency_p50_ms", "latency_p95_ms", "throughput_ips", "cold_start_s")
@@ -50,7 +55,7 @@ def rows_by_key(report: dict) -> dict[tuple[str, str], dict]:
 def test_every_row_type_is_measured_on_cpu(benched_run: Benched, eval_images: Path) -> None:
     assert benched_run.exit_code == 0, benched_run.stderr
     report = benched_run.report
-    assert REPORT_KEYS | {"targets", "files"} == set(report) and report["schema_version"] == 1
+    assert REPORT_KEYS | {"targets", "files"} == set(report) and report["schema_version"] == 2
     rows = rows_by_key(report)
     assert set(rows) == {(variant, provider) for variant in VARIANTS for provider in ("cpu", "cuda")}
     for variant in VARIANTS:
