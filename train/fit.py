@@ -10,7 +10,6 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,19 +18,15 @@ from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.distributed import any_rank, broadcast_object, launched_as_worker
 from cifar_edge.train.environment import describe_environment
 from cifar_edge.train.interrupts import StopRequest
-from cifar_edge.train.loop import EpochTotals, NonFiniteLossError, StepEvent
-from cifar_edge.train.reporting import Reporter, write_curves, write_metrics_csv
-from cifar_edge.train.run.checkpoint import capture_rng_state, to_cpu, write_checkpoint
+from cifar_edge.train.reporting import Reporter, write_metrics_csv
 from cifar_edge.train.run.files import save_model_files
 from cifar_edge.train.run.folder import new_run_dir, point_latest
+from cifar_edge.train.saving import Curves, run_record, save_checkpoint, val_summary
 from cifar_edge.train.session import Session, close_session, open_session
+from cifar_edge.train.state import EpochTotals, NonFiniteLossError, StepEvent
 
 if TYPE_CHECKING:
     from cifar_edge.train.data.load import Splits
-
-# curves.png is redrawn after an epoch only when this much time passed since the last drawing (each costs time), and
-# always at the end, on Ctrl-C and on failure: long runs get a live plot, tiny runs do not pay for one per epoch.
-CURVES_REFRESH_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +112,26 @@ def fit(
 def _train(
     session: Session, session_start: float, reporter: Reporter, on_step: Callable[[StepEvent], None] | None
 ) -> FitResult:
+    _open_run_dir(session)
+    environment = describe_environment(session.trainer.device, session.trainer.precision)
+    environment["malloc_tuned"] = session.malloc_tuned
+    _announce(session, environment, reporter)
+
+    def wall_time() -> float:
+        return session.previous_wall_time_s + time.perf_counter() - session_start
+
+    if session.config.compile or session.trainer.device.type == "cuda":
+        # torch.compile's compilations and cuDNN's algorithm search happen here, not inside the timed epochs.
+        warm_up_started = time.perf_counter()
+        session.trainer.warm_up(session.train_data, session.position.epoch)
+        environment["warm_up_seconds"] = round(time.perf_counter() - warm_up_started, 3)
+        reporter.line(f"warmed up in {environment['warm_up_seconds']:.1f} s (outside the epochs' training seconds)")
+    _run_epochs(session, environment, wall_time, reporter, on_step)
+    return _result(session, wall_time())
+
+
+def _open_run_dir(session: Session) -> None:
+    """Pick (rank 0, for a fresh run) and create the run folder; every rank learns it and records it."""
     writes = session.distributed.is_main  # under torchrun only rank 0 touches the run folder
     if session.run_dir is None and writes:
         session.run_dir = new_run_dir(session.config.runs_root)
@@ -126,8 +141,9 @@ def _train(
     if writes:
         session.run_dir.mkdir(parents=True, exist_ok=True)
     session.config = replace(session.config, run_dir=str(session.run_dir))
-    environment = describe_environment(session.trainer.device, session.trainer.precision)
-    environment["malloc_tuned"] = session.malloc_tuned
+
+
+def _announce(session: Session, environment: dict[str, Any], reporter: Reporter) -> None:
     recipe, position = session.recipe, session.position
     verb = "resuming" if position.epoch or position.step else "training"
     processes = session.distributed.world_size
@@ -139,19 +155,21 @@ def _train(
         f"{len(session.val_data)} val images, {recipe.epochs} epochs -> {session.run_dir}"
     )
 
-    def wall_time() -> float:
-        return session.previous_wall_time_s + time.perf_counter() - session_start
+
+def _run_epochs(
+    session: Session,
+    environment: dict[str, Any],
+    wall_time: Callable[[], float],
+    reporter: Reporter,
+    on_step: Callable[[StepEvent], None] | None,
+) -> None:
+    """Train the remaining epochs; a NaN/Inf loss raises TrainingFailed, Ctrl-C TrainingInterrupted (saved)."""
+    recipe, position = session.recipe, session.position
 
     def announce_stop() -> None:
         reporter.progress_console.print("Ctrl-C: finishing this step and saving a checkpoint (again to abort)")
 
-    if session.config.compile or session.trainer.device.type == "cuda":
-        # torch.compile's compilations and cuDNN's algorithm search happen here, not inside the timed epochs.
-        warm_up_started = time.perf_counter()
-        session.trainer.warm_up(session.train_data, position.epoch)
-        environment["warm_up_seconds"] = round(time.perf_counter() - warm_up_started, 3)
-        reporter.line(f"warmed up in {environment['warm_up_seconds']:.1f} s (outside the epochs' training seconds)")
-    curves = _Curves(session)
+    curves = Curves(session)
     with StopRequest(on_first_signal=announce_stop) as stop:
         while position.epoch < recipe.epochs:
             epoch_started = time.perf_counter()
@@ -168,7 +186,7 @@ def _train(
                 curves.draw()
                 raise _failure(session, error) from None
             if not completed:
-                _save_checkpoint(session, wall_time())
+                save_checkpoint(session, wall_time())
                 curves.draw()
                 raise TrainingInterrupted(session.run_dir, position.global_step)
             _finish_epoch(session, environment, epoch_started, wall_time, reporter)
@@ -176,26 +194,6 @@ def _train(
                 curves.draw()
                 raise TrainingInterrupted(session.run_dir, position.global_step)
             curves.draw(force=position.epoch >= recipe.epochs)
-    return _result(session, wall_time())
-
-
-class _Curves:
-    """Redraws curves.png from the metrics so far (see CURVES_REFRESH_S)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.drawn_epochs = len(session.metrics) if (session.run_dir / CURVES_PNG).exists() else -1
-        self.drawn_at = time.perf_counter()
-
-    def draw(self, force: bool = True) -> None:
-        metrics = self.session.metrics
-        if not self.session.distributed.is_main or not metrics or len(metrics) == self.drawn_epochs:
-            return
-        if not force and time.perf_counter() - self.drawn_at < CURVES_REFRESH_S:
-            return
-        title = f"{self.session.architecture['name']} / {self.session.recipe.name} recipe"
-        write_curves(self.session.run_dir / CURVES_PNG, metrics, title=title)
-        self.drawn_epochs, self.drawn_at = len(metrics), time.perf_counter()
 
 
 def _finish_epoch(
@@ -234,85 +232,11 @@ def _finish_epoch(
     session.metrics.append(row)
     position.epoch, position.step = position.epoch + 1, 0
     session.totals = EpochTotals()
-    _save_checkpoint(session, wall_time_s)
+    save_checkpoint(session, wall_time_s)
     if session.distributed.is_main:
-        save_model_files(session.run_dir, trainer.evaluation_model(), _record(session, environment, wall_time_s))
+        save_model_files(session.run_dir, trainer.evaluation_model(), run_record(session, environment, wall_time_s))
         write_metrics_csv(session.run_dir / METRICS_CSV, session.metrics)
     reporter.epoch_summary(row, recipe.epochs)
-
-
-def _save_checkpoint(session: Session, wall_time_s: float) -> None:
-    if not session.distributed.is_main:
-        return
-    trainer, position, totals = session.trainer, session.position, session.totals
-    payload = {
-        "config": session.config.to_dict(),
-        "recipe": session.recipe.to_dict(),
-        "contract": session.contract.to_dict(),
-        "architecture": session.architecture,
-        "model": to_cpu(trainer.model.state_dict()),
-        "optimizer": to_cpu(trainer.optimizer.state_dict()),
-        "scheduler": trainer.scheduler.state_dict(),
-        "weight_average": None if trainer.average is None else to_cpu(trainer.average.state_dict()),
-        "lookahead": None if trainer.lookahead is None else to_cpu(trainer.lookahead.state_dict()),
-        "position": {"epoch": position.epoch, "step": position.step, "global_step": position.global_step},
-        "epoch_totals": {
-            "loss_sum": to_cpu(totals.loss_sum),
-            "correct": to_cpu(totals.correct),
-            "seen": totals.seen,
-            "train_seconds": totals.train_seconds,
-        },
-        "metrics": session.metrics,
-        "rng": capture_rng_state(),
-        "data": session.data_record,
-        "wall_time_s": wall_time_s,
-        "saved_at": _now(),
-    }
-    write_checkpoint(session.run_dir / CHECKPOINT_FILE, payload)
-
-
-def _record(session: Session, environment: dict[str, Any], wall_time_s: float) -> dict[str, Any]:
-    best_val_accuracy, best_epoch, final_val_accuracy = _val_summary(session.metrics)
-    return {
-        "architecture": session.architecture,
-        "contract": session.contract.to_dict(),
-        "config": session.config.to_dict(),
-        "recipe": session.recipe.to_dict(),
-        "metrics": {
-            "per_epoch": session.metrics,
-            "epochs_completed": session.position.epoch,
-            "best_val_accuracy": best_val_accuracy,
-            "best_epoch": best_epoch,
-            "final_val_accuracy": final_val_accuracy,
-            "train_images": len(session.train_data),
-            "val_images": len(session.val_data),
-        },
-        "environment": {**environment, "seed": session.config.seed, "wall_time_s": round(wall_time_s, 3)},
-        "data": session.data_record,
-        "status": "completed" if session.position.epoch >= session.recipe.epochs else "running",
-        "weights": _weights_kind(session),
-        "updated_at": _now(),
-    }
-
-
-def _weights_kind(session: Session) -> str:
-    """What model.safetensors holds: the EMA copy, the model after lookahead averaging, or the plain model."""
-    if session.trainer.average is not None:
-        return "weight_average"
-    if session.trainer.lookahead is not None and session.trainer.lookahead.average is not None:
-        return "lookahead_average"
-    return "model"
-
-
-def _val_summary(metrics: list[dict[str, Any]]) -> tuple[float | None, int | None, float | None]:
-    """(best per-epoch accuracy of the bare network, its epoch, final accuracy of what the export computes: the
-    last epoch's TTA accuracy where the recipe has TTA, else its bare accuracy)."""
-    scored = [row for row in metrics if row["val_accuracy"] is not None]
-    if not scored:
-        return None, None, None
-    best = max(scored, key=lambda row: row["val_accuracy"])
-    final = scored[-1].get("val_tta_accuracy")
-    return best["val_accuracy"], best["epoch"], scored[-1]["val_accuracy"] if final is None else final
 
 
 def _failure(session: Session, error: NonFiniteLossError) -> TrainingFailed:
@@ -327,7 +251,7 @@ def _failure(session: Session, error: NonFiniteLossError) -> TrainingFailed:
 
 def _result(session: Session, wall_time_s: float) -> FitResult:
     run_dir = session.run_dir
-    best_val_accuracy, best_epoch, final_val_accuracy = _val_summary(session.metrics)
+    best_val_accuracy, best_epoch, final_val_accuracy = val_summary(session.metrics)
     return FitResult(
         run_dir=run_dir,
         checkpoint=run_dir / CHECKPOINT_FILE,
@@ -344,7 +268,3 @@ def _result(session: Session, wall_time_s: float) -> FitResult:
         device=str(session.trainer.device),
         rank=session.distributed.rank,
     )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

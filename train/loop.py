@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cifar_edge.train.augment import normalize, plan_epoch
+from cifar_edge.train.augment import EpochPlan, normalize, plan_epoch
 from cifar_edge.train.distributed import (
     SINGLE_PROCESS,
     DistributedContext,
@@ -23,75 +21,28 @@ from cifar_edge.train.distributed import (
     steps_per_epoch,
     usable_images,
 )
+from cifar_edge.train.evaluation import evaluate
 from cifar_edge.train.optim.averaging import LookaheadAverage, WeightAverage
 from cifar_edge.train.recipes import Recipe
 from cifar_edge.train.reporting import Reporter
-from cifar_edge.train.tta import with_tta
-
-
-class NonFiniteLossError(RuntimeError):
-    def __init__(self, epoch: int, step: int, global_step: int, value: float) -> None:
-        super().__init__(f"loss became {value} at step {global_step} (epoch {epoch}, batch {step})")
-        self.epoch, self.step, self.global_step, self.value = epoch, step, global_step, value
+from cifar_edge.train.state import DeviceData, EpochTotals, Position, StepEvent, check_finite
+from cifar_edge.train.state import NonFiniteLossError as NonFiniteLossError  # callers catch it from here
 
 
 @dataclass
-class DeviceData:
-    """A whole split on the training device: uint8 images (N, H, W, C) = channels-last NCHW, int64 labels."""
+class _Epoch:
+    """The epoch in progress: its fixed shape, its plan and the running tensors its steps add to."""
 
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    @classmethod
-    def from_arrays(cls, images: np.ndarray, labels: np.ndarray, device: torch.device) -> DeviceData:
-        pixels = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).to(device)
-        return cls(pixels, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device))
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class StepEvent:
-    """Passed to ``fit(on_step=...)`` after every optimizer step (for tests, custom logging, early stops)."""
-
-    epoch: int  # 1-based
-    step: int  # 1-based, within the epoch
-    global_step: int  # 1-based, since the start of the run
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-
-
-@dataclass
-class Position:
-    """Where training stands: ``epoch`` epochs are complete and ``step`` batches of the next one are done."""
-
-    epoch: int = 0
-    step: int = 0
-    global_step: int = 0
-
-
-@dataclass
-class EpochTotals:
-    """Running sums of the epoch in progress (saved in mid-epoch checkpoints so metrics survive a resume)."""
-
-    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.float64))
-    correct: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.int64))
-    seen: int = 0
-    train_seconds: float = 0.0
-
-
-def check_finite(losses: torch.Tensor, start: int, stop: int, position: Position) -> int:
-    """Raise NonFiniteLossError naming the first NaN/Inf in ``losses[start:stop]`` (steps of the current epoch,
-    ``position`` already counting step ``stop``); returns ``stop``, the next unchecked step."""
-    window = losses[start:stop]
-    finite = torch.isfinite(window)
-    if not bool(finite.all()):
-        bad = int((~finite).nonzero()[0])
-        step_in_epoch = start + bad + 1
-        global_step = position.global_step - (stop - step_in_epoch)
-        raise NonFiniteLossError(position.epoch + 1, step_in_epoch, global_step, float(window[bad]))
-    return stop
+    plan: EpochPlan
+    count: int  # images the epoch uses (see distributed.usable_images)
+    steps: int
+    total_steps: int  # of the whole run
+    averaging: bool  # lookahead averaging is active this epoch
+    first_step: int  # where this call started (after a mid-epoch resume, not 0)
+    losses: torch.Tensor  # per step, on the device
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    checked: int  # steps before this one have been checked for NaN/Inf
 
 
 @dataclass
@@ -145,8 +96,26 @@ class Trainer:
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Run the rest of epoch ``position.epoch``; True when it completed, False when a stop was requested."""
-        recipe, distributed = self.recipe, self.distributed
-        count = usable_images(len(data), recipe.batch_size, distributed.world_size)
+        epoch = self._start_epoch(data, position, totals)
+        started = time.perf_counter()
+        description = f"epoch {position.epoch + 1}/{self.recipe.epochs}"
+        done_images = min(epoch.count, epoch.first_step * self.recipe.batch_size)
+        with reporter.epoch_progress(description, epoch.count, done_images) as progress:
+            for step in range(epoch.first_step, epoch.steps):
+                size, detached, hits, stats = self._train_step(data, epoch, step, position, stop_requested)
+                self._record_step(epoch, step, size, detached, hits, position, totals, reporter)
+                progress.advance(size)
+                if on_step is not None:
+                    on_step(StepEvent(position.epoch + 1, step + 1, position.global_step, self.model, self.optimizer))
+                if self._stop_agreed(stats, stop_requested, step + 1 - epoch.first_step) and step + 1 < epoch.steps:
+                    check_finite(epoch.losses, epoch.checked, step + 1, position)
+                    break
+        return self._end_epoch(epoch, position, totals, started)
+
+    def _start_epoch(self, data: DeviceData, position: Position, totals: EpochTotals) -> _Epoch:
+        """Set the epoch's trainability, draw its plan and move its running sums to the device."""
+        recipe = self.recipe
+        count = usable_images(len(data), recipe.batch_size, self.distributed.world_size)
         steps = self.steps_per_epoch(len(data))
         total_steps = recipe.epochs * steps
         self.prepare_epoch(position.epoch)
@@ -162,69 +131,84 @@ class Trainer:
         averaging = self.lookahead is not None and position.epoch >= recipe.average_start_epoch
         losses = torch.zeros(steps, dtype=torch.float32, device=self.device)
         loss_sum, correct = totals.loss_sum.to(self.device), totals.correct.to(self.device)
-        first_step, checked = position.step, position.step
         self.model.train()
-        started = time.perf_counter()
-        description = f"epoch {position.epoch + 1}/{recipe.epochs}"
-        with reporter.epoch_progress(description, count, min(count, first_step * recipe.batch_size)) as progress:
-            for step in range(first_step, steps):
-                start, stop = step * recipe.batch_size, min(count, (step + 1) * recipe.batch_size)
-                # Under torchrun this rank trains on its chunk of the global batch; alone, on all of it.
-                first, last = rank_slice(start, stop, distributed.rank, distributed.world_size)
-                inputs = normalize(plan.batch(data.images, first, last), self.mean, self.std)
-                labels = data.labels[plan.order[first:last]]
-                logits, loss = self._forward(inputs, labels)
-                self.optimizer.zero_grad(set_to_none=True)
-                if distributed.enabled:
-                    # DDP averages gradients over ranks; weighting by the chunk's share makes that the global
-                    # batch's mean even when the last batch splits unevenly.
-                    (loss * ((last - first) * distributed.world_size / (stop - start))).backward()
-                else:
-                    loss.backward()
-                self.last_lr = self.optimizer.param_groups[0]["lr"]
-                self.optimizer.step()
-                self.scheduler.step()
-                position.step, position.global_step = step + 1, position.global_step + 1
-                if self.average is not None:
-                    self.average.update(self.model, position.global_step)
-                if averaging and self.lookahead.due(position.global_step):
-                    average_buffers(self.model, distributed)
-                    self.lookahead.update(self.model, position.global_step, total_steps)
-                hits = (logits.detach().argmax(dim=1) == labels).sum()
-                if distributed.enabled:
-                    # One small all-reduce: the global batch's loss and hits, and whether any rank wants to stop,
-                    # so every rank logs, checks for NaN and stops at the same step.
-                    votes = torch.tensor(float(stop_requested()), dtype=torch.float64, device=self.device)
-                    stats = torch.stack([loss.detach().double() * (last - first), hits.double(), votes])
-                    all_reduce_sum(stats, distributed)
-                    detached, hits = (stats[0] / (stop - start)).float(), stats[1].long()
-                else:
-                    stats, detached = None, loss.detach()
-                losses[step] = detached
-                loss_sum += detached.double() * (stop - start)
-                correct += hits
-                totals.seen += stop - start
-                if (step + 1 - first_step) % self.finite_check_every == 0 or step + 1 == steps:
-                    checked = check_finite(losses, checked, step + 1, position)
-                if recipe.log_every and (step + 1) % recipe.log_every == 0:
-                    window = losses[max(first_step, step + 1 - recipe.log_every) : step + 1]
-                    reporter.step_loss(position.epoch + 1, step + 1, steps, window.mean().item())
-                progress.advance(stop - start)
-                if on_step is not None:
-                    on_step(StepEvent(position.epoch + 1, step + 1, position.global_step, self.model, self.optimizer))
-                if self._stop_agreed(stats, stop_requested, step + 1 - first_step) and step + 1 < steps:
-                    check_finite(losses, checked, step + 1, position)
-                    break
+        return _Epoch(
+            plan, count, steps, total_steps, averaging, position.step, losses, loss_sum, correct, position.step
+        )
+
+    def _train_step(
+        self, data: DeviceData, epoch: _Epoch, step: int, position: Position, stop_requested: Callable[[], bool]
+    ) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One optimizer step on batch ``step`` and the averages' updates; returns the global batch's size, mean
+        loss and hits, and (under torchrun) the all-reduced stats that carry the ranks' stop votes."""
+        recipe, distributed = self.recipe, self.distributed
+        start, stop = step * recipe.batch_size, min(epoch.count, (step + 1) * recipe.batch_size)
+        # Under torchrun this rank trains on its chunk of the global batch; alone, on all of it.
+        first, last = rank_slice(start, stop, distributed.rank, distributed.world_size)
+        inputs = normalize(epoch.plan.batch(data.images, first, last), self.mean, self.std)
+        labels = data.labels[epoch.plan.order[first:last]]
+        logits, loss = self._forward(inputs, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if distributed.enabled:
+            # DDP averages gradients over ranks; weighting by the chunk's share makes that the global
+            # batch's mean even when the last batch splits unevenly.
+            (loss * ((last - first) * distributed.world_size / (stop - start))).backward()
+        else:
+            loss.backward()
+        self.last_lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        position.step, position.global_step = step + 1, position.global_step + 1
+        if self.average is not None:
+            self.average.update(self.model, position.global_step)
+        if epoch.averaging and self.lookahead.due(position.global_step):
+            average_buffers(self.model, distributed)
+            self.lookahead.update(self.model, position.global_step, epoch.total_steps)
+        hits = (logits.detach().argmax(dim=1) == labels).sum()
+        if not distributed.enabled:
+            return stop - start, loss.detach(), hits, None
+        # One small all-reduce: the global batch's loss and hits, and whether any rank wants to stop,
+        # so every rank logs, checks for NaN and stops at the same step.
+        votes = torch.tensor(float(stop_requested()), dtype=torch.float64, device=self.device)
+        stats = torch.stack([loss.detach().double() * (last - first), hits.double(), votes])
+        all_reduce_sum(stats, distributed)
+        return stop - start, (stats[0] / (stop - start)).float(), stats[1].long(), stats
+
+    def _record_step(
+        self,
+        epoch: _Epoch,
+        step: int,
+        size: int,
+        loss: torch.Tensor,
+        hits: torch.Tensor,
+        position: Position,
+        totals: EpochTotals,
+        reporter: Reporter,
+    ) -> None:
+        """Add step ``step``'s loss and hits to the epoch's sums, check for NaN/Inf when due, log when due."""
+        epoch.losses[step] = loss
+        epoch.loss_sum += loss.double() * size
+        epoch.correct += hits
+        totals.seen += size
+        if (step + 1 - epoch.first_step) % self.finite_check_every == 0 or step + 1 == epoch.steps:
+            epoch.checked = check_finite(epoch.losses, epoch.checked, step + 1, position)
+        log_every = self.recipe.log_every
+        if log_every and (step + 1) % log_every == 0:
+            window = epoch.losses[max(epoch.first_step, step + 1 - log_every) : step + 1]
+            reporter.step_loss(position.epoch + 1, step + 1, epoch.steps, window.mean().item())
+
+    def _end_epoch(self, epoch: _Epoch, position: Position, totals: EpochTotals, started: float) -> bool:
+        """Store the epoch's sums and time; at its end, agree the BatchNorm statistics and settle the averages."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         totals.train_seconds += time.perf_counter() - started
-        totals.loss_sum, totals.correct = loss_sum, correct
-        completed = position.step >= steps
+        totals.loss_sum, totals.correct = epoch.loss_sum, epoch.correct
+        completed = position.step >= epoch.steps
         if completed:
-            average_buffers(self.model, distributed)  # every rank ends the epoch with the same statistics
+            average_buffers(self.model, self.distributed)  # every rank ends the epoch with the same statistics
             if self.average is not None:
-                average_buffers(self.average.model, distributed)
-            if averaging:
+                average_buffers(self.average.model, self.distributed)
+            if epoch.averaging:
                 self.lookahead.settle(self.model)
         return completed
 
@@ -297,30 +281,8 @@ class Trainer:
         if self.wrap is not None and signature != self.wrapped_for:
             self.train_model, self.wrapped_for = self.wrap(self.model), signature
 
-    @torch.no_grad()
     def evaluate(
         self, data: DeviceData, tta: str = "none", in_training_precision: bool = False
     ) -> tuple[float | None, float | None]:
-        """(mean cross-entropy without label smoothing, accuracy) of the evaluation model, averaged over the
-        test-time augmentation ``tta``, on ``data``; (None, None) when ``data`` is empty. In float32 (what the
-        export computes) unless ``in_training_precision``: bf16 halves the cost of mid-run monitoring."""
-        if len(data) == 0:
-            return None, None
-        model = self.evaluation_model()
-        model.eval()
-        scored = with_tta(model, tta)
-        # Under torchrun each rank scores its slice of the validation set and the sums are added up.
-        first, last = rank_slice(0, len(data), self.distributed.rank, self.distributed.world_size)
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct
-        batch = self.recipe.eval_batch_size
-        for start in range(first, last, batch):
-            images = data.images[start : min(last, start + batch)].permute(0, 3, 1, 2)
-            labels = data.labels[start : min(last, start + batch)]
-            inputs = normalize(images, self.mean, self.std)
-            with self.autocast() if in_training_precision else contextlib.nullcontext():
-                logits = scored(inputs).float()
-            sums[0] += F.cross_entropy(logits, labels, reduction="sum").double()
-            sums[1] += (logits.argmax(dim=1) == labels).sum()
-        model.train()
-        loss_sum, correct = all_reduce_sum(sums, self.distributed).tolist()
-        return loss_sum / len(data), correct / len(data)
+        """(loss, accuracy) of the evaluation model on ``data``: see :func:`cifar_edge.train.evaluation.evaluate`."""
+        return evaluate(self, data, tta, in_training_precision)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ from cifar_edge.train.distributed import (
 from cifar_edge.train.distributed import start as start_distributed
 from cifar_edge.train.distributed import stop as stop_distributed
 from cifar_edge.train.environment import configure_threads, resolve_device, resolve_precision, tune_malloc
-from cifar_edge.train.loop import DeviceData, EpochTotals, Position, Trainer
+from cifar_edge.train.loop import Trainer
 from cifar_edge.train.models import available_models, build_model
 from cifar_edge.train.optim.averaging import LookaheadAverage, WeightAverage
 from cifar_edge.train.optim.groups import build_optimizer, parameter_groups
@@ -35,6 +34,8 @@ from cifar_edge.train.recipes import Recipe, epochs_within_budget, resolve_recip
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.run.checkpoint import read_checkpoint, restore_rng_state
 from cifar_edge.train.run.folder import resolve_resume_dir
+from cifar_edge.train.session_data import check_splits, obtain_splits, plain_json
+from cifar_edge.train.state import DeviceData, EpochTotals, Position
 
 if TYPE_CHECKING:
     # The data module imports torchvision (slow to import): loaded only when fit() has to load data itself.
@@ -85,46 +86,11 @@ def close_session(session: Session) -> None:
 def _build_session(
     config: TrainConfig, splits: Splits | None, device: torch.device, distributed: DistributedContext
 ) -> Session:
-    saved: dict[str, Any] | None = None
-    if config.resume:
-        run_dir: Path | None = resolve_resume_dir(config.resume)
-        saved = read_checkpoint(run_dir / CHECKPOINT_FILE)
-        config, recipe = _resumed_config(config, saved, run_dir)
-    else:
-        recipe = resolve_recipe(config)
-        if recipe.model not in available_models():
-            raise ValueError(f"unknown model {recipe.model!r}; available: {', '.join(available_models())}")
-        run_dir = Path(config.run_dir) if config.run_dir else None
-        if run_dir is not None and (run_dir / CHECKPOINT_FILE).exists():
-            raise ValueError(f"--run-dir {run_dir} already holds a run; continue it with --resume {run_dir}")
-    local_batch_size(recipe.batch_size, distributed.world_size)  # ValueError unless the batch splits evenly
-    if config.sync_batchnorm and distributed.enabled and device.type != "cuda":
-        raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); drop it on the CPU")
-    threads = configure_threads(device, config.threads, processes=distributed.local_world_size)
-    malloc_tuned = config.tune_malloc and device.type == "cpu" and tune_malloc()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    base_contract = Contract() if recipe.normalization == "cifar10" else unnormalized_contract()
-    if saved is not None:
-        base_contract = Contract.from_dict(saved["contract"])
-    # Under torchrun rank 0 decodes (and caches) the data first; the other ranks then read its cache.
-    splits, spec = main_first(distributed, lambda: _obtain_splits(config, splits, saved, base_contract))
-    _check_splits(splits, base_contract)
-    if saved is None and config.epochs is None and "epochs" not in config.recipe_overrides:
-        recipe = epochs_within_budget(recipe, len(splits.train_labels))
-    contract = base_contract.with_classes(splits.class_names)
-    if saved is not None and tuple(saved["contract"]["class_names"]) != contract.class_names:
-        raise ValueError(
-            f"the data's classes {list(contract.class_names)} differ from the run's {saved['contract']['class_names']}"
-        )
-
+    config, recipe, run_dir, saved = _resolve_run(config)
+    threads, malloc_tuned = _configure_process(config, recipe, device, distributed)
+    splits, spec, recipe, contract = _prepare_data(config, splits, saved, recipe, distributed)
     _seed_everything(config.seed)
-    kwargs = {**recipe.model_kwargs, "num_classes": contract.num_classes}
-    model = build_model(recipe.model, **kwargs).to(device=device, memory_format=torch.channels_last)
-    architecture: dict[str, Any] = {"name": recipe.model, "kwargs": kwargs}
-    if recipe.tta != "none":
-        architecture["tta"] = recipe.tta
+    model, architecture = _build_model(recipe, contract, device)
     train_data = DeviceData.from_arrays(splits.train_images, splits.train_labels, device)
     val_data = DeviceData.from_arrays(splits.val_images, splits.val_labels, device)
     mean = torch.tensor(contract.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -133,9 +99,103 @@ def _build_session(
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, WHITENING_PICK_EPOCH))
         pick = torch.randperm(len(train_data), generator=generator)[: recipe.whitening_images].to(device)
         model.init_whitening(normalize(train_data.images[pick].permute(0, 3, 1, 2), mean, std))
+    trainer, schedule = _build_trainer(config, recipe, model, len(train_data), mean, std, device, distributed)
+    summary = plain_json(splits.description)
+    session = Session(
+        config=config,
+        recipe=recipe,
+        contract=contract,
+        architecture=architecture,
+        data_record={"spec": spec, "summary": summary},
+        trainer=trainer,
+        train_data=train_data,
+        val_data=val_data,
+        run_dir=run_dir,
+        threads=threads,
+        malloc_tuned=malloc_tuned,
+        distributed=distributed,
+    )
+    if saved is not None:
+        _restore(session, saved, schedule)
+    return session
 
+
+def _resolve_run(config: TrainConfig) -> tuple[TrainConfig, Recipe, Path | None, dict[str, Any] | None]:
+    """(effective config, recipe, run folder or None, the checkpoint read back when resuming or None)."""
+    if config.resume:
+        run_dir = resolve_resume_dir(config.resume)
+        saved = read_checkpoint(run_dir / CHECKPOINT_FILE)
+        config, recipe = _resumed_config(config, saved, run_dir)
+        return config, recipe, run_dir, saved
+    recipe = resolve_recipe(config)
+    if recipe.model not in available_models():
+        raise ValueError(f"unknown model {recipe.model!r}; available: {', '.join(available_models())}")
+    fresh_dir = Path(config.run_dir) if config.run_dir else None
+    if fresh_dir is not None and (fresh_dir / CHECKPOINT_FILE).exists():
+        raise ValueError(f"--run-dir {fresh_dir} already holds a run; continue it with --resume {fresh_dir}")
+    return config, recipe, fresh_dir, None
+
+
+def _configure_process(
+    config: TrainConfig, recipe: Recipe, device: torch.device, distributed: DistributedContext
+) -> tuple[int, bool]:
+    """Check the options that depend on the device and world, set threads, malloc and cuDNN; (threads, tuned)."""
+    local_batch_size(recipe.batch_size, distributed.world_size)  # ValueError unless the batch splits evenly
+    if config.sync_batchnorm and distributed.enabled and device.type != "cuda":
+        raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); drop it on the CPU")
+    threads = configure_threads(device, config.threads, processes=distributed.local_world_size)
+    malloc_tuned = config.tune_malloc and device.type == "cpu" and tune_malloc()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return threads, malloc_tuned
+
+
+def _prepare_data(
+    config: TrainConfig,
+    splits: Splits | None,
+    saved: dict[str, Any] | None,
+    recipe: Recipe,
+    distributed: DistributedContext,
+) -> tuple[Splits, dict[str, Any] | None, Recipe, Contract]:
+    """(checked splits, their load_splits arguments, the recipe fitted to the image budget, the contract)."""
+    base_contract = Contract() if recipe.normalization == "cifar10" else unnormalized_contract()
+    if saved is not None:
+        base_contract = Contract.from_dict(saved["contract"])
+    # Under torchrun rank 0 decodes (and caches) the data first; the other ranks then read its cache.
+    splits, spec = main_first(distributed, lambda: obtain_splits(config, splits, saved, base_contract))
+    check_splits(splits, base_contract)
+    if saved is None and config.epochs is None and "epochs" not in config.recipe_overrides:
+        recipe = epochs_within_budget(recipe, len(splits.train_labels))
+    contract = base_contract.with_classes(splits.class_names)
+    if saved is not None and tuple(saved["contract"]["class_names"]) != contract.class_names:
+        raise ValueError(
+            f"the data's classes {list(contract.class_names)} differ from the run's {saved['contract']['class_names']}"
+        )
+    return splits, spec, recipe, contract
+
+
+def _build_model(recipe: Recipe, contract: Contract, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    kwargs = {**recipe.model_kwargs, "num_classes": contract.num_classes}
+    model = build_model(recipe.model, **kwargs).to(device=device, memory_format=torch.channels_last)
+    architecture: dict[str, Any] = {"name": recipe.model, "kwargs": kwargs}
+    if recipe.tta != "none":
+        architecture["tta"] = recipe.tta
+    return model, architecture
+
+
+def _build_trainer(
+    config: TrainConfig,
+    recipe: Recipe,
+    model: nn.Module,
+    train_images: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device,
+    distributed: DistributedContext,
+) -> tuple[Trainer, LrSchedule]:
+    """The optimizer, its learning-rate schedule, the weight averages and the (wrapped) model, as one Trainer."""
     optimizer = build_optimizer(model, recipe)
-    epoch_steps = steps_per_epoch(len(train_data), recipe.batch_size, distributed.world_size)
+    epoch_steps = steps_per_epoch(train_images, recipe.batch_size, distributed.world_size)
     warmup_steps = round(recipe.warmup_epochs * epoch_steps)
     schedule = LrSchedule(
         recipe.schedule,
@@ -170,25 +230,7 @@ def _build_session(
         resolve_precision(config.precision, device),
         cuda_graphs=config.compile and config.compile_mode in CUDA_GRAPH_COMPILE_MODES and device.type == "cuda",
     )
-
-    summary = _plain_json(splits.description)
-    session = Session(
-        config=config,
-        recipe=recipe,
-        contract=contract,
-        architecture=architecture,
-        data_record={"spec": spec, "summary": summary},
-        trainer=trainer,
-        train_data=train_data,
-        val_data=val_data,
-        run_dir=run_dir,
-        threads=threads,
-        malloc_tuned=malloc_tuned,
-        distributed=distributed,
-    )
-    if saved is not None:
-        _restore(session, saved, schedule)
-    return session
+    return trainer, schedule
 
 
 def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -> tuple[TrainConfig, Recipe]:
@@ -222,60 +264,6 @@ def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -
     return effective, recipe
 
 
-def _obtain_splits(
-    config: TrainConfig, splits: Splits | None, saved: dict[str, Any] | None, contract: Contract
-) -> tuple[Splits, dict[str, Any] | None]:
-    """The splits and the exact ``load_splits`` keyword arguments that reproduce them (None when unknown).
-
-    The data module records its canonical arguments (paths made absolute) as ``description["spec"]``; those are
-    preferred. Caller-provided splits without that record get None: fit did not load them and cannot know how.
-    """
-    if splits is not None:
-        return splits, _plain_json(splits.description.get("spec"))
-    if saved is not None:
-        spec = saved["data"]["spec"]
-        if spec is None:
-            raise ValueError("this run's data was passed to fit() directly; resume it with fit(config, splits)")
-    else:
-        spec = {
-            "data": config.data if config.data == "cifar10" else str(Path(config.data).expanduser().resolve()),
-            "data_root": None if config.data_root is None else str(Path(config.data_root).expanduser().resolve()),
-            "val_fraction": config.val_fraction,
-            "seed": config.seed,
-            "image_size": list(contract.image_size),
-            "resize_method": contract.resize_method,
-        }
-        if config.cache_dir is not None:
-            spec["cache_dir"] = str(Path(config.cache_dir).expanduser().resolve())
-        if config.limit_per_class is not None:
-            spec["limit_per_class"] = config.limit_per_class
-    arguments = {**spec, "image_size": tuple(spec["image_size"])}
-    from cifar_edge.train.data.load import load_splits
-
-    splits = load_splits(**arguments, show_progress=not config.quiet)
-    return splits, _plain_json(splits.description.get("spec") or spec)
-
-
-def _check_splits(splits: Splits, contract: Contract) -> None:
-    height, width = contract.image_size
-    for name, images, labels in (
-        ("train", splits.train_images, splits.train_labels),
-        ("val", splits.val_images, splits.val_labels),
-    ):
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (height, width, 3):
-            raise ValueError(
-                f"{name} images must be uint8 (N, {height}, {width}, 3), got {images.dtype} {images.shape}"
-            )
-        if len(labels) != len(images):
-            raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(splits.class_names)):
-            raise ValueError(f"{name} labels must be in [0, {len(splits.class_names)})")
-    if len(splits.train_labels) == 0:
-        raise ValueError("no training images")
-    if len(splits.class_names) < 2:
-        raise ValueError(f"need at least 2 classes, got {len(splits.class_names)}")
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -307,16 +295,3 @@ def _restore(session: Session, saved: dict[str, Any], schedule: LrSchedule) -> N
     session.previous_wall_time_s = float(saved["wall_time_s"])
     session.data_record = {**saved["data"], "summary": session.data_record["summary"]}
     restore_rng_state(saved["rng"])
-
-
-def _plain_json(value: Any) -> Any:
-    """Round-trip through JSON so records hold only plain types (numpy scalars and paths become numbers/strings)."""
-
-    def convert(item: Any) -> Any:
-        if isinstance(item, np.generic):
-            return item.item()
-        if isinstance(item, np.ndarray):
-            return item.tolist()
-        return str(item)
-
-    return json.loads(json.dumps(value, default=convert))

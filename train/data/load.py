@@ -11,7 +11,6 @@ Reproducibility: the same arguments always give bit-identical arrays in the same
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from cifar_edge.runtime.contract import RESIZE_METHODS, Contract
-from cifar_edge.runtime.preprocess import resize_to_contract
+from cifar_edge.runtime.contract import Contract
+from cifar_edge.train.data.arguments import base_spec, check_arguments
 from cifar_edge.train.data.cache import (
     DecodedFolder,
     cache_file,
@@ -32,11 +30,12 @@ from cifar_edge.train.data.cache import (
     relative_path,
     write_cache,
 )
-from cifar_edge.train.data.cifar10 import load_cifar10_arrays, resolve_data_root
+from cifar_edge.train.data.cifar10 import resolve_data_root
+from cifar_edge.train.data.cifar10_arrays import cifar10_train_pool, load_cifar10_test
 from cifar_edge.train.data.decode import decode_images, progress_bar
 from cifar_edge.train.data.errors import DataError
 from cifar_edge.train.data.folder import ImageFolderFiles, find_image_folder_files
-from cifar_edge.train.data.split import first_per_class, stratified_split
+from cifar_edge.train.data.split import stratified_split
 
 __all__ = ["DataError", "Splits", "load_cifar10_test", "load_splits"]
 
@@ -85,71 +84,114 @@ def load_splits(
     Raises DataError (one line) when the data cannot be used. Unreadable images are skipped and reported.
     """
     started = time.perf_counter()
-    image_size = _check_arguments(val_fraction, seed, image_size, resize_method, limit_per_class)
+    image_size = check_arguments(val_fraction, seed, image_size, resize_method, limit_per_class)
     val_fraction, seed = float(val_fraction), int(seed)  # NumPy scalars in, plain JSON numbers in the record
     limit_per_class = None if limit_per_class is None else int(limit_per_class)
-    spec: dict[str, Any] = {
-        "data": "cifar10",
-        "data_root": None,
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "image_size": list(image_size),
-        "resize_method": resize_method,
-        "limit_per_class": limit_per_class,
-    }
-    if cache_dir is not None:  # never changes the arrays; kept so a re-load finds the same cache instead of decoding
-        spec["cache_dir"] = os.path.abspath(Path(cache_dir).expanduser())
+    spec = base_spec(val_fraction, seed, image_size, resize_method, limit_per_class, cache_dir)
     if str(data) == "cifar10":
-        root = resolve_data_root(data_root)
-        spec["data_root"] = str(root)
-        images, labels, class_names = load_cifar10_arrays(root, train=True)
-        if limit_per_class is not None:
-            keep = first_per_class(labels, limit_per_class)
-            images, labels = images[keep], labels[keep]
-        images = _resize_arrays(images, Contract(class_names, image_size=image_size, resize_method=resize_method))
-        held_out_images = held_out_labels = None
-        description: dict[str, Any] = {
-            "source": "cifar10",
-            "root": str(root),
-            "layout": "torchvision CIFAR10 (python batches, MD5-verified)",
-            "cache": {"status": "not used", "why": "torchvision's batches are already uint8 arrays"},
-            "skipped": {"count": 0, "first": []},
-        }
-        held_out_text = None
+        source = _cifar10_source(data_root, spec, image_size, resize_method, limit_per_class)
     else:
-        files = find_image_folder_files(data, limit_per_class)
-        spec["data"] = str(files.root)
-        contract = Contract(files.class_names, image_size=image_size, resize_method=resize_method)
-        decoded, cache_facts = _decode_folder_cached(files, contract, cache_dir, show_progress, workers)
-        images, labels, class_names = decoded.train_images, decoded.train_labels, decoded.class_names
-        held_out_images, held_out_labels = None, None
-        if files.held_out_name is not None:
-            held_out_images, held_out_labels = decoded.held_out_images, decoded.held_out_labels
-        description = {
-            "source": str(files.root),
-            "root": str(files.root),
-            "layout": files.layout,
-            "cache": cache_facts,
-            "skipped": _report_skipped(files, decoded),
-        }
-        held_out_text = files.held_out_name
-        if files.unused_folders:
-            description["unused_folders"] = [f"{name}/" for name in files.unused_folders]
+        source = _folder_source(
+            data, spec, image_size, resize_method, limit_per_class, cache_dir, show_progress, workers
+        )
+    train_images, train_labels, val_images, val_labels, how_val = _split(source, val_fraction, seed)
+    description = _describe(source, spec, train_labels, val_labels, how_val, started)
+    return Splits(train_images, train_labels, val_images, val_labels, tuple(source.class_names), description)
 
-    if held_out_images is None or held_out_labels is None:
-        train_index, val_index = stratified_split(labels, len(class_names), val_fraction, seed)
-        train_images, train_labels = images[train_index], labels[train_index]
-        val_images, val_labels = images[val_index], labels[val_index]
+
+@dataclass(frozen=True)
+class _Source:
+    """One source's arrays before the train/val split, and the facts that open its description."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    description: dict[str, Any]
+    held_out_images: np.ndarray | None = None  # the val/ or test/ folder's, when the source has one
+    held_out_labels: np.ndarray | None = None
+    held_out_name: str | None = None
+
+
+def _cifar10_source(
+    data_root: str | Path | None,
+    spec: dict[str, Any],
+    image_size: tuple[int, int],
+    resize_method: str,
+    limit_per_class: int | None,
+) -> _Source:
+    """CIFAR-10's training batches (the first ``limit_per_class`` of each class), resized to ``image_size``."""
+    root = resolve_data_root(data_root)
+    spec["data_root"] = str(root)
+    images, labels, class_names = cifar10_train_pool(root, image_size, resize_method, limit_per_class)
+    description: dict[str, Any] = {
+        "source": "cifar10",
+        "root": str(root),
+        "layout": "torchvision CIFAR10 (python batches, MD5-verified)",
+        "cache": {"status": "not used", "why": "torchvision's batches are already uint8 arrays"},
+        "skipped": {"count": 0, "first": []},
+    }
+    return _Source(images, labels, class_names, description)
+
+
+def _folder_source(
+    data: str | Path,
+    spec: dict[str, Any],
+    image_size: tuple[int, int],
+    resize_method: str,
+    limit_per_class: int | None,
+    cache_dir: str | Path | None,
+    show_progress: bool,
+    workers: int | None,
+) -> _Source:
+    """An ImageFolder tree, decoded through the cache; its val/ or test/ folder, if any, as the held-out arrays."""
+    files = find_image_folder_files(data, limit_per_class)
+    spec["data"] = str(files.root)
+    contract = Contract(files.class_names, image_size=image_size, resize_method=resize_method)
+    decoded, cache_facts = _decode_folder_cached(files, contract, cache_dir, show_progress, workers)
+    description: dict[str, Any] = {
+        "source": str(files.root),
+        "root": str(files.root),
+        "layout": files.layout,
+        "cache": cache_facts,
+        "skipped": _report_skipped(files, decoded),
+    }
+    if files.unused_folders:
+        description["unused_folders"] = [f"{name}/" for name in files.unused_folders]
+    if files.held_out_name is None:
+        return _Source(decoded.train_images, decoded.train_labels, decoded.class_names, description)
+    held_out = (decoded.held_out_images, decoded.held_out_labels, files.held_out_name)
+    return _Source(decoded.train_images, decoded.train_labels, decoded.class_names, description, *held_out)
+
+
+def _split(
+    source: _Source, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """(train images, train labels, val images, val labels, how val was made): the held-out folder when there is
+    one, else a seeded, stratified fraction of the training pool."""
+    images, labels = source.images, source.labels
+    if source.held_out_images is None or source.held_out_labels is None:
+        train_index, val_index = stratified_split(labels, len(source.class_names), val_fraction, seed)
         how_val = {"method": "stratified_fraction", "fraction": val_fraction, "seed": seed, "stratified": True}
-    else:
-        train_images, train_labels, val_images, val_labels = images, labels, held_out_images, held_out_labels
-        how_val = {"method": "held_out_folder", "folder": f"{held_out_text}/", "fraction": None, "seed": None}
+        return images[train_index], labels[train_index], images[val_index], labels[val_index], how_val
+    how_val = {"method": "held_out_folder", "folder": f"{source.held_out_name}/", "fraction": None, "seed": None}
+    return images, labels, source.held_out_images, source.held_out_labels, how_val
 
+
+def _describe(
+    source: _Source,
+    spec: dict[str, Any],
+    train_labels: np.ndarray,
+    val_labels: np.ndarray,
+    how_val: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """The source's facts completed with the contract, the counts, how val was made, the spec and the time taken."""
+    class_names, description = source.class_names, source.description
     description.update(
         class_names=list(class_names),
-        image_size=list(image_size),
-        resize_method=resize_method,
-        limit_per_class=limit_per_class,
+        image_size=list(spec["image_size"]),
+        resize_method=spec["resize_method"],
+        limit_per_class=spec["limit_per_class"],
         counts={"train": len(train_labels), "val": len(val_labels)},
         class_counts={
             "train": _class_counts(train_labels, class_names),
@@ -159,51 +201,7 @@ def load_splits(
         spec=spec,
         seconds=round(time.perf_counter() - started, 3),
     )
-    return Splits(train_images, train_labels, val_images, val_labels, tuple(class_names), description)
-
-
-def load_cifar10_test(
-    data_root: str | Path | None = None,
-    *,
-    image_size: tuple[int, int] = (32, 32),
-    resize_method: str = "bilinear",
-) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10's official 10,000 test images (uint8 (N, H, W, 3)) and labels (int64), downloaded when missing."""
-    image_size = _check_arguments(0.0, 0, image_size, resize_method, None)
-    images, labels, class_names = load_cifar10_arrays(resolve_data_root(data_root), train=False)
-    return _resize_arrays(images, Contract(class_names, image_size=image_size, resize_method=resize_method)), labels
-
-
-def _check_arguments(
-    val_fraction: float,
-    seed: int,
-    image_size: tuple[int, int] | list[int],
-    resize_method: str,
-    limit_per_class: int | None,
-) -> tuple[int, int]:
-    if not isinstance(val_fraction, numbers.Real) or not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
-    if not isinstance(seed, numbers.Integral) or seed < 0:
-        raise DataError(f"seed must be an integer >= 0, got {seed!r}")
-    size = tuple(image_size) if isinstance(image_size, tuple | list) else ()
-    if len(size) != 2 or not all(isinstance(side, numbers.Integral) and side >= 1 for side in size):
-        raise DataError(f"image_size must be (height, width) in pixels, got {image_size!r}")
-    if resize_method not in RESIZE_METHODS:
-        raise DataError(f"resize_method must be one of {', '.join(RESIZE_METHODS)}, got {resize_method!r}")
-    if limit_per_class is not None and (not isinstance(limit_per_class, numbers.Integral) or limit_per_class < 1):
-        raise DataError(f"limit_per_class must be an integer >= 1, got {limit_per_class!r}")
-    return int(size[0]), int(size[1])
-
-
-def _resize_arrays(images: np.ndarray, contract: Contract) -> np.ndarray:
-    """CIFAR-10's native 32x32 arrays are returned as they are; other contract sizes use the runtime's resize."""
-    height, width = contract.image_size
-    if images.shape[1:3] == (height, width):
-        return images
-    out = np.empty((len(images), height, width, 3), dtype=np.uint8)
-    for index, pixels in enumerate(images):
-        out[index] = resize_to_contract(Image.fromarray(pixels, "RGB"), contract)
-    return out
+    return description
 
 
 def _decode_folder_cached(
