@@ -9,7 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cifar_edge.runtime.providers.strict import usable_cpu_count, visible_nvidia_gpu
+from cifar_edge.runtime.providers.diagnosis import visible_nvidia_gpu
+from cifar_edge.runtime.providers.strict import usable_cpu_count
 
 _PACKAGES = ("cifar-edge", "numpy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "pillow")
 

@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from cifar_edge.runtime.predictions import Failure, Prediction
 
@@ -39,7 +37,7 @@ class Reporter:
         else:
             self.classified += 1
         if self.as_json:
-            self.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+            self.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
         elif isinstance(result, Prediction):
             self.rows.append(result)
 
@@ -49,6 +47,8 @@ class Reporter:
             return
         if not self.rows:
             return
+        from rich.table import Table  # imported on use: a JSON or one-image run starts faster without it
+
         table = Table(show_edge=False, pad_edge=False, header_style="bold")
         table.add_column("path", overflow="fold")
         table.add_column("label")
@@ -74,6 +74,15 @@ class Reporter:
         if not show:
             yield from results
             return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         with Progress(
             TextColumn("classifying"),
             BarColumn(),

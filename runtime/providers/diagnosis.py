@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EXECUTION_PROVIDERS = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
+from cifar_edge.runtime.providers.strict import EXECUTION_PROVIDERS
+
 # Distributions that all install the same `onnxruntime` import package; more than one means one overwrote another.
 ONNXRUNTIME_DISTRIBUTIONS = (
     "onnxruntime",

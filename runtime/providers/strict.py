@@ -20,38 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifar_edge.runtime.providers.diagnosis import (
-    EXECUTION_PROVIDERS,
-    ProviderEnvironment,
-    diagnose_unavailable,
-    installed_onnxruntime_packages,
-    probe_environment,
-    probe_model_bytes,
-    visible_nvidia_gpu,
-)
-
 PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
-
-# The diagnosis helpers moved to provider_diagnosis.py; they stay importable from here (export/benchmark/machine.py).
-__all__ = [
-    "EXECUTION_PROVIDERS",
-    "PROVIDER_CHOICES",
-    "OpenedSession",
-    "ProviderEnvironment",
-    "ProviderUnavailableError",
-    "capture_native_output",
-    "create_session",
-    "default_intra_op_threads",
-    "diagnose_unavailable",
-    "import_onnxruntime",
-    "installed_onnxruntime_packages",
-    "preload_gpu_libraries",
-    "probe_environment",
-    "probe_model_bytes",
-    "session_options",
-    "usable_cpu_count",
-    "visible_nvidia_gpu",
-]
+EXECUTION_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
 
 
 class ProviderUnavailableError(RuntimeError):
@@ -156,6 +130,8 @@ def _try_gpu_session(
     """(session, "") when ``provider`` is really active, else (None, cause)."""
     wanted = EXECUTION_PROVIDERS[provider]
     if wanted not in onnxruntime.get_available_providers():
+        from cifar_edge.runtime.providers.diagnosis import diagnose_unavailable, probe_environment
+
         return None, diagnose_unavailable(provider, probe_environment(onnxruntime))
     providers: list[Any] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if provider == "tensorrt":
@@ -171,6 +147,8 @@ def _try_gpu_session(
             captured.append(str(error))
     if session is not None and wanted in session.get_providers():
         return session, ""
+    from cifar_edge.runtime.providers.diagnosis import diagnose_unavailable, probe_environment
+
     return None, diagnose_unavailable(provider, probe_environment(onnxruntime), "\n".join(captured))
 
 
