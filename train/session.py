@@ -34,7 +34,7 @@ from cifar_edge.train.recipes import Recipe, epochs_within_budget, resolve_recip
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.run.checkpoint import read_checkpoint, restore_rng_state
 from cifar_edge.train.run.folder import resolve_resume_dir
-from cifar_edge.train.session_data import check_splits, obtain_splits, plain_json
+from cifar_edge.train.training_data import check_splits, obtain_splits, plain_json
 from cifar_edge.train.state import DeviceData, EpochTotals, Position
 
 if TYPE_CHECKING:
