@@ -12,8 +12,10 @@ from rich.console import Console
 
 from cifar_edge.export.config import ALL_FORMATS, DEFAULT_OPSET, FORMATS, ExportConfig, Thresholds
 from cifar_edge.export.errors import ExportError
+from cifar_edge.runtime.atomic_io import WriteError
 from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
+from cifar_edge.runtime.extras import missing_extra
 
 DEFAULTS = ExportConfig()
 # Set to re-raise unexpected exceptions with their traceback instead of the one-line error.
@@ -54,6 +56,8 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
             ExitCode.FAILED: "parity gate failed (nothing written under the final name)",
             ExitCode.USAGE: "usage error or unusable run folder",
             ExitCode.TOOL_FAILED: "the exporter, converter or quantizer failed",
+            ExitCode.WRITE_FAILED: "the destination cannot be written (read-only, full, or another export holds its "
+            "lock); checked before exporting, the previous artifact is kept",
             ExitCode.INTERRUPTED: "interrupted (nothing written under a final name)",
         }
     ),
@@ -66,6 +70,11 @@ def export(
     dtype: DtypeChoice = typer.Option(DtypeChoice.fp32, "--dtype", help="ONNX: fp16 weights/compute, fp32 I/O."),
     quantize: QuantizeChoice | None = typer.Option(None, "--quantize", help="ONNX: static QDQ int8."),
     calibration: int = typer.Option(DEFAULTS.calibration_images, "--calibration", help="Images for int8 calibration."),
+    int8_weight_bits: str = typer.Option(
+        DEFAULTS.int8_weight_bits,
+        "--int8-weight-bits",
+        help="int8 weights: auto (7 bits where this CPU has no VNNI/AMX, else 8), or 7 / 8 for another target CPU.",
+    ),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset version."),
     tta: TtaChoice | None = typer.Option(
         None,
@@ -110,6 +119,7 @@ def export(
         verify=verify,
         verify_images=verify_images,
         calibration_images=calibration,
+        int8_weight_bits=int8_weight_bits,
         data=data,
         preprocess_files=tuple(preprocess_check),
         thresholds=Thresholds(
@@ -126,13 +136,18 @@ def export(
             result = export_run(resolved, config, progress)
     except ExportError as error:
         _fail(errors, str(error), error.exit_code, as_json)
+    except WriteError as error:
+        _fail(errors, str(error), ExitCode.WRITE_FAILED, as_json)
     except Exception as error:  # a bug, not a user error: still one line, with a way to get the traceback
+        extra = missing_extra(error)
+        if extra is not None:  # e.g. onnxscript, imported by torch.onnx only when it exports
+            _fail(errors, *extra, as_json)
         if os.environ.get(DEBUG_ENV):
             raise
         message = f"internal error: {type(error).__name__}: {first_line(error)} (set {DEBUG_ENV}=1 for the traceback)"
         _fail(errors, message, ExitCode.TOOL_FAILED, as_json)
     if as_json:
-        print(json.dumps(result.to_dict(), indent=None, sort_keys=True))
+        print(json.dumps(result.to_dict(), indent=None, sort_keys=True, allow_nan=False))
     elif not quiet:
         print_result(result, Console(highlight=False, soft_wrap=True))
     for artifact in result.artifacts:
@@ -149,12 +164,12 @@ def export(
 def _fail(errors: Console, message: str, exit_code: int, as_json: bool) -> None:
     errors.print(f"cifar-export: error: {message}", markup=False)
     if as_json:
-        print(json.dumps({"ok": False, "exit_code": exit_code, "error": message}))
+        print(json.dumps({"ok": False, "exit_code": exit_code, "error": message}, allow_nan=False))
     raise typer.Exit(exit_code)
 
 
 def main() -> None:
-    run_command(app, "cifar-export: interrupted; nothing was written under a final name")
+    run_command(app, "cifar-export: interrupted; nothing was written under a final name", command="cifar-export")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ FORMATS = ("onnx", "torchscript", "exportedprogram")
 ALL_FORMATS = "all"
 DTYPES = ("fp32", "fp16")
 QUANTIZATIONS = ("int8",)
+INT8_WEIGHT_BITS = ("auto", "7", "8")
 
 # opset 20 has GELU as one op (Gelu): onnxruntime fuses it and int8 keeps every convolution integer around it
 # (docs/export.md, "int8"); onnxruntime runs opset 20 since 1.17. Other values are reached through the ONNX
@@ -55,10 +56,13 @@ class ExportConfig:
     tta: str | None = None
     # Run the parity gate (strongly recommended; skipping it writes the artifact unverified and says so).
     verify: bool = True
-    # Real images compared against PyTorch: a seeded sample of the run's validation images (0 = probes only).
+    # Real images compared against PyTorch: a class-stratified subset of the run's validation images (0 = probes only).
     verify_images: int = 1000
     # Training images fed to the int8 calibration (a few hundred are enough for MinMax ranges of a small CNN).
     calibration_images: int = 300
+    # int8 weight bits: "auto" = 7 where this CPU has no VNNI/AMX (its int8 sums saturate otherwise), else 8;
+    # "7" or "8" to quantize for a CPU other than this one (the artifact records which, cifar-infer checks it).
+    int8_weight_bits: str = "auto"
     # Labelled ImageFolder (PATH/<class>/* or PATH/train|val|test/<class>/*) to use instead of the run's own data.
     data: Path | None = None
     # Extra image files for the preprocessing-parity check (a photo of another size, odd modes, ...).
@@ -68,6 +72,11 @@ class ExportConfig:
     seed: int = 0
     # Batch sizes of the random probes: 1 and 2 catch specialised batch axes, 7 an odd size, 64 a large one.
     probe_batch_sizes: tuple[int, ...] = (1, 2, 7, 64)
+
+    @property
+    def reduce_range(self) -> bool | None:
+        """7-bit int8 weights (True), 8-bit (False), or None: decided by this CPU."""
+        return {"auto": None, "7": True, "8": False}[self.int8_weight_bits]
 
     @property
     def onnx_precision(self) -> str:

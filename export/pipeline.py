@@ -7,9 +7,11 @@ artifact of the same name stays untouched. ``<artifact>.parity.json`` is written
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from torch import nn
 from cifar_edge.export.config import (
     DTYPES,
     FORMATS,
+    INT8_WEIGHT_BITS,
     MIN_OPSET,
     QUANTIZATIONS,
     ExportConfig,
@@ -42,11 +45,17 @@ from cifar_edge.export.gate.data import ExportData, gather_export_data
 from cifar_edge.export.gate.parity import GateInputs, ParityReport, prepare_gate_inputs, run_gate
 from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocessing
 from cifar_edge.export.progress import ExportProgress
-from cifar_edge.runtime.atomic_io import atomic_path, atomic_write_text
+from cifar_edge.runtime.atomic_io import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_writable,
+    exclusive_lock,
+)
 from cifar_edge.runtime.contract import ContractError
 from cifar_edge.runtime.cpu import cpu_features
 from cifar_edge.runtime.errors import ExitCode, first_line
-from cifar_edge.runtime.layout import ARTIFACT_FILES, PARITY_SUFFIX
+from cifar_edge.runtime.layout import ARTIFACT_FILES, LOCK_SUFFIX, PARITY_SUFFIX, WEIGHTS_FILE
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
 
@@ -145,6 +154,8 @@ def plan_targets(config: ExportConfig, run_dir: Path) -> list[Target]:
         raise ExportUsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
     if config.quantize is not None and config.quantize not in QUANTIZATIONS:
         raise ExportUsageError(f"--quantize must be int8, got {config.quantize!r}")
+    if config.int8_weight_bits not in INT8_WEIGHT_BITS:
+        raise ExportUsageError(f"--int8-weight-bits must be one of {', '.join(INT8_WEIGHT_BITS)}")
     if config.quantize and config.dtype != "fp32":
         raise ExportUsageError("--quantize int8 starts from the fp32 model: do not combine it with --dtype fp16")
     if config.onnx_precision != "fp32" and "onnx" not in config.formats:
@@ -173,13 +184,57 @@ def plan_targets(config: ExportConfig, run_dir: Path) -> list[Target]:
     return targets
 
 
-def prepare_export(run_dir: Path, config: ExportConfig, progress: ExportProgress | None = None) -> ExportContext:
-    """Load the run, the real images and the reference outputs; raise ExportUsageError for unusable inputs."""
-    progress = progress or ExportProgress(enabled=False)
+def load_export_run(run_dir: Path) -> LoadedRun:
+    """The run folder's model and record; ExportUsageError (one line naming the file and field) when unusable."""
     try:
-        run = load_run(run_dir)
+        return load_run(run_dir)
     except (RunFolderError, ContractError, ValueError, OSError) as error:
         raise ExportUsageError(first_line(error)) from None
+
+
+def check_destinations(targets: list[Target], run: LoadedRun | None = None) -> None:
+    """WriteError now, before any work, when an artifact or its parity report could not be written at the end.
+
+    Each destination folder must take a new file with room for its artifacts (estimated as twice the run's weights
+    plus 64 KiB each: the graph and metadata around the weights), and an existing artifact or parity report must not
+    be immutable (the final rename over it would fail).
+    """
+    weights = _weights_size(run) if run is not None else 0
+    by_folder: dict[Path, list[Target]] = {}
+    for target in targets:
+        by_folder.setdefault(target.path.parent, []).append(target)
+    for folder, group in by_folder.items():
+        files = [path for target in group for path in (target.path, parity_path_of(target.path))]
+        check_writable(folder, files=files, needed_bytes=len(group) * (2 * weights + 64 * 1024))
+
+
+def _weights_size(run: LoadedRun) -> int:
+    try:
+        return (run.run_dir / WEIGHTS_FILE).stat().st_size
+    except OSError:
+        return 0
+
+
+def parity_path_of(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + PARITY_SUFFIX)
+
+
+@contextlib.contextmanager
+def artifact_locks(targets: list[Target]) -> Iterator[None]:
+    """Hold ``<artifact>.lock`` of every target (in path order) until the body is done; LockedError (exit 5) at
+    once when another export holds one: two exports never interleave an artifact and its parity report."""
+    with contextlib.ExitStack() as stack:
+        for path in sorted({target.path for target in targets}):
+            stack.enter_context(exclusive_lock(path.with_name(path.name + LOCK_SUFFIX), path))
+        yield
+
+
+def prepare_export(
+    run_dir: Path, config: ExportConfig, progress: ExportProgress | None = None, run: LoadedRun | None = None
+) -> ExportContext:
+    """Load the run (unless given), the real images and the reference outputs; ExportUsageError when unusable."""
+    progress = progress or ExportProgress(enabled=False)
+    run = run if run is not None else load_export_run(run_dir)
     tta = tta_mode(run.record, config.tta)
     module = module_for_export(run.model, run.record, config.tta)
     needs_calibration = config.quantize == "int8"
@@ -226,10 +281,13 @@ def export_run(
     config = config or ExportConfig()
     run_dir = Path(run_dir)
     targets = plan_targets(config, run_dir)
-    context = prepare_export(run_dir, config, progress)
-    result = ExportResult(run_dir=run_dir, notes=context.notes)
-    for target in targets:
-        result.artifacts.append(export_artifact(context, target))
+    run = load_export_run(run_dir)
+    check_destinations(targets, run)
+    with artifact_locks(targets):
+        context = prepare_export(run_dir, config, progress, run=run)
+        result = ExportResult(run_dir=run_dir, notes=context.notes)
+        for target in targets:
+            result.artifacts.append(export_artifact(context, target))
     return result
 
 
@@ -242,6 +300,13 @@ def export_artifact(context: ExportContext, target: Target, module: nn.Module | 
     started = time.perf_counter()
     module = (context.export_module or context.module) if module is None else module
     report: ParityReport | None = None
+    parity_path = parity_path_of(target.path)
+    # The parity report is written before the artifact is renamed into place, so a failure anywhere leaves the
+    # previous pair as it was: writing the report fails -> the new artifact is discarded; renaming the artifact
+    # fails -> the previous report is put back.
+    previous_parity = _read_if_file(parity_path)
+    parity_written = False
+    digest = size = None
     with context.progress.step(f"{target.format} {target.precision} -> {target.path.name}"):
         try:
             with atomic_path(target.path) as temp_path:
@@ -260,6 +325,13 @@ def export_artifact(context: ExportContext, target: Target, module: nn.Module | 
                     )
                     if not report.passed:
                         raise _GateFailed
+                data = temp_path.read_bytes()
+                digest, size = hashlib.sha256(data).hexdigest(), len(data)
+                if report is not None:
+                    document = {**report.to_dict(), "sha256": digest, "size_bytes": size}
+                    text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+                    atomic_write_text(parity_path, text)
+                    parity_written = True
         except _GateFailed:
             return ArtifactResult(
                 target.format, target.precision, target.path, False, report, seconds=time.perf_counter() - started
@@ -274,22 +346,41 @@ def export_artifact(context: ExportContext, target: Target, module: nn.Module | 
                 seconds=time.perf_counter() - started,
                 error=str(error),
             )
-    data = target.path.read_bytes()
-    artifact = ArtifactResult(
+        except BaseException:
+            if parity_written:  # the artifact did not replace the previous one: neither may its report
+                _restore(parity_path, previous_parity)
+            raise
+    if report is None and previous_parity is not None:
+        # --no-verify replaced the artifact: a report about the previous file must not stay beside the new one.
+        with contextlib.suppress(OSError):
+            parity_path.unlink()
+    return ArtifactResult(
         target.format,
         target.precision,
         target.path,
         True,
         report,
-        size_bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        parity_path=parity_path if report is not None else None,
+        size_bytes=size,
+        sha256=digest,
         seconds=time.perf_counter() - started,
     )
-    if report is not None:
-        artifact.parity_path = target.path.with_name(target.path.name + PARITY_SUFFIX)
-        document = {**report.to_dict(), "sha256": artifact.sha256, "size_bytes": artifact.size_bytes}
-        atomic_write_text(artifact.parity_path, json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    return artifact
+
+
+def _read_if_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes() if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _restore(path: Path, previous: bytes | None) -> None:
+    """Put ``path`` back as it was (absent when ``previous`` is None), as far as the file system lets us."""
+    with contextlib.suppress(OSError):
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(path, previous)
 
 
 class _GateFailed(Exception):
@@ -309,7 +400,7 @@ def _write(context: ExportContext, target: Target, module: nn.Module, path: Path
             assert context.data.calibration is not None
             calibration = normalize_batch(context.data.calibration.images, contract)
             features = cpu_features()
-            reduce_range = reduce_range_for(features)
+            reduce_range = config.reduce_range if config.reduce_range is not None else reduce_range_for(features)
             model = drop_unused_opsets(quantize_int8(fp32, contract.input_name, calibration, reduce_range))
             exporter = f"{ONNX_EXPORTER} + {INT8_QUANTIZER}"
             extra = {
