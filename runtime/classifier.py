@@ -23,6 +23,7 @@ from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError, decode_image_bytes, open_image_rgb, to_rgb
 from cifar_edge.runtime.model_file import (
     ModelError,
+    check_contract_limits,
     check_graph_matches_contract,
     check_model_file,
     model_io,
@@ -55,7 +56,8 @@ class Classifier:
 
     ``provider`` is "cpu", "cuda", "tensorrt" (strict: ProviderUnavailableError when not active) or "auto".
     ``intra_op_threads`` defaults to half the usable cores; ``decode_workers`` to all of them; ``max_pixels`` to
-    Pillow's decompression-bomb limit. Attributes: ``contract``, ``provenance`` (dict or None), ``provider`` (the
+    Pillow's decompression-bomb limit; ``spin`` lets onnxruntime's threads spin-wait (None: only a single one).
+    Attributes: ``contract``, ``provenance`` (dict or None), ``provider`` (the
     one running), ``providers`` (the session's active list), ``path``, ``sha256``, ``note``.
     """
 
@@ -68,13 +70,14 @@ class Classifier:
         intra_op_threads: int | None = None,
         decode_workers: int | None = None,
         max_pixels: int | None = None,
+        spin: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.path = Path(model)
         self.sha256 = check_model_file(self.path)
         try:
-            opened = create_session(self.path, provider, intra_op_threads=intra_op_threads)
+            opened = create_session(self.path, provider, intra_op_threads=intra_op_threads, spin=spin)
         except ModelError:
             raise
         except Exception as error:
@@ -92,6 +95,7 @@ class Classifier:
         self.provenance: dict[str, Any] | None = read_provenance(metadata)
         self.io = model_io(self.session, self.contract)
         check_graph_matches_contract(self.io, self.contract, self.path)
+        check_contract_limits(self.contract, self.path, max_pixels)
         self._input_dtype = np.float16 if self.io.input_type == "tensor(float16)" else np.float32
         self.batch_size = batch_size
         self.max_pixels = max_pixels
@@ -236,10 +240,18 @@ class Classifier:
         # A model exported with a fixed batch size: run in chunks of exactly that size, padding the last one.
         return run_in_batches(self._run, inputs, fixed, pad=True)
 
-    def _classify_inputs(self, inputs: np.ndarray, sources: list[str], top_k: int) -> list[Prediction]:
+    def _classify_inputs(self, inputs: np.ndarray, sources: list[str], top_k: int) -> list[Prediction | Failure]:
         scores = self._run_batches(inputs)
-        probabilities = softmax(scores) if self.contract.output_kind == "logits" else scores.astype(np.float64)
-        return top_k_predictions(probabilities, sources, self.contract.class_names, top_k)
+        # A NaN or infinite score means no prediction: that input fails (one line), it is never reported as a number.
+        finite = np.isfinite(scores).all(axis=1)
+        kept = scores[finite]
+        probabilities = softmax(kept) if self.contract.output_kind == "logits" else kept.astype(np.float64)
+        kept_sources = [source for source, ok in zip(sources, finite, strict=True) if ok]
+        predictions = iter(top_k_predictions(probabilities, kept_sources, self.contract.class_names, top_k))
+        return [
+            next(predictions) if ok else Failure(source, "the model's scores are not finite (NaN or infinity)")
+            for source, ok in zip(sources, finite, strict=True)
+        ]
 
     def _decode_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:

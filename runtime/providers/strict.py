@@ -38,6 +38,12 @@ class ProviderUnavailableError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Threads:
+    intra_op: int
+    spin: bool | None = None  # None: spin_by_default(intra_op)
+
+
+@dataclass(frozen=True)
 class OpenedSession:
     session: Any  # onnxruntime.InferenceSession
     # The provider that runs the model: "cpu", "cuda" or "tensorrt".
@@ -74,9 +80,16 @@ def import_onnxruntime(requested: str = "cpu") -> Any:
     return onnxruntime
 
 
-def session_options(onnxruntime: Any, intra_op_threads: int) -> Any:
+def spin_by_default(intra_op_threads: int) -> bool:
+    """onnxruntime's threads spin-wait between ops; with more than one they would take the decoders' cores."""
+    return intra_op_threads <= 1
+
+
+def session_options(onnxruntime: Any, intra_op_threads: int, spin: bool | None = None) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
+    if not (spin_by_default(intra_op_threads) if spin is None else spin):
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Our graphs are a single chain of ops: parallel execution of independent branches has nothing to win.
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
@@ -89,43 +102,45 @@ def create_session(
     provider: str = "cpu",
     *,
     intra_op_threads: int | None = None,
+    spin: bool | None = None,
 ) -> OpenedSession:
     """Create an onnxruntime session on ``provider`` (see PROVIDER_CHOICES), strictly.
 
     Raises ProviderUnavailableError when an explicit provider is not active; model loading problems propagate
-    as onnxruntime's own exceptions (the caller turns them into ModelError).
+    as onnxruntime's own exceptions (the caller turns them into ModelError). ``spin``: let onnxruntime's threads
+    spin-wait (None: spin_by_default).
     """
     if provider not in PROVIDER_CHOICES:
         raise ValueError(f"provider must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
     onnxruntime = import_onnxruntime(provider)
-    threads = intra_op_threads or default_intra_op_threads()
+    threads = Threads(intra_op_threads or default_intra_op_threads(), spin)
     model_source = model if isinstance(model, bytes) else str(model)
     if provider == "cpu":
         session = _new_session(onnxruntime, model_source, ["CPUExecutionProvider"], threads)
-        return OpenedSession(session, "cpu", tuple(session.get_providers()), intra_op_threads=threads)
+        return OpenedSession(session, "cpu", tuple(session.get_providers()), intra_op_threads=threads.intra_op)
     if provider == "auto":
         return _create_auto_session(onnxruntime, model_source, threads)
     session, cause = _try_gpu_session(onnxruntime, model_source, provider, threads)
     if session is None:
         raise ProviderUnavailableError(provider, cause)
-    return OpenedSession(session, provider, tuple(session.get_providers()), intra_op_threads=threads)
+    return OpenedSession(session, provider, tuple(session.get_providers()), intra_op_threads=threads.intra_op)
 
 
-def _create_auto_session(onnxruntime: Any, model_source: str | bytes, threads: int) -> OpenedSession:
+def _create_auto_session(onnxruntime: Any, model_source: str | bytes, threads: Threads) -> OpenedSession:
     note = ""
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         session, cause = _try_gpu_session(onnxruntime, model_source, "cuda", threads)
         if session is not None:
-            return OpenedSession(session, "cuda", tuple(session.get_providers()), "auto chose CUDA", threads)
+            return OpenedSession(session, "cuda", tuple(session.get_providers()), "auto chose CUDA", threads.intra_op)
         note = f"auto chose CPU: CUDA is not usable ({cause})"
     else:
         note = "auto chose CPU: this onnxruntime build has no CUDA provider"
     session = _new_session(onnxruntime, model_source, ["CPUExecutionProvider"], threads)
-    return OpenedSession(session, "cpu", tuple(session.get_providers()), note, threads)
+    return OpenedSession(session, "cpu", tuple(session.get_providers()), note, threads.intra_op)
 
 
 def _try_gpu_session(
-    onnxruntime: Any, model_source: str | bytes, provider: str, threads: int
+    onnxruntime: Any, model_source: str | bytes, provider: str, threads: Threads
 ) -> tuple[Any | None, str]:
     """(session, "") when ``provider`` is really active, else (None, cause)."""
     wanted = EXECUTION_PROVIDERS[provider]
@@ -189,10 +204,9 @@ def capture_native_output() -> Iterator[list[str]]:
             captured.insert(0, sink.read().decode("utf-8", errors="replace") + python_buffer.getvalue())
 
 
-def _new_session(onnxruntime: Any, model_source: str | bytes, providers: list[Any], threads: int) -> Any:
-    return onnxruntime.InferenceSession(
-        model_source, sess_options=session_options(onnxruntime, threads), providers=providers
-    )
+def _new_session(onnxruntime: Any, model_source: str | bytes, providers: list[Any], threads: Threads) -> Any:
+    options = session_options(onnxruntime, threads.intra_op, threads.spin)
+    return onnxruntime.InferenceSession(model_source, sess_options=options, providers=providers)
 
 
 def _tensorrt_options() -> dict[str, Any]:
