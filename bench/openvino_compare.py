@@ -1,0 +1,330 @@
+"""onnxruntime against OpenVINO's runtime on the same ONNX files, on this CPU: top-1 accuracy and img/s.
+
+For each ONNX file of a run (fp32 or QDQ int8), on the run's own validation split (rebuilt from run.json):
+
+* onnxruntime through the runtime's engine (``onnx_engine``, CPU provider, ``--threads`` intra-op threads);
+* OpenVINO's CPU plugin with ``INFERENCE_NUM_THREADS`` = ``--threads``, each ``PERFORMANCE_HINT`` (LATENCY and
+  THROUGHPUT), once with ``INFERENCE_PRECISION_HINT`` pinned to f32 and once at OpenVINO's default precision, which is
+  bf16 on CPUs with AMX or AVX512-BF16: that changes accuracy, so it is its own row. The input is reshaped to a fixed
+  batch of 256 (the last, short batch is padded), or left dynamic when the graph cannot be reshaped.
+
+Accuracy is top-1 on every validation image; "agree" is how many images get onnxruntime's top-1 class on the same
+file and "max|d|" the largest difference of any score from onnxruntime's. Seen with OpenVINO 2026.4 on the CPU:
+with f32 pinned, a Gelu that follows a MaxPool is moved before it (fused into the Conv); GELU is not monotonic
+(minimum -0.17 at x = -0.75), so max(gelu(x)) != gelu(max(x)) and scores move by up to 0.17 per layer; its default
+bf16 path keeps the order.
+
+img/s is at batch 256, the median of interleaved rounds (each round runs every engine of every file in turn, a few
+calls each, so machine load hits all of them alike) after a warm-up. Under THROUGHPUT with more than one stream,
+one call runs OpenVINO's optimal number of batches concurrently. A file or setting that an engine cannot
+read or compile is reported as a failed row with a one-line reason. Prints the CPU and a table; ``--out`` writes
+everything as JSON. OpenVINO is bench-only (pip install -e '.[bench]'), never a runtime dependency.
+
+    .venv/bin/python bench/openvino_compare.py RUN_DIR [--files model.onnx,model.int8.onnx] [--threads 1]
+        [--rounds 5] [--out bench/results/openvino.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifar_edge.export.engines import onnx_engine
+from cifar_edge.export.run_data import run_images
+from cifar_edge.runtime.cpu import cpu_features
+from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.preprocess import normalize_batch
+from cifar_edge.train.run.files import load_run
+
+BATCH = 256
+CALLS_PER_ROUND = 3
+HINTS = ("LATENCY", "THROUGHPUT")
+PRECISIONS = ("f32", None)  # None: OpenVINO's own choice (bf16 where the CPU has it)
+COMPUTE_LAYERS = ("Convolution", "FullyConnected", "MatMul", "GroupConvolution")
+
+
+@dataclass
+class Candidate:
+    """One engine with its settings on one file: a row of the table."""
+
+    file: str
+    engine: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    scores: Callable[[np.ndarray], np.ndarray] | None = None  # all inputs -> (n, classes) scores
+    step: Callable[[np.ndarray], int] | None = None  # one timed call on a batch -> images it ran
+    close: Callable[[], None] = lambda: None
+    result: dict[str, Any] = field(default_factory=dict)
+    failed: str | None = None
+
+
+def ov_reason(error: BaseException) -> str:
+    """OpenVINO's one-line reason: its messages open with source locations ("Exception from ...", "Check ...")."""
+    lines = [" ".join(line.split()) for line in str(error).splitlines() if line.strip()]
+    told = [line for line in lines if not line.startswith(("Exception from ", "Check '"))]
+    return first_line(told[-1].removeprefix("-- ") if told else error)
+
+
+def ort_candidate(file: str, path: Path, threads: int) -> Candidate:
+    candidate = Candidate(file, "onnxruntime", {"intra_op_threads": threads})
+    try:
+        engine = onnx_engine(path, "cpu", intra_op_threads=threads)
+    except Exception as error:
+        candidate.failed = first_line(error)
+        return candidate
+
+    def step(batch: np.ndarray) -> int:
+        engine.forward(batch)
+        return len(batch)
+
+    candidate.scores, candidate.step, candidate.close = (lambda inputs: engine.run(inputs, BATCH)), step, engine.close
+    return candidate
+
+
+def read_fixed_batch(core: Any, path: Path) -> tuple[Any, str]:
+    """The model with its (single) input reshaped to batch 256, or as it is when that cannot be done."""
+    model = core.read_model(str(path))
+    shape = model.input(0).get_partial_shape()
+    try:
+        model.reshape([BATCH, *(shape[i] for i in range(1, len(shape)))])
+        return model, f"fixed {BATCH}"
+    except Exception as error:
+        return core.read_model(str(path)), f"as read ({shape}; reshape failed: {ov_reason(error)})"
+
+
+def runs_as(compiled: Any) -> dict[str, Any]:
+    """What the CPU plugin really runs: precision and kernel of its compute layers, and of every layer type."""
+    layers: collections.Counter[str] = collections.Counter()
+    compute: collections.Counter[str] = collections.Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind, precision = info["layerType"].astype(str), info["runtimePrecision"].astype(str)
+        layers[f"{kind} {precision}"] += 1
+        if kind in COMPUTE_LAYERS:
+            compute[f"{kind} {precision} {info['primitiveType'].astype(str)}"] += 1
+    return {"compute": dict(compute), "layers": dict(layers)}
+
+
+def ov_request_runner(compiled: Any) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[np.ndarray], int], int]:
+    """(scores of all inputs, one timed call, concurrent requests per call) for a compiled OpenVINO model."""
+    import openvino as ov
+
+    request = compiled.create_infer_request()
+    fixed = compiled.input(0).get_partial_shape().is_static
+    concurrent = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        count = len(batch)
+        if fixed and count < BATCH:  # pad the short last batch; its extra rows are dropped
+            batch = np.concatenate([batch, np.zeros((BATCH - count, *batch.shape[1:]), batch.dtype)])
+        return np.array(request.infer({0: np.ascontiguousarray(batch)})[0][:count], dtype=np.float32)
+
+    def scores(inputs: np.ndarray) -> np.ndarray:
+        return np.concatenate([forward(inputs[start : start + BATCH]) for start in range(0, len(inputs), BATCH)])
+
+    if concurrent <= 1:
+        return scores, lambda batch: len(forward(batch)), 1
+    queue = ov.AsyncInferQueue(compiled, concurrent)
+
+    def step(batch: np.ndarray) -> int:
+        for _ in range(concurrent):
+            queue.start_async({0: batch})
+        queue.wait_all()
+        return concurrent * len(batch)
+
+    return scores, step, concurrent
+
+
+def ov_candidate(
+    core: Any, read: tuple[Any, str], file: str, hint: str, precision: str | None, threads: int
+) -> Candidate:
+    config: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": hint}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    candidate = Candidate(file, f"OpenVINO {hint} {precision or 'default'}", {"config": config})
+    try:
+        model, batch_mode = read
+        compiled = core.compile_model(model, "CPU", config)
+        candidate.scores, candidate.step, concurrent = ov_request_runner(compiled)
+    except Exception as error:
+        candidate.failed = ov_reason(error)
+        return candidate
+    used = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+    streams = int(compiled.get_property("NUM_STREAMS"))
+    if not precision:
+        candidate.engine += f" ({used})"
+    if streams > 1:
+        candidate.engine += f" {streams} streams"
+    candidate.settings.update(
+        batch=batch_mode,
+        inference_precision=used,
+        streams=streams,
+        threads_used=int(compiled.get_property("INFERENCE_NUM_THREADS")),
+        concurrent_requests=concurrent,
+        runs_as=runs_as(compiled),
+    )
+    return candidate
+
+
+def file_candidates(core: Any, file: str, path: Path, threads: int) -> list[Candidate]:
+    candidates = [ort_candidate(file, path, threads)]
+    if core is None:
+        return [*candidates, Candidate(file, "OpenVINO", failed="openvino is not installed (pip install '.[bench]')")]
+    try:
+        read = read_fixed_batch(core, path)  # once per file: compiling leaves the model as it is
+    except Exception as error:  # the file is missing, not ONNX, or has an op or opset OpenVINO cannot convert
+        return [*candidates, Candidate(file, "OpenVINO (reading the file)", failed=ov_reason(error))]
+    for hint in HINTS:
+        candidates.extend(ov_candidate(core, read, file, hint, precision, threads) for precision in PRECISIONS)
+    return candidates
+
+
+def score(candidates: list[Candidate], inputs: np.ndarray, labels: np.ndarray) -> None:
+    """Top-1 accuracy of each candidate, and its agreement with onnxruntime's top-1 on the same file."""
+    reference: dict[str, np.ndarray] = {}
+    for candidate in candidates:
+        if candidate.failed:
+            continue
+        try:
+            scores = candidate.scores(inputs)
+        except Exception as error:  # compiled, but a run fails (e.g. a shape the plugin rejects at run time)
+            candidate.failed = ov_reason(error)
+            continue
+        if candidate.engine == "onnxruntime":
+            reference[candidate.file] = scores  # the file's onnxruntime row comes first
+        candidate.result["accuracy"] = round(100.0 * float(np.mean(scores.argmax(axis=1) == labels)), 2)
+        if candidate.file in reference:
+            ort_scores = reference[candidate.file]
+            agree = np.mean(scores.argmax(axis=1) == ort_scores.argmax(axis=1))
+            candidate.result["agree_with_ort"] = round(100.0 * float(agree), 2)
+            candidate.result["max_abs_diff_vs_ort"] = float(np.max(np.abs(scores - ort_scores)))
+
+
+def throughput(candidates: list[Candidate], inputs: np.ndarray, rounds: int) -> None:
+    """img/s of each working candidate at batch 256: median over interleaved rounds, after a warm-up."""
+    batch = np.ascontiguousarray(inputs[np.arange(BATCH) % len(inputs)])  # a full batch even from a tiny split
+    running = [candidate for candidate in candidates if not candidate.failed]
+    for candidate in running:
+        for _ in range(2):
+            candidate.step(batch)  # warm-up: both runtimes allocate and pick kernels on the first calls
+    rates: dict[int, list[float]] = {id(candidate): [] for candidate in running}
+    for _ in range(rounds):
+        for candidate in running:
+            started, images = time.perf_counter(), 0
+            for _ in range(CALLS_PER_ROUND):
+                images += candidate.step(batch)
+            rates[id(candidate)].append(images / (time.perf_counter() - started))
+    ort_rate: dict[str, float] = {}
+    for candidate in running:
+        rate = statistics.median(rates[id(candidate)])
+        if candidate.engine == "onnxruntime":
+            ort_rate[candidate.file] = rate
+        candidate.result.update(img_per_s=round(rate, 1), rounds=[round(value, 1) for value in rates[id(candidate)]])
+        if candidate.engine != "onnxruntime" and ort_rate.get(candidate.file):
+            candidate.result["vs_ort"] = round(rate / ort_rate[candidate.file], 3)
+
+
+def compute_summary(candidate: Candidate) -> str:
+    compute = (candidate.settings.get("runs_as") or {}).get("compute") or {}
+    precisions = collections.Counter()
+    for name, count in compute.items():
+        kind, precision, _ = name.split(" ", 2)
+        precisions[f"{kind.replace('Convolution', 'conv').replace('FullyConnected', 'fc')} {precision}"] += count
+    return ", ".join(f"{name} x{count}" for name, count in precisions.items())
+
+
+def print_table(record: dict[str, Any]) -> None:
+    cpu = record["cpu"]
+    print(f"CPU: {cpu['model']} ({cpu['machine']}) flags {cpu['flags']}")
+    print(
+        f"{record['images']} validation images; batch {BATCH}; {record['threads']} thread(s); openvino "
+        f"{record['openvino']}, onnxruntime {record['onnxruntime']}"
+    )
+    width = max([len(row["file"]) for row in record["rows"]] + [4])
+    engine_width = max(len(row["engine"]) for row in record["rows"]) if record["rows"] else 6
+    heading = f"{'acc %':>7} {'agree %':>8} {'max|d|':>8} {'img/s':>9} {'vs ORT':>7}  runs as"
+    print(f"{'file':{width}} {'engine / settings':{engine_width}} {heading}")
+    for row in record["rows"]:
+        if row["failed"]:
+            print(f"{row['file']:{width}} {row['engine']:{engine_width}} FAILED: {row['failed']}")
+            continue
+        result = row["result"]
+        baseline = "1.00x" if row["engine"] == "onnxruntime" else "-"
+        ratio = f"{result['vs_ort']:.2f}x" if "vs_ort" in result else baseline
+        agree = f"{result['agree_with_ort']:.2f}" if "agree_with_ort" in result else "-"
+        diff = f"{result['max_abs_diff_vs_ort']:.1e}" if "max_abs_diff_vs_ort" in result else "-"
+        print(
+            f"{row['file']:{width}} {row['engine']:{engine_width}} {result['accuracy']:7.2f} {agree:>8} {diff:>8} "
+            f"{result['img_per_s']:9.1f} {ratio:>7}  {row['runs_as']}"
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--files", default="model.onnx,model.int8.onnx", help="comma-separated ONNX files")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    run = load_run(args.run_dir)
+    images = run_images(run.record, run.contract)
+    if images is None:
+        print("openvino_compare: the run has no data record to rebuild its validation images from", file=sys.stderr)
+        return 2
+    inputs, labels = normalize_batch(images.val.images, run.contract), images.val.labels
+    try:
+        import openvino as ov
+
+        core, ov_version = ov.Core(), ov.__version__
+    except ImportError:
+        core, ov_version = None, None
+    import onnxruntime
+
+    candidates: list[Candidate] = []
+    for file in [name.strip() for name in args.files.split(",") if name.strip()]:
+        path = Path(file) if Path(file).is_absolute() else args.run_dir / file
+        candidates.extend(file_candidates(core, file, path, args.threads))
+    score(candidates, inputs, labels)
+    throughput(candidates, inputs, args.rounds)
+    for candidate in candidates:
+        candidate.close()
+    rows = [
+        {"file": c.file, "engine": c.engine, "failed": c.failed, "settings": c.settings, "result": c.result}
+        for c in candidates
+    ]
+    for row, candidate in zip(rows, candidates, strict=True):
+        row["runs_as"] = compute_summary(candidate)
+    record = {
+        "cpu": cpu_features(),
+        "run_dir": str(args.run_dir),
+        "images": len(labels),
+        "batch": BATCH,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "openvino": ov_version,
+        "onnxruntime": onnxruntime.__version__,
+        "rows": rows,
+    }
+    print_table(record)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
