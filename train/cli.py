@@ -10,7 +10,8 @@ import typer
 from cifar_edge.runtime.defaults import default_of
 from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
-from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.config import TrainConfig, parse_duration
+from cifar_edge.train.recipes import DEFAULT
 
 if TYPE_CHECKING:
     from cifar_edge.train.fit import FitResult
@@ -24,7 +25,8 @@ EPILOG = describe_exit_codes(
     }
 ) + (
     " Recipes: 'default' (AirNet 32/128/128 with a whitening stem, Muon for the filters and Nesterov SGD for the "
-    "rest, triangle schedule, lookahead averaging, flip + shift TTA: sized for about 10 minutes on a 2-core CPU), "
+    f"rest, triangle schedule, lookahead averaging, flip + shift TTA: on a CPU planned to a "
+    f"{DEFAULT.cpu_budget_s / 60:g}-minute budget, on a GPU {DEFAULT.epochs} epochs), "
     "'airbench' (airbench94's SGD method at full width 64/256/256, batch 1024: for a GPU) and "
     "'seed' (the original tutorial CNN and its plain SGD loop). "
     "See docs/training.md for every recipe field and why. "
@@ -50,6 +52,20 @@ def train(
     ),
     recipe: str = typer.Option(_default("recipe"), help="Training recipe: default (CPU), airbench (GPU) or seed."),
     epochs: int | None = typer.Option(_default("epochs"), help="Epochs to train (on --resume: extend to this many)."),
+    budget: str | None = typer.Option(
+        _default("budget_s"),
+        "--budget",
+        metavar="DURATION",
+        help="Train to a wall-clock budget (90s, 10m, 1h30m): a few timed steps first (outside the clock), then the "
+        f"steps that fit. (default: {DEFAULT.cpu_budget_s / 60:g}m for the default recipe on a CPU, none on a GPU; "
+        "--epochs fixes the length instead)",
+    ),
+    stop_after: str | None = typer.Option(
+        _default("stop_after_s"),
+        "--stop-after",
+        metavar="DURATION",
+        help="Stop when the training clock passes DURATION, schedule unchanged, and score those weights.",
+    ),
     batch_size: int | None = typer.Option(
         _default("batch_size"), "--batch-size", help="Images per step. (default: the recipe's)"
     ),
@@ -123,6 +139,8 @@ def train(
             model=model,
             model_kwargs=_json_object(model_kwargs, "--model-kwargs") if model_kwargs is not None else None,
             epochs=epochs,
+            budget_s=None if budget is None else parse_duration(budget, "--budget"),
+            stop_after_s=None if stop_after is None else parse_duration(stop_after, "--stop-after"),
             batch_size=batch_size,
             lr=lr,
             recipe_overrides=_settings(recipe_settings),

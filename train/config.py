@@ -17,6 +17,10 @@ PRECISIONS = ("auto", "bf16", "fp32")
 # torch.compile's modes; the two with CUDA graphs replay each training forward and backward as one launch on CUDA.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
+# A duration: 90s, 10m, 1h, 1h30m, 1.5h (hours, minutes, seconds in that order, each optional), or bare seconds.
+DURATION_PATTERN = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+# Recipe fields that fix a run's length, so neither a time budget nor the recipe's CPU budget applies with them.
+LENGTH_FIELDS = ("epochs", "max_train_images")
 
 
 @dataclass
@@ -31,6 +35,13 @@ class TrainConfig:
     model_kwargs: dict[str, Any] | None = None
     # Passes over the training set; None = recipe value. On --resume a larger value extends the run.
     epochs: int | None = None
+    # A wall-clock budget in seconds (--budget 10m): the run times a few optimizer steps first (outside the clock),
+    # then plans its steps to end within it (budget/plan.py). None = the recipe's cpu_budget_s on a CPU (the
+    # default recipe: 10 minutes), no budget on a GPU. Exclusive with epochs.
+    budget_s: float | None = None
+    # Stop when the training clock passes this many seconds, the schedule left as it is: the weights at that point
+    # are evaluated as the last epoch (bench/budget_curve.py's fixed-schedule baseline). None = never.
+    stop_after_s: float | None = None
     # Images per optimizer step; None = recipe value.
     batch_size: int | None = None
     # Peak learning rate (after warmup); None = recipe value.
@@ -88,6 +99,7 @@ class TrainConfig:
         """Raise ValueError with one line naming the bad option."""
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        self._validate_length()
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.lr is not None and not self.lr > 0:
@@ -117,6 +129,8 @@ class TrainConfig:
                 "--batch-size": self.batch_size,
                 "--set": self.recipe_overrides or None,
                 "--limit-per-class": self.limit_per_class,
+                "--budget": self.budget_s,
+                "--stop-after": self.stop_after_s,
             }
             given = [option for option, value in fixed.items() if value is not None]
             if given:
@@ -124,6 +138,17 @@ class TrainConfig:
                     f"--resume continues a run as it was configured; {', '.join(given)} cannot change "
                     "(start a new run instead)"
                 )
+
+    def _validate_length(self) -> None:
+        """A budget and an explicit length are two answers to one question: refuse the pair."""
+        for option, value in (("--budget", self.budget_s), ("--stop-after", self.stop_after_s)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{option} must be > 0 seconds, got {value}")
+        fixed = [f"--set {name}" for name in LENGTH_FIELDS if name in self.recipe_overrides]
+        if self.epochs is not None:
+            fixed.insert(0, "--epochs")
+        if self.budget_s is not None and fixed:
+            raise ValueError(f"--budget and {' and '.join(fixed)} both set the run's length; give one of them")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,3 +158,15 @@ class TrainConfig:
         """Rebuild from ``to_dict()`` output; unknown keys (from a newer version) are ignored."""
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def parse_duration(text: str, option: str = "--budget") -> float:
+    """Seconds in ``text`` ("90s", "10m", "1h", "1h30m", "1.5h" or bare seconds "600"); one-line ValueError else."""
+    cleaned = text.strip().lower()
+    match = DURATION_PATTERN.match(cleaned)
+    if re.fullmatch(r"\d+(?:\.\d+)?", cleaned):
+        return float(cleaned)
+    if not cleaned or match is None or not any(match.groups()):
+        raise ValueError(f"{option}: expected a duration such as 90s, 10m, 1h or 1h30m, got {text!r}")
+    parts = (match.group("h"), match.group("m"), match.group("s"))
+    return sum(float(value) * unit for value, unit in zip(parts, (3600, 60, 1), strict=True) if value)

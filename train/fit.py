@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
+from cifar_edge.train.budget.clock import RunClock
+from cifar_edge.train.budget.policy import plan_summary
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.distributed import any_rank, broadcast_object, launched_as_worker
 from cifar_edge.train.environment import describe_environment
@@ -45,6 +47,7 @@ class FitResult:
     wall_time_s: float  # training wall time over all sessions of the run (resumes included)
     device: str
     rank: int = 0  # under torchrun: this process's rank (only rank 0 wrote the run folder)
+    train_clock_s: float = 0.0  # the training clock (what a --budget counts: epochs, evaluation, saving), all sessions
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` summary."""
@@ -62,6 +65,7 @@ class FitResult:
             "final_train_loss": self.metrics[-1]["train_loss"] if self.metrics else None,
             "epochs": self.epochs,
             "wall_time_s": round(self.wall_time_s, 3),
+            "train_clock_s": round(self.train_clock_s, 3),
             "device": self.device,
         }
 
@@ -89,12 +93,14 @@ def fit(
     *,
     on_step: Callable[[StepEvent], None] | None = None,
     reporter: Reporter | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> FitResult:
     """Train as ``config`` says and return the run's paths and metrics.
 
     ``splits``: prepared data (tests, benchmarks); None loads it with ``load_splits`` from the config's data
-    options. ``on_step`` is called after every optimizer step. Raises ValueError (bad options, data or run
-    folder), TrainingFailed (non-finite loss) or TrainingInterrupted (Ctrl-C, after saving a checkpoint).
+    options. ``on_step`` is called after every optimizer step. ``clock``: what a time budget and --stop-after are
+    measured by (tests pass a fake one). Raises ValueError (bad options, data or run folder; a budget that fits
+    no epoch), TrainingFailed (non-finite loss) or TrainingInterrupted (Ctrl-C, after saving a checkpoint).
 
     Under ``torchrun`` every process calls ``fit`` with the same arguments: they train one model together
     (DistributedDataParallel, see :mod:`cifar_edge.train.distributed`), only rank 0 prints and writes the run
@@ -102,15 +108,19 @@ def fit(
     """
     reporter = reporter or Reporter(quiet=config.quiet or launched_as_worker())
     session_start = time.perf_counter()
-    session = open_session(config, splits, reporter)
+    session = open_session(config, splits, reporter, clock)
     try:
-        return _train(session, session_start, reporter, on_step)
+        return _train(session, session_start, reporter, on_step, RunClock(session, clock, reporter))
     finally:
         close_session(session)
 
 
 def _train(
-    session: Session, session_start: float, reporter: Reporter, on_step: Callable[[StepEvent], None] | None
+    session: Session,
+    session_start: float,
+    reporter: Reporter,
+    on_step: Callable[[StepEvent], None] | None,
+    run_clock: RunClock,
 ) -> FitResult:
     _open_run_dir(session)
     environment = describe_environment(session.trainer.device, session.trainer.precision)
@@ -126,8 +136,9 @@ def _train(
         session.trainer.warm_up(session.train_data, session.position.epoch)
         environment["warm_up_seconds"] = round(time.perf_counter() - warm_up_started, 3)
         reporter.line(f"warmed up in {environment['warm_up_seconds']:.1f} s (outside the epochs' training seconds)")
-    _run_epochs(session, environment, wall_time, reporter, on_step)
-    return _result(session, wall_time())
+    run_clock.start()
+    _run_epochs(session, environment, wall_time, reporter, run_clock.step_hook(on_step), run_clock)
+    return replace(_result(session, wall_time()), train_clock_s=run_clock.elapsed())
 
 
 def _open_run_dir(session: Session) -> None:
@@ -154,6 +165,8 @@ def _announce(session: Session, environment: dict[str, Any], reporter: Reporter)
         f"{len(session.train_data)} train / "
         f"{len(session.val_data)} val images, {recipe.epochs} epochs -> {session.run_dir}"
     )
+    if session.plan is not None:
+        reporter.line(f"plan: {plan_summary(session.plan)}; {session.plan['reason']}")
 
 
 def _run_epochs(
@@ -162,17 +175,20 @@ def _run_epochs(
     wall_time: Callable[[], float],
     reporter: Reporter,
     on_step: Callable[[StepEvent], None] | None,
+    run_clock: RunClock,
 ) -> None:
-    """Train the remaining epochs; a NaN/Inf loss raises TrainingFailed, Ctrl-C TrainingInterrupted (saved)."""
-    recipe, position = session.recipe, session.position
+    """Train the remaining epochs; a NaN/Inf loss raises TrainingFailed, Ctrl-C TrainingInterrupted (saved).
+    The run's length may change on the way (a re-plan, --stop-after): session.recipe.epochs is read afresh."""
+    position = session.position
 
     def announce_stop() -> None:
         reporter.progress_console.print("Ctrl-C: finishing this step and saving a checkpoint (again to abort)")
 
     curves = Curves(session)
     with StopRequest(on_first_signal=announce_stop) as stop:
-        while position.epoch < recipe.epochs:
+        while position.epoch < session.recipe.epochs:
             epoch_started = time.perf_counter()
+            run_clock.start_epoch()
             try:
                 completed = session.trainer.train_epoch(
                     session.train_data,
@@ -186,14 +202,17 @@ def _run_epochs(
                 curves.draw()
                 raise _failure(session, error) from None
             if not completed:
+                session.clock_s = run_clock.elapsed()
                 save_checkpoint(session, wall_time())
                 curves.draw()
                 raise TrainingInterrupted(session.run_dir, position.global_step)
-            _finish_epoch(session, environment, epoch_started, wall_time, reporter)
-            if any_rank(stop.requested, session.distributed, session.trainer.device) and position.epoch < recipe.epochs:
+            run_clock.finish_if_stopped()
+            _finish_epoch(session, environment, epoch_started, wall_time, reporter, run_clock)
+            last = position.epoch >= session.recipe.epochs
+            if any_rank(stop.requested, session.distributed, session.trainer.device) and not last:
                 curves.draw()
                 raise TrainingInterrupted(session.run_dir, position.global_step)
-            curves.draw(force=position.epoch >= recipe.epochs)
+            curves.draw(force=last)
 
 
 def _finish_epoch(
@@ -202,6 +221,7 @@ def _finish_epoch(
     epoch_started: float,
     wall_time: Callable[[], float],
     reporter: Reporter,
+    run_clock: RunClock,
 ) -> None:
     trainer, totals, position, recipe = session.trainer, session.totals, session.position, session.recipe
     # Every eval_every epochs the bare network is scored (one pass; mid-run in the training precision, a
@@ -231,12 +251,13 @@ def _finish_epoch(
     }
     session.metrics.append(row)
     position.epoch, position.step = position.epoch + 1, 0
+    run_clock.end_epoch()  # the clock; a planned run that slowed down re-plans its rest here, once
     session.totals = EpochTotals()
     save_checkpoint(session, wall_time_s)
     if session.distributed.is_main:
         save_model_files(session.run_dir, trainer.evaluation_model(), run_record(session, environment, wall_time_s))
         write_metrics_csv(session.run_dir / METRICS_CSV, session.metrics)
-    reporter.epoch_summary(row, recipe.epochs)
+    reporter.epoch_summary(row, session.recipe.epochs)
 
 
 def _failure(session: Session, error: NonFiniteLossError) -> TrainingFailed:

@@ -27,6 +27,7 @@ from cifar_edge.train.recipes import Recipe
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.state import DeviceData, EpochTotals, Position, StepEvent, check_finite
 from cifar_edge.train.state import NonFiniteLossError as NonFiniteLossError  # callers catch it from here
+from cifar_edge.train.warm_up import warm_up
 
 
 @dataclass
@@ -35,7 +36,7 @@ class _Epoch:
 
     plan: EpochPlan
     count: int  # images the epoch uses (see distributed.usable_images)
-    steps: int
+    steps: int  # the epoch ends after this many (fewer than a full epoch's in a planned run's last epoch, or stopped)
     total_steps: int  # of the whole run
     averaging: bool  # lookahead averaging is active this epoch
     first_step: int  # where this call started (after a mid-epoch resume, not 0)
@@ -43,6 +44,7 @@ class _Epoch:
     loss_sum: torch.Tensor
     correct: torch.Tensor
     checked: int  # steps before this one have been checked for NaN/Inf
+    done: int  # steps of this epoch taken so far
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Trainer:
     # the graphs' memory for the last step's outputs is reused, and the warm-up runs each graph twice (cudagraph
     # trees record on the second run), so recording happens before the clock too.
     cuda_graphs: bool = False
+    # The run's length in optimizer steps when planned to a budget (its last epoch partial); 0 = recipe.epochs whole.
+    total_steps: int = 0
 
     def __post_init__(self) -> None:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
@@ -74,6 +78,7 @@ class Trainer:
         # A CPU check is free; on CUDA each check syncs the device, so look every few steps (and before saving).
         self.finite_check_every = 1 if self.device.type == "cpu" else 25
         self.last_lr: float | None = None  # learning rate of the latest step (weights group)
+        self._epoch: _Epoch | None = None  # the epoch train_epoch is running
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == torch.bfloat16:
@@ -82,6 +87,15 @@ class Trainer:
 
     def steps_per_epoch(self, num_images: int) -> int:
         return steps_per_epoch(num_images, self.recipe.batch_size, self.distributed.world_size)
+
+    def run_steps(self, num_images: int) -> int:
+        """The run's optimizer steps: as planned, or every step of recipe.epochs epochs."""
+        return self.total_steps or self.recipe.epochs * self.steps_per_epoch(num_images)
+
+    def end_epoch_now(self) -> None:
+        """From on_step: make the step just taken the last of its epoch (a deadline; the schedule is left alone)."""
+        if self._epoch is not None:
+            self._epoch.steps = self._epoch.done
 
     def evaluation_model(self) -> nn.Module:
         return self.model if self.average is None else self.average.model
@@ -96,12 +110,13 @@ class Trainer:
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Run the rest of epoch ``position.epoch``; True when it completed, False when a stop was requested."""
-        epoch = self._start_epoch(data, position, totals)
+        epoch = self._epoch = self._start_epoch(data, position, totals)
         started = time.perf_counter()
         description = f"epoch {position.epoch + 1}/{self.recipe.epochs}"
         done_images = min(epoch.count, epoch.first_step * self.recipe.batch_size)
         with reporter.epoch_progress(description, epoch.count, done_images) as progress:
-            for step in range(epoch.first_step, epoch.steps):
+            while epoch.done < epoch.steps:  # epoch.steps may shrink under us (end_epoch_now)
+                step = epoch.done
                 size, detached, hits, stats = self._train_step(data, epoch, step, position, stop_requested)
                 self._record_step(epoch, step, size, detached, hits, position, totals, reporter)
                 progress.advance(size)
@@ -116,8 +131,9 @@ class Trainer:
         """Set the epoch's trainability, draw its plan and move its running sums to the device."""
         recipe = self.recipe
         count = usable_images(len(data), recipe.batch_size, self.distributed.world_size)
-        steps = self.steps_per_epoch(len(data))
-        total_steps = recipe.epochs * steps
+        full_steps, total_steps = self.steps_per_epoch(len(data)), self.run_steps(len(data))
+        # The epoch's steps: all of them, or what the run has left (a planned run's last epoch).
+        steps = max(position.step, min(full_steps, total_steps - (position.global_step - position.step)))
         self.prepare_epoch(position.epoch)
         plan = plan_epoch(
             len(data),
@@ -129,12 +145,11 @@ class Trainer:
             device=self.device,
         )
         averaging = self.lookahead is not None and position.epoch >= recipe.average_start_epoch
-        losses = torch.zeros(steps, dtype=torch.float32, device=self.device)
+        losses = torch.zeros(full_steps, dtype=torch.float32, device=self.device)
         loss_sum, correct = totals.loss_sum.to(self.device), totals.correct.to(self.device)
         self.model.train()
-        return _Epoch(
-            plan, count, steps, total_steps, averaging, position.step, losses, loss_sum, correct, position.step
-        )
+        first = position.step
+        return _Epoch(plan, count, steps, total_steps, averaging, first, losses, loss_sum, correct, first, first)
 
     def _train_step(
         self, data: DeviceData, epoch: _Epoch, step: int, position: Position, stop_requested: Callable[[], bool]
@@ -186,7 +201,7 @@ class Trainer:
         reporter: Reporter,
     ) -> None:
         """Add step ``step``'s loss and hits to the epoch's sums, check for NaN/Inf when due, log when due."""
-        epoch.losses[step] = loss
+        epoch.losses[step], epoch.done = loss, step + 1
         epoch.loss_sum += loss.double() * size
         epoch.correct += hits
         totals.seen += size
@@ -213,43 +228,8 @@ class Trainer:
         return completed
 
     def warm_up(self, data: DeviceData, from_epoch: int) -> None:
-        """Run the training forward and backward once per batch shape and per set of trainable parameters that
-        epochs ``from_epoch`` onwards will use, then restore the weights and BatchNorm statistics.
-
-        This moves cuDNN's algorithm search and every torch.compile (re)compilation in front of the run (airbench
-        times its runs the same way): otherwise the first step, the last partial batch and the epoch where the
-        whitening bias freezes each stall inside the timed epochs (for seconds, compiled). It changes nothing the
-        run computes: no optimizer step, no random numbers, and the state is put back exactly.
-        """
-        recipe, distributed = self.recipe, self.distributed
-        count = usable_images(len(data), recipe.batch_size, distributed.world_size)
-        steps = self.steps_per_epoch(len(data))
-        if steps == 0:
-            return
-        sizes = set()
-        for start in (0, (steps - 1) * recipe.batch_size):  # a full batch and the last, maybe partial, one
-            first, last = rank_slice(
-                start, min(count, start + recipe.batch_size), distributed.rank, distributed.world_size
-            )
-            sizes.add(last - first)
-        saved = {name: value.clone() for name, value in self.model.state_dict().items()}
-        signatures = set()
-        self.model.train()
-        for epoch in range(from_epoch, recipe.epochs):
-            self.prepare_epoch(epoch)
-            signature = self._trainable_signature()
-            if signature in signatures:
-                continue
-            signatures.add(signature)
-            for size in sorted(sizes, reverse=True):
-                inputs = normalize(data.images[:size].permute(0, 3, 1, 2), self.mean, self.std)
-                for _ in range(2 if self.cuda_graphs else 1):
-                    self._forward(inputs, data.labels[:size])[1].backward()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.model.load_state_dict(saved)
-        self.prepare_epoch(from_epoch)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        """Compile and autotune before the clock, changing nothing: :func:`cifar_edge.train.warm_up.warm_up`."""
+        warm_up(self, data, from_epoch)
 
     def _forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The training forward (in the training precision) and its loss: one definition for the steps and the

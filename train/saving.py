@@ -62,6 +62,9 @@ def save_checkpoint(session: Session, wall_time_s: float) -> None:
         "rng": capture_rng_state(),
         "data": session.data_record,
         "wall_time_s": wall_time_s,
+        "train_clock_s": session.clock_s,
+        "plan": session.plan,
+        "stopped": session.stopped,
         "saved_at": _now(),
     }
     write_checkpoint(session.run_dir / CHECKPOINT_FILE, payload)
@@ -83,7 +86,14 @@ def run_record(session: Session, environment: dict[str, Any], wall_time_s: float
             "train_images": len(session.train_data),
             "val_images": len(session.val_data),
         },
-        "environment": {**environment, "seed": session.config.seed, "wall_time_s": round(wall_time_s, 3)},
+        "environment": {
+            **environment,
+            "seed": session.config.seed,
+            "wall_time_s": round(wall_time_s, 3),
+            "train_clock_s": round(session.clock_s, 3),  # epochs, evaluation and saving: what a budget counts
+        },
+        "plan": session.plan,  # a budgeted run's measurements, plan and re-plan (budget/plan.py); None = fixed
+        "stopped": session.stopped,  # where --stop-after ended the run; None = it ran its schedule
         "data": session.data_record,
         "status": "completed" if session.position.epoch >= session.recipe.epochs else "running",
         "weights": _weights_kind(session),

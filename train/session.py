@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,9 @@ from torch import nn
 from cifar_edge.runtime.contract import Contract, unnormalized_contract
 from cifar_edge.runtime.layout import CHECKPOINT_FILE
 from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
+from cifar_edge.train.budget.plan import current_total_steps
+from cifar_edge.train.budget.policy import existing_folder, plan_session
+from cifar_edge.train.budget.probe import ProbeInputs
 from cifar_edge.train.config import CUDA_GRAPH_COMPILE_MODES, TrainConfig
 from cifar_edge.train.distributed import (
     DistributedContext,
@@ -28,14 +33,15 @@ from cifar_edge.train.environment import configure_threads, resolve_device, reso
 from cifar_edge.train.loop import Trainer
 from cifar_edge.train.models import available_models, build_model
 from cifar_edge.train.optim.averaging import LookaheadAverage, WeightAverage
-from cifar_edge.train.optim.groups import build_optimizer, parameter_groups
+from cifar_edge.train.optim.groups import build_optimizer
 from cifar_edge.train.optim.schedule import LrSchedule
 from cifar_edge.train.recipes import Recipe, epochs_within_budget, resolve_recipe
 from cifar_edge.train.reporting import Reporter
-from cifar_edge.train.run.checkpoint import read_checkpoint, restore_rng_state
+from cifar_edge.train.resume import restore, resumed_config
+from cifar_edge.train.run.checkpoint import read_checkpoint
 from cifar_edge.train.run.folder import resolve_resume_dir
-from cifar_edge.train.training_data import check_splits, obtain_splits, plain_json
 from cifar_edge.train.state import DeviceData, EpochTotals, Position
+from cifar_edge.train.training_data import check_splits, obtain_splits, plain_json
 
 if TYPE_CHECKING:
     # The data module imports torchvision (slow to import): loaded only when fit() has to load data itself.
@@ -60,10 +66,17 @@ class Session:
     threads: int = 1
     malloc_tuned: bool = False  # environment.tune_malloc took effect in this process
     distributed: DistributedContext = field(default_factory=DistributedContext)  # torchrun's rank and world
+    plan: dict[str, Any] | None = None  # a budgeted run's plan (budget/plan.py: Plan.record); None = fixed length
+    clock_s: float = 0.0  # the training clock at the last epoch's end, all sessions (budget/clock.py)
+    previous_clock_s: float = 0.0  # the training clock's seconds in earlier sessions of a resumed run
+    stopped: dict[str, Any] | None = None  # where --stop-after ended the run (budget/clock.py), None = not
 
 
-def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter) -> Session:
+def open_session(
+    config: TrainConfig, splits: Splits | None, reporter: Reporter, clock: Callable[[], float] = time.perf_counter
+) -> Session:
     """Validate options, load or accept data, build everything; ValueError (one line) for bad options or data.
+    A run with a time budget measures this machine first (by ``clock``) and plans its steps (budget/).
 
     Under torchrun this also joins the process group (``session.distributed``; released by ``close_session``).
     """
@@ -73,7 +86,7 @@ def open_session(config: TrainConfig, splits: Splits | None, reporter: Reporter)
     try:
         if distributed.enabled and device.type == "cuda":
             device = torch.device("cuda", distributed.local_rank)  # one GPU per process
-        return _build_session(config, splits, device, distributed)
+        return _build_session(config, splits, device, distributed, (clock, reporter))
     except BaseException:
         stop_distributed(distributed)
         raise
@@ -84,7 +97,11 @@ def close_session(session: Session) -> None:
 
 
 def _build_session(
-    config: TrainConfig, splits: Splits | None, device: torch.device, distributed: DistributedContext
+    config: TrainConfig,
+    splits: Splits | None,
+    device: torch.device,
+    distributed: DistributedContext,
+    planning: tuple[Callable[[], float], Reporter],
 ) -> Session:
     config, recipe, run_dir, saved = _resolve_run(config)
     threads, malloc_tuned = _configure_process(config, recipe, device, distributed)
@@ -99,7 +116,16 @@ def _build_session(
         generator = torch.Generator().manual_seed(epoch_seed(config.seed, WHITENING_PICK_EPOCH))
         pick = torch.randperm(len(train_data), generator=generator)[: recipe.whitening_images].to(device)
         model.init_whitening(normalize(train_data.images[pick].permute(0, 3, 1, 2), mean, std))
-    trainer, schedule = _build_trainer(config, recipe, model, len(train_data), mean, std, device, distributed)
+    plan = None if saved is None else saved.get("plan")
+    if saved is None:  # on the real model and data, before the optimizer exists (the plan may change the batch)
+        precision = resolve_precision(config.precision, device)
+        scratch = existing_folder(run_dir or Path(config.runs_root))  # the run's writes are timed on its own disk
+        inputs = ProbeInputs(model, train_data, val_data, mean, std, precision, device, distributed.world_size, scratch)
+        recipe, plan = plan_session(config, recipe, inputs, distributed, *planning)
+    total_steps = 0 if plan is None else current_total_steps(plan)
+    trainer, schedule = _build_trainer(
+        config, recipe, model, len(train_data), mean, std, device, distributed, total_steps
+    )
     summary = plain_json(splits.description)
     session = Session(
         config=config,
@@ -114,9 +140,10 @@ def _build_session(
         threads=threads,
         malloc_tuned=malloc_tuned,
         distributed=distributed,
+        plan=plan,
     )
     if saved is not None:
-        _restore(session, saved, schedule)
+        restore(session, saved, schedule)
     return session
 
 
@@ -125,7 +152,7 @@ def _resolve_run(config: TrainConfig) -> tuple[TrainConfig, Recipe, Path | None,
     if config.resume:
         run_dir = resolve_resume_dir(config.resume)
         saved = read_checkpoint(run_dir / CHECKPOINT_FILE)
-        config, recipe = _resumed_config(config, saved, run_dir)
+        config, recipe, saved["plan"] = resumed_config(config, saved, run_dir)
         return config, recipe, run_dir, saved
     recipe = resolve_recipe(config)
     if recipe.model not in available_models():
@@ -143,6 +170,8 @@ def _configure_process(
     local_batch_size(recipe.batch_size, distributed.world_size)  # ValueError unless the batch splits evenly
     if config.sync_batchnorm and distributed.enabled and device.type != "cuda":
         raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); drop it on the CPU")
+    if config.stop_after_s is not None and distributed.enabled:  # each rank's clock would stop it at another step
+        raise ValueError("--stop-after runs in one process only; drop it under torchrun")
     threads = configure_threads(device, config.threads, processes=distributed.local_world_size)
     malloc_tuned = config.tune_malloc and device.type == "cpu" and tune_malloc()
     if device.type == "cuda":
@@ -164,7 +193,7 @@ def _prepare_data(
     # Under torchrun rank 0 decodes (and caches) the data first; the other ranks then read its cache.
     splits, spec = main_first(distributed, lambda: obtain_splits(config, splits, saved, base_contract))
     check_splits(splits, base_contract)
-    if saved is None and config.epochs is None and "epochs" not in config.recipe_overrides:
+    if saved is None and config.epochs is None and config.budget_s is None and "epochs" not in config.recipe_overrides:
         recipe = epochs_within_budget(recipe, len(splits.train_labels))
     contract = base_contract.with_classes(splits.class_names)
     if saved is not None and tuple(saved["contract"]["class_names"]) != contract.class_names:
@@ -192,14 +221,16 @@ def _build_trainer(
     std: torch.Tensor,
     device: torch.device,
     distributed: DistributedContext,
+    total_steps: int = 0,
 ) -> tuple[Trainer, LrSchedule]:
-    """The optimizer, its learning-rate schedule, the weight averages and the (wrapped) model, as one Trainer."""
+    """The optimizer, its learning-rate schedule, the weight averages and the (wrapped) model, as one Trainer;
+    ``total_steps``: a planned run's length (0 = recipe.epochs whole epochs)."""
     optimizer = build_optimizer(model, recipe)
     epoch_steps = steps_per_epoch(train_images, recipe.batch_size, distributed.world_size)
     warmup_steps = round(recipe.warmup_epochs * epoch_steps)
     schedule = LrSchedule(
         recipe.schedule,
-        recipe.epochs * epoch_steps,
+        total_steps or recipe.epochs * epoch_steps,
         warmup_steps,
         recipe.lr_start_factor,
         recipe.lr_peak_fraction,
@@ -229,69 +260,12 @@ def _build_trainer(
         wrap if distributed.enabled else None,
         resolve_precision(config.precision, device),
         cuda_graphs=config.compile and config.compile_mode in CUDA_GRAPH_COMPILE_MODES and device.type == "cuda",
+        total_steps=total_steps,
     )
     return trainer, schedule
-
-
-def _resumed_config(config: TrainConfig, saved: dict[str, Any], run_dir: Path) -> tuple[TrainConfig, Recipe]:
-    recipe = Recipe.from_dict(saved["recipe"])
-    done = saved["position"]["epoch"]
-    if config.epochs is not None:
-        if config.epochs < done:
-            raise ValueError(f"--epochs {config.epochs}: {run_dir} has already completed {done} epochs")
-        recipe = replace(recipe, epochs=config.epochs)
-    if config.lr is not None:  # e.g. to continue a diverged run from its last good checkpoint more gently
-        recipe = replace(recipe, lr=config.lr)
-    if done >= recipe.epochs:
-        raise ValueError(f"{run_dir} already completed its {done} epochs; pass --epochs N (> {done}) to train further")
-    saved_config = TrainConfig.from_dict(saved["config"])
-    # Only how and where to compute may change on resume (plus the epoch count and the peak learning rate);
-    # what is computed comes from the checkpoint.
-    effective = replace(
-        saved_config,
-        epochs=recipe.epochs,
-        lr=recipe.lr if config.lr is not None else saved_config.lr,
-        device=config.device,
-        precision=config.precision,
-        threads=config.threads,
-        tune_malloc=config.tune_malloc,
-        compile=config.compile,
-        compile_mode=config.compile_mode,
-        quiet=config.quiet,
-        run_dir=str(run_dir),
-        resume=None,
-    )
-    return effective, recipe
 
 
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _restore(session: Session, saved: dict[str, Any], schedule: LrSchedule) -> None:
-    trainer = session.trainer
-    trainer.model.load_state_dict(saved["model"])
-    trainer.optimizer.load_state_dict(saved["optimizer"])
-    trainer.scheduler.load_state_dict(saved["scheduler"])
-    # --epochs may have grown and --lr changed: stretch the schedule over the new total, re-derive the base and
-    # current rates from the recipe (the same arithmetic as a fresh start, so unchanged values stay bit-identical).
-    schedule.total_steps = session.recipe.epochs * trainer.steps_per_epoch(len(session.train_data))
-    base_lrs = [group["lr"] for group in parameter_groups(trainer.model, session.recipe)]
-    trainer.scheduler.base_lrs = base_lrs
-    for group, base_lr in zip(trainer.optimizer.param_groups, base_lrs, strict=True):
-        group["initial_lr"] = base_lr
-        group["lr"] = base_lr * schedule(trainer.scheduler.last_epoch)
-    if trainer.average is not None and saved.get("weight_average") is not None:
-        trainer.average.load_state_dict(saved["weight_average"])
-    if trainer.lookahead is not None and saved.get("lookahead") is not None:
-        trainer.lookahead.load_state_dict(saved["lookahead"], trainer.device)
-    position = saved["position"]
-    session.position = Position(position["epoch"], position["step"], position["global_step"])
-    totals = saved["epoch_totals"]
-    session.totals = EpochTotals(totals["loss_sum"], totals["correct"], totals["seen"], totals["train_seconds"])
-    session.metrics = list(saved["metrics"])
-    session.previous_wall_time_s = float(saved["wall_time_s"])
-    session.data_record = {**saved["data"], "summary": session.data_record["summary"]}
-    restore_rng_state(saved["rng"])

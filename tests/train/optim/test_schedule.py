@@ -59,3 +59,27 @@ def test_triangle_without_a_ramp_decays_linearly_from_the_first_step() -> None:
     schedule = LrSchedule("triangle", total_steps=11, start_factor=0.2, peak_fraction=0.0, end_factor=0.0)
     factors = [schedule(step) for step in range(11)]
     assert factors == pytest.approx([1.0 - step / 10 for step in range(11)])  # start_factor plays no part
+
+
+@pytest.mark.parametrize("total", [300, 1641, 5000])
+def test_the_triangle_follows_the_planned_steps(total: int) -> None:
+    """A budget plans the steps; the warm-up, peak and decay are fractions of them, so they move with the plan."""
+    recipe = get_recipe("default")
+    shape = (recipe.lr_start_factor, recipe.lr_peak_fraction, recipe.lr_end_factor)
+    factors = [LrSchedule("triangle", total, 0, *shape)(step) for step in range(total)]
+    assert abs(factors.index(max(factors)) - recipe.lr_peak_fraction * total) <= 1
+    assert factors[-1] == pytest.approx(recipe.lr_end_factor) and factors[0] == pytest.approx(recipe.lr_start_factor)
+
+
+@pytest.mark.parametrize("at", [10, 40, 70])  # during the warm-up, right after the peak, late in the decay
+def test_a_replan_compresses_the_rest_without_a_jump(at: int) -> None:
+    planned = LrSchedule("triangle", 100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
+    before = [planned(step) for step in range(at + 1)]
+    replanned = LrSchedule("triangle", 100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
+    replanned.replan(at, 80)
+    factors = [replanned(step) for step in range(80)]
+    assert factors[: at + 1] == before  # what has been trained keeps its rates; no jump at the re-plan
+    assert factors[-1] == pytest.approx(0.07)  # the same end, 20 steps earlier
+    rest = [planned(at + (step - at) * (99 - at) / (79 - at)) for step in range(at, 80)]
+    assert factors[at:] == pytest.approx(rest)  # the remaining shape, at the new pace
+    assert all(isinstance(value, (str, int, float)) for value in vars(replanned).values())  # LambdaLR saves them

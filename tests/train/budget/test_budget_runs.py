@@ -1,0 +1,137 @@
+"""Budgeted runs end to end on the tiny data, timed by a fake clock: the plan in run.json, resume, re-plan, stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from cifar_edge.train import TrainConfig, fit
+from cifar_edge.train.budget.plan import BudgetTooSmall
+from cifar_edge.train.data.load import Splits
+from cifar_edge.train.fit import TrainingInterrupted
+from cifar_edge.train.loop import StepEvent
+from cifar_edge.train.recipes import DEFAULT
+
+TICK = 0.01  # fake seconds per clock reading: the loop reads it once per step, so one step costs one tick
+
+
+class FakeClock:
+    """Advances ``tick`` seconds at every reading: speeds measured with it are exact and repeatable."""
+
+    def __init__(self, tick: float = TICK) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.fixture
+def budget_config(airnet_config: TrainConfig) -> TrainConfig:
+    """The default recipe (tiny AirNet) on a 0.3 s budget: batch 18 splits the 54 images into 3 full steps, so a
+    fake tick per step is exactly the probe's speed; its design knobs (3/3/3 of 18 epochs) are the recipe's."""
+    return replace(airnet_config, epochs=None, budget_s=0.3, batch_size=18, recipe_overrides={})
+
+
+def _record(result) -> dict:
+    return json.loads(result.run_json.read_text())
+
+
+def test_run_json_records_the_plan_and_the_run_follows_it(tiny_splits: Splits, budget_config: TrainConfig) -> None:
+    result = fit(budget_config, tiny_splits, clock=FakeClock())
+    record = _record(result)
+    plan, recipe = record["plan"], record["recipe"]
+    assert plan["budget_s"] == 0.3 and plan["source"] == "--budget" and plan["design_epochs"] == 18
+    assert plan["speeds"] == [
+        {"batch_size": 18, "images_per_s": 18 / TICK, "steps": plan["total_steps"], "images": 54 * plan["epochs"]}
+    ]
+    assert plan["images_per_s"] == pytest.approx(18 / TICK) and plan["warm_up_s"] > 0 and plan["replanned"] is None
+    assert plan["predicted_s"]["total_s"] <= 0.3 and plan["steps_per_epoch"] == 3
+    assert plan["workload"]["val_images"] == 18 and plan["workload"]["final_passes"] == 7  # flip + shift TTA
+    # The recipe the run trained is the plan's: its length, and the knobs counted in epochs scaled to it.
+    epochs = plan["epochs"]
+    assert recipe["epochs"] == epochs == len(result.metrics) and 1 < epochs < 18
+    share = epochs / 18
+    assert recipe["whiten_bias_epochs"] == max(1, int(3 * share + 0.5)) == plan["knobs"]["whiten_bias_epochs"]
+    assert recipe["eval_every"] == max(1, int(3 * share + 0.5)) and recipe["average_start_epoch"] < epochs
+    steps = torch.load(result.checkpoint, weights_only=True)["position"]["global_step"]
+    assert steps == plan["total_steps"]
+    assert record["environment"]["train_clock_s"] > 0 and record["stopped"] is None
+
+
+def test_resume_continues_the_plan_bit_identically(
+    tiny_splits: Splits, budget_config: TrainConfig, tmp_path: Path
+) -> None:
+    straight = fit(replace(budget_config, run_dir=str(tmp_path / "straight")), tiny_splits, clock=FakeClock())
+
+    def press_ctrl_c(event: StepEvent) -> None:
+        if event.global_step == 5:  # mid-epoch 2
+            os.kill(os.getpid(), signal.SIGINT)
+
+    split = tmp_path / "split"
+    with pytest.raises(TrainingInterrupted):
+        fit(replace(budget_config, run_dir=str(split)), tiny_splits, on_step=press_ctrl_c, clock=FakeClock())
+    resumed = fit(TrainConfig(resume=str(split), quiet=True, threads=1), tiny_splits, clock=FakeClock())
+    assert _record(resumed)["plan"] == _record(straight)["plan"] | {"warm_up_s": _record(resumed)["plan"]["warm_up_s"]}
+    states = [torch.load(result.checkpoint, weights_only=True)["model"] for result in (straight, resumed)]
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name
+    assert [row["train_loss"] for row in straight.metrics] == [row["train_loss"] for row in resumed.metrics]
+
+
+def test_a_slowdown_replans_the_rest_once(tiny_splits: Splits, budget_config: TrainConfig) -> None:
+    clock, lrs = FakeClock(), []
+
+    def slow_down(event: StepEvent) -> None:
+        lrs.append(event.optimizer.param_groups[0]["lr"])
+        if event.global_step == 6:  # from epoch 3 on, every step takes three times as long
+            clock.tick = 3 * TICK
+
+    result = fit(replace(budget_config, budget_s=1.0), tiny_splits, on_step=slow_down, clock=clock)
+    plan = _record(result)["plan"]
+    replanned = plan["replanned"]
+    assert replanned is not None and replanned["after_epoch"] == 3  # the first epoch judged slow
+    assert replanned["measured_images_per_s"] == pytest.approx(plan["images_per_s"] / 3)
+    assert replanned["total_steps"] < plan["total_steps"] and replanned["epochs"] == len(result.metrics)
+    assert len(lrs) == replanned["total_steps"]  # the run trained the new length...
+    assert replanned["clock_s"] < result.train_clock_s <= 1.1 * plan["budget_s"]  # ...and ended on time, slower
+    peak = lrs.index(max(lrs))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False))  # the decay compressed, no jump
+    assert lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)  # the last step's rate: the triangle's end
+
+
+def test_a_budget_without_room_for_one_epoch_is_refused_naming_the_minimum(
+    tiny_splits: Splits, budget_config: TrainConfig
+) -> None:
+    with pytest.raises(BudgetTooSmall, match=r"cannot fit one epoch of 54 images .* the minimum budget is \d+s"):
+        fit(replace(budget_config, budget_s=0.5), tiny_splits, clock=FakeClock(tick=1.0))
+    assert not Path(budget_config.run_dir).exists()  # refused before a run folder was made
+
+
+def test_stop_after_ends_a_fixed_schedule_at_the_deadline(tiny_splits: Splits, airnet_config: TrainConfig) -> None:
+    fixed = replace(airnet_config, epochs=4, batch_size=18)
+    lrs: list[float] = []
+    result = fit(
+        replace(fixed, stop_after_s=0.05),
+        tiny_splits,
+        on_step=lambda e: lrs.append(e.optimizer.param_groups[0]["lr"]),
+        clock=FakeClock(),
+    )
+    record = _record(result)
+    assert record["plan"] is None and record["stopped"]["stop_after_s"] == 0.05
+    assert record["stopped"]["global_step"] == len(lrs) < 12 and record["stopped"]["clock_s"] >= 0.05
+    assert record["recipe"]["epochs"] == len(result.metrics) == record["stopped"]["epoch"]
+    assert result.metrics[-1]["val_tta_accuracy"] is not None  # the weights at the deadline, scored as the final
+    full: list[float] = []
+    fit(
+        replace(fixed, run_dir=fixed.run_dir + "-full"),
+        tiny_splits,
+        on_step=lambda e: full.append(e.optimizer.param_groups[0]["lr"]),
+    )
+    assert lrs == full[: len(lrs)]  # the schedule was the fixed one, cut off, not compressed

@@ -1,0 +1,139 @@
+"""The budget planner on fake speed tables: steps within the budget, overheads counted, knobs scaled by one rule."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import pytest
+
+from cifar_edge.train.budget.plan import (
+    SWITCH_GAIN,
+    BudgetTooSmall,
+    Candidate,
+    CostModel,
+    Plan,
+    Workload,
+    plan_budget,
+    replan_steps,
+    scaled_knobs,
+)
+from cifar_edge.train.recipes import DEFAULT, SEED
+
+# CIFAR-10's default split with made-up speeds: the planner only ever sees numbers like these.
+WORKLOAD = Workload(
+    train_images=45_000,
+    val_images=5_000,
+    monitor_images_per_s=4_000.0,
+    final_images_per_s=2_000.0,
+    epoch_overhead_s=0.5,
+    curves_s=0.3,
+    curves_every_s=10.0,
+)
+OWN = [Candidate(512, 1_500.0)]
+
+
+def _seconds(plan: Plan) -> float:
+    """The predicted seconds of a plan, recomputed from its own steps and cadence."""
+    model = CostModel(plan.candidate.batch_size, plan.candidate.images_per_s, replace(WORKLOAD, final_passes=7))
+    return model.seconds(plan.total_steps, plan.knobs["eval_every"])["total_s"]
+
+
+def test_the_plan_fits_the_budget_and_one_more_step_would_not() -> None:
+    for budget in (90, 600, 3600):
+        plan = plan_budget(budget, DEFAULT, OWN, WORKLOAD)
+        assert plan.predicted["total_s"] == pytest.approx(_seconds(plan)) and plan.predicted["total_s"] <= budget
+        assert plan.predicted["total_s"] > 0.95 * budget  # it uses the budget, not a safe fraction of it
+        longer = replace(plan, total_steps=plan.total_steps + 1)
+        longer_knobs = scaled_knobs(DEFAULT, 512, -(-longer.total_steps // plan.steps_per_epoch))
+        assert _seconds(replace(longer, knobs=longer_knobs)) > budget
+        assert plan.knobs["epochs"] == -(-plan.total_steps // plan.steps_per_epoch)  # whole epochs, the last partial
+
+
+def test_steps_grow_with_the_budget_and_never_pass_it() -> None:
+    budgets = [60 + 20 * index for index in range(60)]
+    plans = [plan_budget(budget, DEFAULT, OWN, WORKLOAD) for budget in budgets]
+    assert all(a.total_steps <= b.total_steps for a, b in itertools.pairwise(plans))
+    assert all(plan.predicted["total_s"] <= budget for plan, budget in zip(plans, budgets, strict=True))
+    # With several batch sizes the plan may switch batch, but the training it buys still grows with the budget.
+    table = [Candidate(256, 1_450.0), Candidate(512, 1_500.0), Candidate(1024, 1_900.0)]
+    images = []
+    for budget in budgets:
+        plan = plan_budget(budget, DEFAULT, table, WORKLOAD)
+        model = CostModel(plan.candidate.batch_size, plan.candidate.images_per_s, WORKLOAD)
+        images.append(model.images(plan.total_steps))
+    assert images == sorted(images)
+
+
+def test_evaluation_and_saving_are_paid_for() -> None:
+    bare = plan_budget(600, DEFAULT, OWN, Workload(45_000))
+    costly = plan_budget(600, DEFAULT, OWN, replace(WORKLOAD, epoch_overhead_s=3.0))
+    assert bare.predicted["steps_s"] <= 600 and bare.predicted["monitor_s"] == bare.predicted["overhead_s"] == 0
+    parts = costly.predicted
+    epochs = costly.knobs["epochs"]
+    assert parts["overhead_s"] == pytest.approx(epochs * (3.0 + 0.3) + 0.3)  # each epoch saves and redraws, + the end
+    monitors = (epochs - 1) // costly.knobs["eval_every"]
+    assert parts["monitor_s"] == pytest.approx(monitors * 5_000 / 4_000)
+    assert parts["final_eval_s"] == pytest.approx(7 * 5_000 / 2_000)  # float32 + flip-and-shift TTA's 6 passes
+    assert costly.total_steps < bare.total_steps
+    others = parts["monitor_s"] + parts["final_eval_s"] + parts["overhead_s"]
+    assert parts["steps_s"] == pytest.approx(600 - others, abs=1)  # the steps get what the rest leaves
+
+
+def test_short_epochs_pay_only_their_share_of_a_curves_redraw() -> None:
+    tiny = Workload(train_images=100, epoch_overhead_s=0.01, curves_s=0.5, curves_every_s=10.0)
+    model = CostModel(100, 1_000.0, tiny)  # 0.1 s of steps per epoch: a redraw every ~90 epochs
+    assert model.epoch_overhead_s == pytest.approx(0.01 + 0.5 * 0.11 / 10)
+
+
+def test_another_batch_size_must_buy_clearly_more_training() -> None:
+    close = [Candidate(512, 1_500.0), Candidate(1024, 1_500.0 * (1 + SWITCH_GAIN / 2))]
+    plan = plan_budget(600, DEFAULT, close, WORKLOAD)
+    assert plan.candidate.batch_size == 512 and "(the recipe's)" in plan.reason
+    assert [row["batch_size"] for row in plan.speeds] == [512, 1024]  # every candidate measured is recorded
+    faster = [Candidate(512, 1_500.0), Candidate(1024, 2_000.0)]
+    plan = plan_budget(600, DEFAULT, faster, WORKLOAD)
+    assert plan.candidate.batch_size == 1024 and "more images" in plan.reason
+    assert plan.knobs["lr"] == pytest.approx(2 * DEFAULT.lr)  # linear scaling, as the recipes scale between batches
+    assert plan.knobs["lookahead_every"] == 3  # 5 x 512 / 1024 = 2.5, rounded half up: the same images apart
+
+
+def test_knobs_keep_their_share_of_the_run() -> None:
+    assert scaled_knobs(DEFAULT, 512, 18) == {
+        "epochs": 18,
+        "batch_size": 512,
+        "lr": DEFAULT.lr,
+        "whiten_bias_epochs": 3,
+        "average_start_epoch": 3,
+        "eval_every": 3,
+        "warmup_epochs": 0.0,
+        "lookahead_every": 5,
+    }  # the length the recipe was designed at changes nothing
+    doubled = scaled_knobs(DEFAULT, 512, 36)
+    assert (doubled["whiten_bias_epochs"], doubled["average_start_epoch"], doubled["eval_every"]) == (6, 6, 6)
+    short = scaled_knobs(DEFAULT, 512, 2)
+    assert short["whiten_bias_epochs"] == 1  # never 0, which would mean "never frozen"
+    assert short["eval_every"] == 1 and short["average_start_epoch"] == 0  # averaging still runs in the run
+    assert scaled_knobs(replace(DEFAULT, warmup_epochs=2.0), 512, 9)["warmup_epochs"] == pytest.approx(1.0)
+    assert scaled_knobs(SEED, 64, 20)["whiten_bias_epochs"] == 0  # a knob the recipe does not use stays off
+
+
+def test_a_budget_without_room_for_one_epoch_names_the_minimum() -> None:
+    with pytest.raises(BudgetTooSmall) as caught:
+        plan_budget(20, DEFAULT, OWN, WORKLOAD)
+    message = str(caught.value)
+    minimum = int(message.split("the minimum budget is ")[1].split("s")[0])
+    assert "--budget of 20s cannot fit one epoch of 45000 images" in message and minimum > 20
+    assert plan_budget(minimum, DEFAULT, OWN, WORKLOAD).knobs["epochs"] == 1  # and that minimum does fit
+
+
+def test_a_slowed_run_shortens_its_rest_to_end_in_time() -> None:
+    plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)
+    record = plan.record()
+    spent = 160.0  # five epochs at the planned pace take ~155 s (30 s of steps each, saving, one monitor)
+    slowed = replan_steps(record, done_epochs=5, elapsed_s=spent, images_per_s=1_000.0)
+    assert 5 * plan.steps_per_epoch < slowed < plan.total_steps
+    rest = CostModel(512, 1_000.0, replace(WORKLOAD, final_passes=7, epoch_overhead_s=0.75, curves_s=0.45))
+    assert rest.seconds(slowed, plan.knobs["eval_every"], from_epoch=5)["total_s"] <= 600 - spent + 1e-9
+    assert replan_steps(record, 5, 150.0, 1_500.0) == plan.total_steps  # on time at the planned pace: no change
+    assert replan_steps(record, 5, 599.0, 1_000.0) == 5 * plan.steps_per_epoch + 1  # out of time: one last step

@@ -1,0 +1,169 @@
+"""Measuring the machine before a budgeted run's clock: the step speed of each candidate batch size, the speed of
+an evaluation pass, the cost of an epoch's saving.
+
+Nothing measured is kept: the model's weights and BatchNorm statistics are put back exactly, each candidate steps
+its own scratch optimizer (the run's does not exist yet), and no global random numbers are drawn, so a budgeted run
+computes what the same plan given as fixed numbers would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from cifar_edge.runtime.atomic_io import atomic_write_bytes, atomic_write_text
+from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
+from cifar_edge.train.augment import normalize, plan_epoch
+from cifar_edge.train.budget.plan import Candidate, Workload
+from cifar_edge.train.optim.groups import build_optimizer
+from cifar_edge.train.recipes import Recipe
+from cifar_edge.train.reporting import write_curves
+from cifar_edge.train.run.checkpoint import capture_rng_state, to_cpu, write_checkpoint
+from cifar_edge.train.saving import CURVES_REFRESH_S
+from cifar_edge.train.state import DeviceData
+
+# Optimizer steps per candidate: untimed first (the first steps pay for allocations and kernel choices), then timed;
+# the median of the timed steps is the candidate's step time.
+WARM_STEPS, PROBE_STEPS = 2, 3
+# Times an epoch's saving is timed (the median counts): one sync to disk can stall on a busy machine.
+SAVING_REPEATS = 3
+# A few epochs' rows for the curves drawn while timing the per-epoch saving (a run redraws curves.png each epoch).
+_SAMPLE_ROWS = [
+    {"epoch": e, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5} for e in (1, 2, 3)
+]
+
+
+@dataclass(frozen=True)
+class ProbeInputs:
+    """What the probe runs on: the session's model (whitened, on the device) and data, in the run's precision."""
+
+    model: nn.Module
+    train_data: DeviceData
+    val_data: DeviceData
+    mean: torch.Tensor
+    std: torch.Tensor
+    precision: torch.dtype
+    device: torch.device
+    world_size: int = 1
+    scratch_dir: Path | None = None  # an existing folder on the run folder's disk, for timing its writes; None = tmp
+
+
+def probe(inputs: ProbeInputs, recipes: list[Recipe], clock: Callable[[], float]) -> tuple[list[Candidate], Workload]:
+    """The measured speed of each recipe in ``recipes`` (one per candidate batch size, the run's own first) and the
+    run's other costs, timed by ``clock``; the model's state is restored before this returns."""
+    model = inputs.model
+    saved = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    try:
+        candidates, optimizer = [], None
+        for recipe in recipes:
+            speed, optimizer = _step_speed(inputs, recipe, clock)
+            candidates.append(Candidate(recipe.batch_size, speed))
+        monitor, final = _eval_speeds(inputs, recipes[0].eval_batch_size, clock)
+        saving, curves = _saving_seconds(model, optimizer, clock, inputs.scratch_dir)
+    finally:
+        model.load_state_dict(saved)
+        for parameter in model.parameters():
+            parameter.grad = None
+        model.train()
+    val_images = -(-len(inputs.val_data) // inputs.world_size)  # under torchrun each rank scores its share
+    workload = Workload(
+        len(inputs.train_data), val_images, inputs.world_size, monitor, final, saving, curves, CURVES_REFRESH_S
+    )
+    return candidates, workload
+
+
+def _step_speed(inputs: ProbeInputs, recipe: Recipe, clock: Callable[[], float]) -> tuple[float, torch.optim.Optimizer]:
+    """Training images per second (all ranks together) of ``recipe``'s step: gather and augment, forward, loss,
+    backward, optimizer step, as the loop runs them."""
+    model, data = inputs.model, inputs.train_data
+    optimizer = build_optimizer(model, recipe)
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    size = min(len(data), recipe.batch_size // inputs.world_size)
+    augment = {"crop_padding": recipe.crop_padding, "flip": recipe.flip, "flip_mode": recipe.flip_mode}
+    plan = plan_epoch(len(data), 0, 0, **augment, device=data.images.device)  # seed 0, epoch 0: any draw will do
+    model.train()
+    seconds, last = [], 0.0
+    for index in range(WARM_STEPS + PROBE_STEPS):
+        if index == WARM_STEPS:
+            last = _read(clock, inputs.device)
+        batch = normalize(plan.batch(data.images, 0, size), inputs.mean, inputs.std)
+        with _autocast(inputs):
+            loss = criterion(model(batch).float(), data.labels[plan.order[:size]])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if index >= WARM_STEPS:
+            now = _read(clock, inputs.device)
+            seconds.append(now - last)
+            last = now
+    return size * inputs.world_size / max(statistics.median(seconds), 1e-9), optimizer
+
+
+@torch.no_grad()
+def _eval_speeds(inputs: ProbeInputs, batch_size: int, clock: Callable[[], float]) -> tuple[float, float]:
+    """Images per second of one evaluation pass (per rank): in the training precision (the mid-run monitor) and in
+    float32 (the last epoch's evaluation and its TTA passes); (0, 0) without validation images."""
+    data = inputs.val_data
+    if len(data) == 0:
+        return 0.0, 0.0
+    size = min(len(data), batch_size)
+    batch = normalize(data.images[:size].permute(0, 3, 1, 2), inputs.mean, inputs.std)
+    inputs.model.eval()
+    speeds = []
+    for training_precision in (True, False):
+        if not training_precision and inputs.precision == torch.float32:
+            speeds.append(speeds[0])  # the same arithmetic: measured once
+            continue
+        with _autocast(inputs) if training_precision else contextlib.nullcontext():
+            inputs.model(batch)  # untimed: the first pass at a shape pays for its buffers
+            start = _read(clock, inputs.device)
+            inputs.model(batch)
+            speeds.append(size / max(_read(clock, inputs.device) - start, 1e-9))
+    inputs.model.train()
+    return speeds[0], speeds[1]
+
+
+def _saving_seconds(
+    model: nn.Module, optimizer: torch.optim.Optimizer | None, clock: Callable[[], float], scratch_dir: Path | None
+) -> tuple[float, float]:
+    """What an epoch's end costs besides evaluation, written as the run writes it (atomically, synced) in a scratch
+    folder beside the run: (the checkpoint, model file, run.json and metrics.csv; a redraw of the curves)."""
+    import matplotlib.figure  # noqa: F401  (untimed: a run imports it once, not every epoch)
+
+    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix=".cifar-train-probe-") as name:
+        folder, seconds = Path(name), []
+        for _ in range(SAVING_REPEATS):
+            start = clock()
+            state = to_cpu(model.state_dict())
+            payload = {"model": state, "optimizer": None if optimizer is None else to_cpu(optimizer.state_dict())}
+            write_checkpoint(folder / CHECKPOINT_FILE, {**payload, "rng": capture_rng_state()})
+            weights = safetensors.torch.save({key: value.contiguous() for key, value in state.items()})
+            atomic_write_bytes(folder / WEIGHTS_FILE, weights)
+            for file_name in (RUN_JSON, METRICS_CSV):
+                atomic_write_text(folder / file_name, json.dumps(_SAMPLE_ROWS))
+            seconds.append(clock() - start)
+        start = clock()
+        write_curves(folder / CURVES_PNG, _SAMPLE_ROWS)
+        return statistics.median(seconds), clock() - start
+
+
+def _autocast(inputs: ProbeInputs) -> contextlib.AbstractContextManager[object]:
+    if inputs.precision == torch.bfloat16:
+        return torch.autocast(inputs.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _read(clock: Callable[[], float], device: torch.device) -> float:
+    """The clock once the device has finished the work queued so far (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return clock()
