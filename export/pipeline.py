@@ -3,6 +3,10 @@
 Every artifact is written to a temporary name beside its final path, verified there, and renamed only when the
 parity gate passes (``atomic_path``): a failing gate leaves nothing under the final name, and an older good
 artifact of the same name stays untouched. ``<artifact>.parity.json`` is written beside each passing artifact.
+
+Before any work the destinations are checked (``check_destinations``: writable, room enough, nothing immutable in
+the way), and each artifact's ``<artifact>.lock`` is held from before its first write to after its report: a second
+export of the same artifact fails at once (LockedError, exit 5) instead of interleaving with this one.
 """
 
 from __future__ import annotations

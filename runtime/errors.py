@@ -20,6 +20,9 @@ class ExitCode(IntEnum):
     PROVIDER_UNAVAILABLE = 3
     # An exporter, converter or quantizer failed, or wrote a file that does not validate.
     TOOL_FAILED = 4
+    # An output could not be written: read-only or immutable destination, no permission, disk full, or another
+    # process holding its lock. Checked before the work where possible; the previous file is always left intact.
+    WRITE_FAILED = 5
     # Ctrl-C (or SIGTERM during training).
     INTERRUPTED = 130
 

@@ -21,6 +21,8 @@ ARTIFACT_FILES = {
     ("exportedprogram", "fp32"): "model.pt2",
 }
 PARITY_SUFFIX = ".parity.json"
+# While cifar-export writes an artifact and its parity report, it holds an exclusive lock on "<artifact>.lock".
+LOCK_SUFFIX = ".lock"
 
 # cifar-eval writes into "<model file name>.eval/" beside the model (a run folder: inside it).
 EVAL_SUFFIX = ".eval"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from cifar_edge.runtime.atomic_io import WriteError, check_writable
 from cifar_edge.runtime.defaults import default_of
 from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
+from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG, LATEST_LINK, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
+from cifar_edge.runtime.model_file import latest_run_dir
 from cifar_edge.train.config import TrainConfig, parse_duration
 from cifar_edge.train.recipes import DEFAULT
 
@@ -21,6 +25,8 @@ EPILOG = describe_exit_codes(
         ExitCode.OK: "trained",
         ExitCode.FAILED: "training failed (NaN/Inf loss; the last good checkpoint is kept)",
         ExitCode.USAGE: "usage, data or run-folder error (one line on stderr)",
+        ExitCode.WRITE_FAILED: "the run folder cannot be written (checked before training; the last checkpoint is "
+        "kept)",
         ExitCode.INTERRUPTED: "interrupted by Ctrl-C (a checkpoint was saved and the resume command printed)",
     }
 ) + (
@@ -171,6 +177,7 @@ def _run(config: TrainConfig, json_output: bool) -> int:
     from cifar_edge.train.fit import TrainingFailed, TrainingInterrupted, fit
 
     try:
+        check_run_destination(config)
         result = fit(config)
     except TrainingInterrupted as interrupted:
         message = f"interrupted after step {interrupted.global_step}; checkpoint saved in {interrupted.run_dir}"
@@ -185,16 +192,31 @@ def _run(config: TrainConfig, json_output: bool) -> int:
         extra = {"run_dir": None if failed.run_dir is None else str(failed.run_dir), "step": failed.global_step}
         _report(ExitCode.FAILED, str(failed), json_output, extra)
         return ExitCode.FAILED
+    except WriteError as error:  # a run folder that cannot take its files; the last checkpoint written is intact
+        _report(ExitCode.WRITE_FAILED, str(error), json_output)
+        return ExitCode.WRITE_FAILED
     except (ValueError, OSError) as error:  # DataError, ContractError, CheckpointError are ValueErrors
         _report(ExitCode.USAGE, first_line(error, limit=None), json_output)
         return ExitCode.USAGE
     if result.rank != 0:  # under torchrun, rank 0 speaks for the run
         return ExitCode.OK
     if json_output:
-        typer.echo(json.dumps(result.to_dict(), sort_keys=True))
+        typer.echo(json.dumps(result.to_dict(), sort_keys=True, allow_nan=False))
     elif not config.quiet:
         typer.echo(f"done in {result.wall_time_s:.0f}s: {_accuracy_summary(result)}; {result.run_dir}")
     return ExitCode.OK
+
+
+def check_run_destination(config: TrainConfig) -> None:
+    """WriteError before any data is decoded when the run folder (or where it would be created) cannot be written."""
+    if config.resume:
+        folder = Path(config.resume)
+        if folder.name == LATEST_LINK and folder.is_file():  # the text pointer left where symlinks fail
+            folder = latest_run_dir(folder.parent) or folder.parent
+    else:
+        folder = Path(config.run_dir) if config.run_dir else Path(config.runs_root)
+    names = (CHECKPOINT_FILE, WEIGHTS_FILE, RUN_JSON, METRICS_CSV, CURVES_PNG)
+    check_writable(folder, files=[folder / name for name in names], create=False)
 
 
 def _accuracy_summary(result: FitResult) -> str:
@@ -235,7 +257,9 @@ def _report(code: int, message: str, json_output: bool, extra: dict[str, Any] | 
     prefix = "" if code == ExitCode.INTERRUPTED else "error: "
     typer.echo(f"cifar-train: {prefix}{message}", err=True)
     if json_output:
-        typer.echo(json.dumps({"status": status, "exit_code": code, "message": message, **(extra or {})}))
+        typer.echo(
+            json.dumps({"status": status, "exit_code": code, "message": message, **(extra or {})}, allow_nan=False)
+        )
 
 
 def _fail(code: int, message: str, json_output: bool) -> None:
@@ -245,7 +269,7 @@ def _fail(code: int, message: str, json_output: bool) -> None:
 
 def main() -> None:
     """Console entry point (``cifar-train``); Ctrl-C during training itself is handled by fit (checkpoint, resume)."""
-    run_command(app, "cifar-train: interrupted before training started; nothing was written")
+    run_command(app, "cifar-train: interrupted before training started; nothing was written", command="cifar-train")
 
 
 if __name__ == "__main__":  # python -m cifar_edge.train.cli, and torchrun -m cifar_edge.train.cli

@@ -2,7 +2,7 @@
 
 Thin CLI: parses options and calls ``benchmark.run_benchmark``. Exit codes: 0 every row measured or skipped with a
 reason; 1 some row failed (an export failed its parity gate, or an artifact did not load or run); 2 usage error,
-unusable run folder or data; 130 interrupted. See docs/evaluation.md.
+unusable run folder or data; 5 the run or output folder cannot be written; 130 interrupted. See README.md.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import typer
 from rich.console import Console
 
 from cifar_edge.export.benchmark.config import BenchConfig
+from cifar_edge.runtime.atomic_io import check_writable, write_error
 from cifar_edge.runtime.defaults import default_of
 from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
+from cifar_edge.runtime.layout import BENCH_JSON, BENCH_MD
 
 ALL_FORMATS = ",".join(default_of(BenchConfig, "formats"))
 
@@ -41,6 +43,7 @@ def _split(value: str) -> tuple[str, ...]:
             ExitCode.OK: "every row measured (or skipped, saying why)",
             ExitCode.FAILED: "some row failed (export gate, load or run error; the other rows are still measured)",
             ExitCode.USAGE: "usage error, unusable run folder or data",
+            ExitCode.WRITE_FAILED: "the run or output folder cannot be written (checked before measuring)",
             ExitCode.INTERRUPTED: "interrupted",
         }
     ),
@@ -87,6 +90,7 @@ def bench(
     from cifar_edge.export.benchmark.report import print_report, write_report  # torch loads with these, after parsing
     from cifar_edge.export.benchmark.run import run_benchmark
     from cifar_edge.export.errors import ExportError
+    from cifar_edge.export.run_select import resolve_run_dir
     from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError
 
     config = BenchConfig(
@@ -103,18 +107,24 @@ def bench(
         cold_start=measure_cold_start,
     )
     show_progress = not (quiet or as_json) and errors.is_terminal
+    destination: Path | None = None
     try:
+        destination = Path(output_dir) if output_dir else resolve_run_dir(run_dir)
+        # Before anything is measured: bench.md and bench.json (and any artifact exported on the way) go there.
+        check_writable(destination, files=[destination / BENCH_MD, destination / BENCH_JSON], create=False)
         with errors.status("benchmarking", spinner="dots") if show_progress else contextlib.nullcontext() as status:
             result = run_benchmark(config, step=status.update if status is not None else None)
-        written = write_report(result.report, Path(output_dir) if output_dir else Path(result.report["run_dir"]))
+        written = write_report(result.report, destination)
     except (ExportError, LabelledDataError) as error:
         errors.print(f"cifar-bench: error: {error}", markup=False)
         raise typer.Exit(ExitCode.USAGE) from None
-    except OSError as error:
-        errors.print(f"cifar-bench: error: cannot write the report ({error})", markup=False)
-        raise typer.Exit(ExitCode.USAGE) from None
+    except OSError as error:  # the previous bench.md / bench.json are left as they were (atomic writes)
+        failure = write_error(destination or Path("."), error)
+        hint = "" if output_dir else "; choose another folder with --output-dir"
+        errors.print(f"cifar-bench: error: {failure}{hint}", markup=False)
+        raise typer.Exit(ExitCode.WRITE_FAILED) from None
     if as_json:
-        print(json.dumps(result.report, ensure_ascii=False))
+        print(json.dumps(result.report, ensure_ascii=False, allow_nan=False))
     elif not quiet:
         console = Console(highlight=False, soft_wrap=True)
         if not console.is_terminal:
@@ -128,7 +138,7 @@ def bench(
 
 
 def main() -> None:
-    run_command(app, "cifar-bench: interrupted")
+    run_command(app, "cifar-bench: interrupted", command="cifar-bench")
 
 
 if __name__ == "__main__":

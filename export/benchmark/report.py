@@ -152,6 +152,6 @@ def write_report(report: dict[str, Any], output_dir: Path) -> dict[str, str]:
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"bench_md": str(output_dir / BENCH_MD), "bench_json": str(output_dir / BENCH_JSON)}
     report["files"] = paths
-    atomic_write_text(output_dir / BENCH_JSON, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(output_dir / BENCH_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     atomic_write_text(output_dir / BENCH_MD, markdown(report))
     return paths

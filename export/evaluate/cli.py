@@ -32,6 +32,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
             ExitCode.FAILED: "evaluated, some images could not be decoded (skipped, listed in eval.json)",
             ExitCode.USAGE: "usage error, unusable model or data",
             ExitCode.PROVIDER_UNAVAILABLE: "requested provider unavailable",
+            ExitCode.WRITE_FAILED: "the output folder cannot be written (checked before evaluating)",
             ExitCode.INTERRUPTED: "interrupted",
         }
     ),
@@ -102,7 +103,7 @@ def evaluate(
 
 
 def main() -> None:
-    run_command(app, "cifar-eval: interrupted")
+    run_command(app, "cifar-eval: interrupted", command="cifar-eval")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What ``cifar-eval`` does, as one library function: open the model, load the data, evaluate, write, report.
 
-Exit codes (docs/evaluation.md): 0 evaluated; 1 evaluated, but some images could not be decoded (skipped, listed
-in eval.json); 2 usage error, unusable model or data; 3 the requested provider is not available.
+Exit codes (README.md, "Exit codes"): 0 evaluated; 1 evaluated, but some images could not be decoded (skipped,
+listed in eval.json); 2 usage error, unusable model or data; 3 the requested provider is not available; 5 the
+output folder cannot take eval.json and the plots.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from cifar_edge.export.evaluate.data import load_eval_data
 from cifar_edge.export.evaluate.models import ModelLoadError, OpenedModel, open_model
-from cifar_edge.runtime.atomic_io import atomic_write_text
+from cifar_edge.runtime.atomic_io import WriteError, atomic_write_text, check_writable, write_error
 from cifar_edge.runtime.errors import ExitCode, first_line
 from cifar_edge.runtime.evaluate.core import evaluation_report, run_model
 from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError, LabelledImages
@@ -24,6 +25,7 @@ from cifar_edge.runtime.layout import CONFUSION_PNG, EVAL_JSON, EVAL_SUFFIX, MIS
 from cifar_edge.runtime.providers.strict import ProviderUnavailableError
 
 # cifar-eval's exit codes mean what cifar-infer's do (one definition: runtime/errors.py).
+_OUTPUT_HINT = "; choose another folder with --output-dir"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,12 @@ def _evaluate_opened(opened: OpenedModel, options: EvalOptions, stdout: TextIO, 
         errors.print(f"cifar-eval: error: {error}")
         return ExitCode.USAGE
     output_dir = Path(options.output_dir) if options.output_dir else default_output_dir(opened)
+    try:  # before the model runs over the data: a folder that cannot take eval.json fails now, not at the end
+        outputs = [output_dir / name for name in (EVAL_JSON, CONFUSION_PNG, MISCLASSIFIED_PNG)]
+        check_writable(output_dir, files=outputs, create=False)
+    except WriteError as error:
+        errors.print(f"cifar-eval: error: {error}{_OUTPUT_HINT if not options.output_dir else ''}")
+        return ExitCode.WRITE_FAILED
     notes.print(
         f"model: {opened.path} ({opened.info()['format']}, {opened.precision}, {opened.provider}"
         + (f"; {'; '.join(opened.notes)}" if opened.notes else "")
@@ -118,11 +126,11 @@ def _evaluate_opened(opened: OpenedModel, options: EvalOptions, stdout: TextIO, 
     report = evaluation_report(outputs, data, opened.contract, model_info=opened.info(), batch_size=options.batch_size)
     try:
         report["files"] = _write_outputs(report, data, output_dir, options.plots)
-    except OSError as error:
-        errors.print(f"cifar-eval: error: cannot write to {output_dir} ({error.strerror or error})")
-        return ExitCode.USAGE
+    except OSError as error:  # the previous eval.json and plots are left as they were (atomic writes)
+        errors.print(f"cifar-eval: error: {write_error(output_dir, error)}")
+        return ExitCode.WRITE_FAILED
     if options.as_json:
-        stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        stdout.write(json.dumps(report, ensure_ascii=False, allow_nan=False) + "\n")
         stdout.flush()
     elif not options.quiet:
         print_summary(report, Console(file=stdout, highlight=False, soft_wrap=True))
@@ -152,7 +160,7 @@ def _write_outputs(report: dict[str, Any], data: LabelledImages, output_dir: Pat
     else:
         files["plots_skipped"] = reason
     report["files"] = files
-    atomic_write_text(output_dir / EVAL_JSON, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(output_dir / EVAL_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     return files
 
 

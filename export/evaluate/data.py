@@ -28,6 +28,7 @@ from cifar_edge.runtime.evaluate.labelled_folder import (
     load_labelled_folder,
     stratified_subset,
 )
+from cifar_edge.runtime.extras import missing_module, needs_extra
 from cifar_edge.runtime.predictions import Failure
 
 CIFAR10 = "cifar10"
@@ -57,11 +58,9 @@ def _cifar10_test(contract: Contract, data_root: str | os.PathLike[str] | None, 
         )
     try:
         from cifar_edge.train.data.load import DataError, load_cifar10_test
-    except ImportError as error:
-        raise LabelledDataError(
-            f"--data cifar10 needs torchvision ({error}); pip install 'cifar-edge[train]', "
-            "or pass --data PATH (an image folder, read without torch)"
-        ) from None
+    except ModuleNotFoundError as error:
+        message = needs_extra("train", missing_module(error) or "torchvision", "--data cifar10")
+        raise LabelledDataError(f"{message}; or pass --data PATH (an image folder, read without torch)") from None
     try:
         images, labels = load_cifar10_test(
             data_root, image_size=contract.image_size, resize_method=contract.resize_method

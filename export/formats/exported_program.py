@@ -6,7 +6,9 @@ unpickles parts of it (torch.export.load), so, like TorchScript, only load files
 
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -27,11 +29,13 @@ def export_program(
     try:
         with quiet_tools(), torch.no_grad():
             program = torch.export.export(module, (example_input(contract),), dynamic_shapes=({0: batch},))
-            with open(path, "wb") as handle:
-                torch.export.save(program, handle, extra_files=extra_files)
+            buffer = io.BytesIO()
+            torch.export.save(program, buffer, extra_files=extra_files)
     except Exception as error:  # torch.export raises many types; all mean "this model did not export"
         message = f"exported-program export failed: {type(error).__name__}: {first_line(error)}"
         raise ExportFailedError(message) from None
+    # Written by us, not by torch: a full disk is then an OSError (a write failure), not an exporter failure.
+    Path(path).write_bytes(buffer.getbuffer())
 
 
 def load_program(path: str | os.PathLike[str], keys: tuple[str, ...] = ()) -> tuple[nn.Module, dict]:

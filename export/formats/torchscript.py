@@ -7,7 +7,9 @@ any module that runs. ``.pt2`` (exported_program.py) is its successor.
 
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,9 +31,12 @@ def export_torchscript(
             # check_trace=False: the parity gate compares far more inputs against the eager module than the
             # tracer's own single re-run would.
             traced = torch.jit.trace(module, example_input(contract), check_trace=False)
-            torch.jit.save(traced, os.fspath(path), _extra_files=extra_files)
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer, _extra_files=extra_files)
     except Exception as error:  # tracing raises many types; all mean "this model did not trace"
         raise ExportFailedError(f"TorchScript export failed: {type(error).__name__}: {first_line(error)}") from None
+    # Written by us, not by torch: a full disk is then an OSError (a write failure), not an exporter failure.
+    Path(path).write_bytes(buffer.getbuffer())
 
 
 def load_torchscript(path: str | os.PathLike[str], keys: tuple[str, ...] = ()) -> tuple[torch.jit.ScriptModule, dict]:

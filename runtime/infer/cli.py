@@ -95,7 +95,7 @@ def infer(
 
 
 def main() -> None:
-    run_command(app, "interrupted")
+    run_command(app, "interrupted", command="cifar-infer")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from cifar_edge.runtime.atomic_io import atomic_write_text
+from cifar_edge.runtime.atomic_io import atomic_write_text, write_error
 from cifar_edge.runtime.layout import CHECKPOINT_FILE, LATEST_LINK
 from cifar_edge.runtime.model_file import latest_run_dir
 
@@ -14,7 +14,10 @@ from cifar_edge.runtime.model_file import latest_run_dir
 def new_run_dir(runs_root: str | Path, now: datetime | None = None) -> Path:
     """Create and return ``runs_root/<YYYY-mm-dd_HH-MM-SS>`` (with a -2, -3... suffix if that name is taken)."""
     runs_root = Path(runs_root)
-    runs_root.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(runs_root, error) from None
     stamp = (now or datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
     for attempt in range(1, 1000):
         candidate = runs_root / (stamp if attempt == 1 else f"{stamp}-{attempt}")
@@ -22,6 +25,8 @@ def new_run_dir(runs_root: str | Path, now: datetime | None = None) -> Path:
             candidate.mkdir()
         except FileExistsError:
             continue
+        except OSError as error:
+            raise write_error(candidate, error) from None
         return candidate
     raise ValueError(f"{runs_root}: cannot find a free run folder name for {stamp}")
 
