@@ -8,8 +8,11 @@ the project hard-codes image size, normalisation or class names.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from cifar_edge.runtime.errors import first_line
 
 # Bump when a field changes meaning; readers refuse contracts from a newer schema than they know.
 SCHEMA_VERSION = 1
@@ -38,6 +41,16 @@ CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 # Pillow resampling filters we allow, by name. torchvision's Resize on a PIL image uses the same Pillow filter,
 # which is what makes training-time and runtime preprocessing bit-identical.
 RESIZE_METHODS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
+
+# Bounds on what a contract may ask for: every value inside them is usable by the runtime on an edge device.
+# A side of the network input, in pixels: one (H, W, 3) float32 input of 1024 x 1024 is 12 MiB, a batch of 64 under
+# 1 GiB; a contract asking for more is a mistake or an attack (the resize alone would exhaust memory).
+MAX_IMAGE_SIDE = 1024
+MAX_CLASSES = 100_000
+# |(pixel / 255 - mean) / std| for any pixel must stay within float16's range, so the inputs are finite at any
+# precision (fp16 models take fp16 inputs).
+MAX_INPUT_MAGNITUDE = 65504.0
 
 
 class ContractError(ValueError):
@@ -69,26 +82,12 @@ class Contract:
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def __post_init__(self) -> None:
-        problems = []
-        if len(self.class_names) < 2:
-            problems.append("needs at least 2 class names")
-        if len(set(self.class_names)) != len(self.class_names):
-            problems.append("class names must be unique")
-        if len(self.image_size) != 2 or min(self.image_size) < 1:
-            problems.append(f"image_size must be (height, width) >= 1, got {self.image_size}")
-        if len(self.mean) != 3 or len(self.std) != 3:
-            problems.append("mean and std need 3 values (one per RGB channel)")
-        elif any(s <= 0 for s in self.std):
-            problems.append("std values must be > 0")
-        if self.resize_method not in RESIZE_METHODS:
-            problems.append(f"resize_method must be one of {RESIZE_METHODS}, got {self.resize_method!r}")
-        if self.channel_order != "RGB" or self.layout != "NCHW":
-            problems.append("only RGB channel order and NCHW layout are supported")
-        if self.schema_version > SCHEMA_VERSION:
-            problems.append(
-                f"schema_version {self.schema_version} is newer than this cifar-edge understands "
-                f"({SCHEMA_VERSION}); upgrade cifar-edge"
-            )
+        # Sequences read from JSON arrive as lists: store tuples, so contracts compare and hash by value.
+        for name in ("class_names", "image_size", "mean", "std", "alpha_background"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        problems = _problems(self)
         if problems:
             raise ContractError("invalid contract: " + "; ".join(problems))
 
@@ -117,19 +116,94 @@ class Contract:
                 key: tuple(value) if isinstance(value, list) else value for key, value in data.items() if key in known
             }
             return cls(**values)
-        except TypeError as error:
+        except (TypeError, OverflowError) as error:
             raise ContractError(f"malformed contract: {error}") from None
 
     @classmethod
     def from_json(cls, text: str) -> Contract:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ContractError(f"contract is not valid JSON: {error}") from None
+        except (json.JSONDecodeError, RecursionError) as error:
+            raise ContractError(f"contract is not valid JSON: {first_line(error)}") from None
         return cls.from_dict(data)
 
     def with_classes(self, class_names: tuple[str, ...] | list[str]) -> Contract:
         return replace(self, class_names=tuple(class_names))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def _numbers(value: Any, count: int) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == count and all(_is_number(item) for item in value)
+
+
+def _problems(contract: Contract) -> list[str]:
+    """Every reason ``contract`` is unusable: wrong types, non-finite numbers, values out of their bounds."""
+    problems = []
+    names = contract.class_names
+    if not isinstance(names, (tuple, list)) or not all(isinstance(name, str) for name in names):
+        problems.append("class_names must be a list of strings")
+    elif not 2 <= len(names) <= MAX_CLASSES:
+        problems.append(f"needs 2 to {MAX_CLASSES:,} class names, got {len(names)}")
+    elif len(set(names)) != len(names):
+        problems.append("class names must be unique")
+    elif any(not name or any(ch in name for ch in "\n\r\0") for name in names):
+        problems.append("class names must be non-empty, without line breaks or NUL characters")
+    size = contract.image_size
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(_is_int(side) for side in size):
+        problems.append(f"image_size must be 2 integers (height, width), got {size!r}")
+    elif not all(1 <= side <= MAX_IMAGE_SIDE for side in size):
+        problems.append(f"image_size sides must be 1..{MAX_IMAGE_SIDE}, got {list(size)}")
+    mean, std = contract.mean, contract.std
+    if not _numbers(mean, 3) or not _numbers(std, 3):
+        problems.append("mean and std need 3 numbers each (one per RGB channel)")
+    elif not all(_finite(value) for value in (*mean, *std)):
+        problems.append(f"mean and std must be finite, got mean {list(mean)}, std {list(std)}")
+    elif any(value <= 0 for value in std):
+        problems.append(f"std values must be > 0, got {list(std)}")
+    else:
+        largest = max(max(abs(mu), abs(1 - mu)) / sigma for mu, sigma in zip(mean, std, strict=True))
+        if not largest <= MAX_INPUT_MAGNITUDE:
+            problems.append(
+                f"mean {list(mean)} and std {list(std)} give inputs up to {largest:.3g} in size "
+                f"(at most {MAX_INPUT_MAGNITUDE:g}, float16's range)"
+            )
+    background = contract.alpha_background
+    if not (
+        isinstance(background, (tuple, list))
+        and len(background) == 3
+        and all(_is_int(value) and 0 <= value <= 255 for value in background)
+    ):
+        problems.append("alpha_background must be 3 integers in 0..255")
+    for key in ("channel_order", "layout", "resize_method", "input_name", "output_name", "output_kind"):
+        value = getattr(contract, key)
+        if not isinstance(value, str) or not value:
+            problems.append(f"{key} must be a non-empty string")
+    if isinstance(contract.resize_method, str) and contract.resize_method not in RESIZE_METHODS:
+        problems.append(f"resize_method must be one of {RESIZE_METHODS}, got {contract.resize_method!r}")
+    if contract.channel_order != "RGB" or contract.layout != "NCHW":
+        problems.append("only RGB channel order and NCHW layout are supported")
+    version = contract.schema_version
+    if not _is_int(version) or version < 1:
+        problems.append(f"schema_version must be an integer >= 1, got {version!r}")
+    elif version > SCHEMA_VERSION:
+        problems.append(
+            f"schema_version {version} is newer than this cifar-edge understands ({SCHEMA_VERSION}); upgrade cifar-edge"
+        )
+    return problems
 
 
 def unnormalized_contract(**overrides: Any) -> Contract:

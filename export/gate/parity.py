@@ -159,18 +159,31 @@ class ParityReport:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "artifact": self.artifact,
-            "format": self.format,
-            "precision": self.precision,
-            "passed": self.passed,
-            "thresholds": asdict(self.thresholds),
-            "verification_source": self.verification_source,
-            "checks": [asdict(check) for check in self.checks],
-            "backends": [asdict(result) for result in self.backends],
-            "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
-            "notes": self.notes,
-        }
+        """JSON-ready: a measurement that is not finite (a broken artifact's NaN logits) is null; failures() says so."""
+        return _finite_or_none(
+            {
+                "artifact": self.artifact,
+                "format": self.format,
+                "precision": self.precision,
+                "passed": self.passed,
+                "thresholds": asdict(self.thresholds),
+                "verification_source": self.verification_source,
+                "checks": [asdict(check) for check in self.checks],
+                "backends": [asdict(result) for result in self.backends],
+                "preprocessing": self.preprocessing.to_dict() if self.preprocessing else None,
+                "notes": self.notes,
+            }
+        )
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
 
 
 def _contract_check(backend: Engine, expected: Contract) -> Check:

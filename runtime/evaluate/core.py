@@ -81,6 +81,11 @@ def run_model(
                     f"model returned scores of shape {output.shape}, expected ({len(batch.indices)}, "
                     f"{contract.num_classes})"
                 )
+            if not np.isfinite(output).all():
+                bad = int(np.count_nonzero(~np.isfinite(output).all(axis=1)))
+                raise ValueError(
+                    f"the model's scores are not finite (NaN or infinity) for {bad} of {len(output)} images"
+                )
             scores.append(output)
             indices.append(batch.indices)
         if on_progress is not None:

@@ -44,7 +44,7 @@ def run_doctor(
     report = collect_report(model, provider, runs_dir=runs_dir)
     stdout = stdout or sys.stdout
     if as_json:
-        stdout.write(json.dumps(report, sort_keys=True) + "\n")
+        stdout.write(json.dumps(report, sort_keys=True, allow_nan=False) + "\n")
     else:
         _print_report(report, stdout)
     return int(report["exit_code"])
