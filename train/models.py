@@ -5,19 +5,36 @@ The name and kwargs go into ``run.json`` so ``cifar-export`` can rebuild the net
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from cifar_edge.runtime.contract import MAX_CLASSES, MAX_IMAGE_SIDE
+from cifar_edge.runtime.errors import first_line
+
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
+# Each architecture's checks of its keyword arguments: argument name -> (is it usable?, what it must be).
+_ARGUMENT_RULES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {}
+
+# Channel counts beyond this are not a small edge classifier (4096 x 4096 x 3 x 3 float32 is 600 MB per layer).
+MAX_WIDTH = 4096
 
 
-def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
+class ArchitectureError(ValueError):
+    """An architecture name and keyword arguments that cannot build a model; ``str()`` names the argument."""
+
+
+def register(
+    name: str, rules: dict[str, tuple[Callable[[Any], bool], str]] | None = None
+) -> Callable[[ModelFactory], ModelFactory]:
     def add(factory: ModelFactory) -> ModelFactory:
         _REGISTRY[name] = factory
+        _ARGUMENT_RULES[name] = rules or {}
         return factory
 
     return add
@@ -28,15 +45,69 @@ def available_models() -> list[str]:
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a fresh (randomly initialised) model; ``kwargs`` must be JSON-serialisable."""
+    """Build a fresh (randomly initialised) model; ``kwargs`` must be JSON-serialisable.
+
+    Raises ArchitectureError (a ValueError) for an unknown name, an argument the architecture does not take, or a
+    value out of its range (checked before anything is allocated).
+    """
+    factory = check_model_arguments(name, kwargs)
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError, RuntimeError) as error:  # a combination the per-argument checks let through
+        raise ArchitectureError(f"{name} cannot be built from these arguments ({first_line(error)})") from None
+
+
+def check_model_arguments(name: str, kwargs: dict[str, Any]) -> ModelFactory:
+    """The factory of ``name`` when it takes every one of ``kwargs`` with a value in range; ArchitectureError if not."""
     try:
         factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
-    return factory(**kwargs)
+    except (KeyError, TypeError):
+        known = ", ".join(available_models())
+        raise ArchitectureError(f"unknown model {name!r}; available: {known}") from None
+    rules = _ARGUMENT_RULES[name]
+    unknown = sorted(key for key in kwargs if key not in rules)
+    if unknown:
+        raise ArchitectureError(
+            f"kwargs.{unknown[0]}: {name} takes no argument {unknown[0]!r} (it takes: {', '.join(sorted(rules))})"
+        )
+    for key, value in kwargs.items():
+        usable, expected = rules[key]
+        if not usable(value):
+            raise ArchitectureError(f"kwargs.{key} must be {expected}, got {_short(value)}")
+    return factory
 
 
-@register("seed")
+def declared_num_classes(name: str, kwargs: dict[str, Any]) -> int | None:
+    """How many scores the architecture outputs with ``kwargs`` (its default when they do not say)."""
+    if "num_classes" in kwargs:
+        return kwargs["num_classes"]
+    factory = _REGISTRY.get(name)
+    default = inspect.signature(factory).parameters.get("num_classes") if factory is not None else None
+    return default.default if default is not None and isinstance(default.default, int) else None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _list_of(count: int, item: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, (list, tuple)) and len(value) == count and all(item(v) for v in value)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_CLASSES = (_int_in(2, MAX_CLASSES), f"an integer in 2..{MAX_CLASSES:,}")
+_IMAGE_SIZE = (_list_of(2, _int_in(1, MAX_IMAGE_SIDE)), f"2 integers (height, width) in 1..{MAX_IMAGE_SIDE}")
+
+
+@register("seed", {"num_classes": _CLASSES, "image_size": _IMAGE_SIZE})
 def seed_net(num_classes: int = 10, image_size: tuple[int, int] | list[int] = (32, 32)) -> nn.Module:
     """The original tutorial network, exactly as published: no activation functions, 145,578 parameters."""
     if tuple(image_size) != (32, 32):
@@ -136,7 +207,17 @@ class AirNet(nn.Module):
         return self.head(x) * self.logit_scale
 
 
-@register("airnet")
+@register(
+    "airnet",
+    {
+        "num_classes": _CLASSES,
+        "widths": (_list_of(3, _int_in(1, MAX_WIDTH)), f"3 integers in 1..{MAX_WIDTH}"),
+        "whiten_kernel": (_int_in(1, 8), "an integer in 1..8"),
+        "logit_scale": (_finite_number, "a finite number"),
+        "image_size": _IMAGE_SIZE,
+        "pool_first": (_list_of(3, lambda flag: isinstance(flag, bool)), "3 booleans"),
+    },
+)
 def airnet(**kwargs: Any) -> nn.Module:
     return AirNet(**kwargs)
 

@@ -26,6 +26,7 @@ from typing import Any
 from cifar_edge.export.engines import METADATA_KEYS, Engine, onnx_engine, torch_device, torch_engine
 from cifar_edge.runtime.contract import Contract, ContractError
 from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.extras import missing_module, needs_extra
 from cifar_edge.runtime.layout import RUN_JSON, WEIGHTS_FILE
 from cifar_edge.runtime.providers.strict import default_intra_op_threads
 
@@ -133,11 +134,10 @@ def open_model(
         return _open_onnx(path, provider, threads, batch_size, max_pixels)
     try:
         import torch  # noqa: F401
-    except ImportError as error:
-        raise ModelLoadError(
-            f"{path}: {KIND_LABELS[kind]} models need torch ({error}); pip install 'cifar-edge[train]', "
-            "or evaluate the exported .onnx file"
-        ) from None
+    except ModuleNotFoundError as error:
+        subject = f"{path}: evaluating a {KIND_LABELS[kind]} model"
+        message = needs_extra("train", missing_module(error) or "torch", subject)
+        raise ModelLoadError(f"{message}; or evaluate the exported .onnx file") from None
     return _open_torch(path, kind, provider, threads)
 
 
@@ -189,6 +189,11 @@ def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> Op
             precision = str((provenance or {}).get("precision") or "fp32")
     except ModelLoadError:
         raise
+    except ModuleNotFoundError as error:
+        module = missing_module(error)
+        if module is None:
+            raise
+        raise ModelLoadError(needs_extra("train", module, f"{path}: evaluating a {KIND_LABELS[kind]} model")) from None
     except Exception as error:  # torch and safetensors raise many types: one line for the user
         raise ModelLoadError(f"{path}: cannot load {KIND_LABELS[kind]} model ({first_line(error)})") from None
     module = module.to(device)
@@ -220,8 +225,8 @@ def load_run_module(run_dir: Path) -> tuple[Any, Contract, str]:
 def load_checkpoint_module(path: Path) -> tuple[Any, Contract]:
     """checkpoint.pt (weights_only=True) -> eval-mode module: its weight average when present, else its weights."""
     from cifar_edge.export.formats.tta import module_for_export
-    from cifar_edge.train.models import build_model
     from cifar_edge.train.run.checkpoint import CheckpointError, read_checkpoint
+    from cifar_edge.train.run.files import RunFolderError, build_recorded_model
 
     try:
         payload = read_checkpoint(path)
@@ -237,7 +242,10 @@ def load_checkpoint_module(path: Path) -> tuple[Any, Contract]:
     state = payload.get("weight_average") or payload.get("model")
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path}: checkpoint holds no model weights")
-    model = build_model(architecture["name"], **architecture.get("kwargs", {}))
+    try:
+        model = build_recorded_model(architecture, contract, path)
+    except RunFolderError as error:
+        raise ModelLoadError(str(error)) from None
     model.load_state_dict(state, strict=True)
     return module_for_export(model, {"architecture": architecture}), contract
 

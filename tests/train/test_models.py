@@ -78,5 +78,5 @@ def test_pool_first_pools_before_the_groups_first_convolution() -> None:
     # The stem leaves 31x31; each group halves it once, before or after its first convolution.
     assert sizes[(False, False, False)] == [31, 15, 7]
     assert sizes[(False, True, True)] == [31, 7, 3]
-    with pytest.raises(ValueError, match="3 pool_first flags"):
+    with pytest.raises(ValueError, match="pool_first must be 3 booleans"):
         build_model("airnet", pool_first=[True, True])

@@ -6,14 +6,18 @@ bool, None), so ``torch.load(..., weights_only=True)`` reads it; nothing else is
 
 from __future__ import annotations
 
+import io
+import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cifar_edge.runtime.atomic_io import atomic_path
+from cifar_edge.runtime.atomic_io import atomic_write_bytes
+from cifar_edge.runtime.errors import first_line
 
 CHECKPOINT_FORMAT = "cifar-edge-checkpoint"
 CHECKPOINT_SCHEMA = 1
@@ -26,8 +30,10 @@ class CheckpointError(ValueError):
 def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Atomically replace ``path`` with ``payload``: a crash mid-save leaves the previous checkpoint intact."""
     body = {"format": CHECKPOINT_FORMAT, "schema": CHECKPOINT_SCHEMA, **payload}
-    with atomic_path(path) as temp_path:
-        torch.save(body, temp_path)
+    # Serialised in memory first: torch.save reports a full disk as a RuntimeError, our own write as a WriteError.
+    buffer = io.BytesIO()
+    torch.save(body, buffer)
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -36,15 +42,37 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: not found (is {path.parent} a cifar-train run folder?)")
     try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({error.strerror or first_line(error)})") from None
+    if not is_zip:  # torch.save has written zip archives since torch 1.6; anything else is not ours
+        raise CheckpointError(f"{path}: not a torch checkpoint (truncated, or not a zip archive)")
+    try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises pickle, zip and runtime errors here; report them as one line
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: cannot read checkpoint ({message})") from None
+    except pickle.UnpicklingError:
+        # torch's refusal: the file holds objects other than tensors and plain values. Its own message advises
+        # loading with full unpickling, which would run code from the file: we never do, nor suggest it.
+        raise CheckpointError(f"{path}: not a plain-tensor checkpoint; it will not be unpickled") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({error.strerror or first_line(error)})") from None
+    except Exception as error:  # torch raises zip, EOF and runtime errors for damaged files: say so in our words
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_damage(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a cifar-edge checkpoint")
     if payload.get("schema", 0) > CHECKPOINT_SCHEMA:
         raise CheckpointError(f"{path}: written by a newer cifar-edge (schema {payload['schema']}); upgrade")
     return payload
+
+
+def _damage(error: Exception) -> str:
+    """What is wrong with a damaged file, without relaying third-party advice (ANSI codes, retry hints)."""
+    if isinstance(error, (zipfile.BadZipFile, EOFError)):
+        return "truncated or not a zip archive"
+    text = first_line(error, limit=None)
+    if "weights_only" in text or "unpickl" in text.lower():
+        return "its contents cannot be read as plain tensors"
+    sentence = text.split(". ")[0].rstrip(".")  # the statement of what failed, not the advice after it
+    return f"{type(error).__name__}: {first_line(sentence, limit=160)}"
 
 
 def to_cpu(value: Any) -> Any:

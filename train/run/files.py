@@ -15,9 +15,10 @@ import safetensors.torch
 from torch import nn
 
 from cifar_edge.runtime.atomic_io import atomic_write_bytes, atomic_write_text
-from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.contract import Contract, ContractError
+from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.layout import RUN_JSON, WEIGHTS_FILE
-from cifar_edge.train.models import build_model
+from cifar_edge.train.models import ArchitectureError, build_model, check_model_arguments, declared_num_classes
 
 RUN_RECORD_SCHEMA = 1
 
@@ -53,34 +54,55 @@ def save_model_files(run_dir: str | Path, model: nn.Module, record: dict[str, An
 
 
 def read_run_record(run_dir: str | Path) -> dict[str, Any]:
+    """run.json as a dict whose fields this package reads have the right JSON types; RunFolderError otherwise."""
     path = Path(run_dir) / RUN_JSON
     if not path.is_file():
         raise RunFolderError(f"{path}: not found (is {run_dir} a cifar-train run folder?)")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RunFolderError(f"{path}: not valid JSON ({error})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise RunFolderError(f"{path}: not valid JSON ({first_line(error)})") from None
+    except OSError as error:
+        raise RunFolderError(f"{path}: cannot read ({error.strerror or first_line(error)})") from None
     if not isinstance(record, dict) or "architecture" not in record or "contract" not in record:
         raise RunFolderError(f"{path}: missing 'architecture' or 'contract'")
+    schema = record.get("record_schema", RUN_RECORD_SCHEMA)
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise RunFolderError(f"{path}: record_schema must be an integer >= 1, got {schema!r}")
+    if schema > RUN_RECORD_SCHEMA:
+        raise RunFolderError(f"{path}: record_schema {schema} is newer than this cifar-edge reads; upgrade cifar-edge")
+    _check_architecture(record["architecture"], path)
+    for key in ("data", "metrics", "config", "recipe", "environment"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise RunFolderError(f"{path}: {key} must be an object")
+    spec = (record.get("data") or {}).get("spec")
+    if spec is not None and not isinstance(spec, dict):
+        raise RunFolderError(f"{path}: data.spec must be an object")
     return record
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild the trained model from a run folder (weights via safetensors only, never pickle)."""
+    """Rebuild the trained model from a run folder (weights via safetensors only, never pickle).
+
+    Every problem is a one-line RunFolderError naming the file and the field.
+    """
     run_dir = Path(run_dir)
     record = read_run_record(run_dir)
-    contract = Contract.from_dict(record["contract"])
+    path = run_dir / RUN_JSON
+    try:
+        contract = Contract.from_dict(record["contract"])
+    except ContractError as error:
+        raise RunFolderError(f"{path}: contract: {first_line(error)}") from None
     weights_path = run_dir / WEIGHTS_FILE
     if not weights_path.is_file():
         raise RunFolderError(f"{weights_path}: not found")
-    weights = weights_path.read_bytes()
-    architecture = record["architecture"]
-    model = build_model(architecture["name"], **architecture.get("kwargs", {}))
+    model = build_recorded_model(record["architecture"], contract, path)
     try:
+        weights = weights_path.read_bytes()
         state = safetensors.torch.load(weights)
         model.load_state_dict(state, strict=True)
     except Exception as error:  # safetensors raises its own error types; report them uniformly
-        raise RunFolderError(f"{weights_path}: cannot load weights ({error})") from None
+        raise RunFolderError(f"{weights_path}: cannot load weights ({first_line(error)})") from None
     model.eval()
     return LoadedRun(
         run_dir=run_dir,
@@ -89,3 +111,37 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         contract=contract,
         weights_sha256=hashlib.sha256(weights).hexdigest(),
     )
+
+
+def build_recorded_model(architecture: Any, contract: Contract, source: Path) -> nn.Module:
+    """A fresh model from a recorded ``{"name", "kwargs"}`` (run.json or checkpoint.pt ``source``) for ``contract``.
+
+    RunFolderError naming ``source`` and the field when the record cannot describe a model.
+    """
+    _check_architecture(architecture, source)
+    name, kwargs = architecture["name"], architecture.get("kwargs") or {}
+    try:
+        check_model_arguments(name, kwargs)
+    except ArchitectureError as error:
+        raise RunFolderError(f"{source}: architecture: {first_line(error)}") from None
+    classes = declared_num_classes(name, kwargs)
+    if classes is not None and classes != contract.num_classes:
+        raise RunFolderError(
+            f"{source}: architecture.kwargs.num_classes is {classes}, but the contract names "
+            f"{contract.num_classes} classes"
+        )
+    try:
+        return build_model(name, **kwargs)
+    except ArchitectureError as error:
+        raise RunFolderError(f"{source}: architecture: {first_line(error)}") from None
+
+
+def _check_architecture(architecture: Any, source: Path) -> None:
+    if not isinstance(architecture, dict):
+        raise RunFolderError(f"{source}: architecture must be an object with 'name' and 'kwargs'")
+    if not isinstance(architecture.get("name"), str):
+        raise RunFolderError(f"{source}: architecture.name must be a string, got {architecture.get('name')!r}")
+    if not isinstance(architecture.get("kwargs") or {}, dict):
+        raise RunFolderError(f"{source}: architecture.kwargs must be an object")
+    if not isinstance(architecture.get("tta", "none"), (str, type(None))):
+        raise RunFolderError(f"{source}: architecture.tta must be a string")

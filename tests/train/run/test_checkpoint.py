@@ -91,8 +91,10 @@ class NotAllowedInACheckpoint:
 def test_files_that_need_unpickling_are_refused(tmp_path: Path) -> None:
     hostile = tmp_path / "hostile.pt"
     torch.save({"format": "cifar-edge-checkpoint", "payload": NotAllowedInACheckpoint()}, hostile)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError) as refused:
         read_checkpoint(hostile)
+    # Our words, one line: not torch's advice to retry with full unpickling, cut mid-sentence, with ANSI codes.
+    assert str(refused.value) == f"{hostile}: not a plain-tensor checkpoint; it will not be unpickled"
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match=r"garbage\.pt"):
@@ -103,3 +105,20 @@ def test_files_that_need_unpickling_are_refused(tmp_path: Path) -> None:
         read_checkpoint(foreign)
     with pytest.raises(CheckpointError, match="not found"):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_cli_refuses_a_pickled_checkpoint_in_our_words(tmp_path: Path) -> None:
+    """--resume on a checkpoint that needs unpickling: exit 2, one line, no advice to load it unsafely."""
+    from typer.testing import CliRunner
+
+    from cifar_edge.train.cli import app
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"format": "cifar-edge-checkpoint", "payload": NotAllowedInACheckpoint()}, run_dir / "checkpoint.pt")
+    result = CliRunner().invoke(app, ["--resume", str(run_dir)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        f"cifar-train: error: {run_dir / 'checkpoint.pt'}: not a plain-tensor checkpoint; it will not be unpickled"
+    ]
+    assert "weights_only" not in result.output and "\x1b" not in result.output
