@@ -7,8 +7,9 @@ a mistake; pass ``PATH/train`` to do it on purpose).
 Class folders are matched to the model's class names by name, never by position: the model may know classes the
 folder lacks (their per-class accuracy is then empty), but a folder the model does not know is a one-line
 :class:`LabelledDataError`. Files are found as ``cifar-infer`` finds them in a folder (recursive, extensions
-Pillow can open, hidden names skipped, sorted). Images are decoded exactly as the runtime decodes them
-(``open_image_rgb`` + ``resize_to_contract``); a file that does not decode is reported and skipped.
+Pillow can open, hidden names skipped, sorted, symlinked folders followed once each). Images are decoded exactly
+as the runtime decodes them (``open_image_rgb`` + ``resize_to_contract``); a file that does not decode is reported
+and skipped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.folders import Warn, walk_folders, warn_on_stderr
 from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
 from cifar_edge.runtime.infer.inputs import image_extensions
 from cifar_edge.runtime.predictions import Failure
@@ -181,13 +183,21 @@ def load_labelled_folder(
     decode_workers: int | None = None,
     max_pixels: int | None = None,
     limit: int | None = None,
+    warn: Warn | None = None,
 ) -> FolderImages:
     """List the labelled files under ``path`` for a model with ``contract``; LabelledDataError when unusable.
 
-    ``limit`` keeps an evenly spread, class-stratified subset of that many files (quick runs).
+    ``limit`` keeps an evenly spread, class-stratified subset of that many files (quick runs). ``warn`` gets one
+    line per symlinked folder that is not read again (default: stderr); they are listed in the description too.
     """
     root, class_root = find_labelled_folder(path)
-    files, label_array = list_labelled_files(class_root, contract)
+    skipped: list[str] = []
+
+    def note(message: str) -> None:
+        skipped.append(message)
+        (warn or warn_on_stderr)(message)
+
+    files, label_array = list_labelled_files(class_root, contract, warn=note)
     if not files:
         raise LabelledDataError(f"{class_root}: its class folders hold no image files")
     if limit is not None and limit < len(files):
@@ -203,13 +213,17 @@ def load_labelled_folder(
         "images": len(files),
         "classes_present": [name for index, name in enumerate(contract.class_names) if index in present],
         "classes_missing": [name for index, name in enumerate(contract.class_names) if index not in present],
+        "skipped_folders": skipped,  # symlinked folders not read again (loops, second paths), one line each
     }
     return FolderImages(files, label_array, contract, description, decode_workers=decode_workers, max_pixels=max_pixels)
 
 
-def list_labelled_files(class_root: Path, contract: Contract) -> tuple[list[Path], np.ndarray]:
+def list_labelled_files(
+    class_root: Path, contract: Contract, warn: Warn | None = None
+) -> tuple[list[Path], np.ndarray]:
     """Image files under ``class_root/<class>/`` (recursive, sorted) and their label indices in ``contract``.
 
+    Symlinked folders are followed, each real folder once (a loop or a second path is skipped with ``warn``).
     Raises LabelledDataError when there are no class folders or a folder names a class the model does not know.
     """
     folders = sorted(
@@ -227,10 +241,12 @@ def list_labelled_files(class_root: Path, contract: Contract) -> tuple[list[Path
         )
     files: list[Path] = []
     labels: list[int] = []
-    for name in folders:
-        found = _image_files(class_root / name)
+    extensions = image_extensions()
+    walk = walk_folders([class_root / name for name in folders], skip_hidden=True, warn=warn)
+    for index, directory, names in walk:
+        found = [Path(directory) / name for name in names if os.path.splitext(name)[1].lower() in extensions]
         files.extend(found)
-        labels.extend([contract.class_names.index(name)] * len(found))
+        labels.extend([contract.class_names.index(folders[index])] * len(found))
     return files, np.asarray(labels, dtype=np.int64)
 
 
@@ -247,16 +263,3 @@ def stratified_subset(labels: np.ndarray, limit: int) -> np.ndarray:
                 chosen.append(members[position])
         position += 1
     return np.sort(np.asarray(chosen, dtype=np.int64))
-
-
-def _image_files(folder: Path) -> list[Path]:
-    extensions = image_extensions()
-    found = []
-    for directory, sub_folders, names in os.walk(folder):
-        sub_folders[:] = sorted(name for name in sub_folders if not name.startswith("."))
-        found.extend(
-            Path(directory) / name
-            for name in sorted(names)
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
-        )
-    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from PIL import Image
 
@@ -46,7 +46,10 @@ class InferOptions:
 
 
 def run_infer(
-    options: InferOptions, stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+    options: InferOptions,
+    stdin: TextIO | BinaryIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
 ) -> int:
     """Classify ``options.inputs``; returns the exit code (an ExitCode)."""
     stdout = stdout or sys.stdout
@@ -82,7 +85,7 @@ def run_infer(
     if warning:
         reporter.note(f"warning: {warning}")
 
-    items = list(expand_inputs(options.inputs, stdin))
+    items = list(expand_inputs(options.inputs, stdin, warn=reporter.warning))
     started = time.perf_counter()
     saved_pillow_limit = Image.MAX_IMAGE_PIXELS
     try:

@@ -30,6 +30,10 @@ class Reporter:
         if not self.quiet:
             self._stderr_console.print(message)
 
+    def warning(self, message: str) -> None:
+        """``warning: <message>`` on stderr, even with --quiet (e.g. a symlinked folder skipped as a loop)."""
+        self._stderr_console.print(f"warning: {message}")
+
     def add(self, result: Prediction | Failure) -> None:
         if isinstance(result, Failure):
             self.failed += 1

@@ -2,7 +2,8 @@
 or ``PATH/<class>/*`` when that reading is unambiguous. Discovery only; decoding lives in ``data_decode``.
 
 Class names are the sorted class folder names and files are listed exactly as torchvision's ``ImageFolder`` does
-(same helpers, same extensions), except that hidden folders (``.ipynb_checkpoints``, ``.git``) are not classes.
+(same order, same extensions), except that hidden folders (``.ipynb_checkpoints``, ``.git``) are not classes and
+that each real folder is read once: a symlink loop is skipped with a warning line instead of multiplying the images.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
+from cifar_edge.runtime.folders import walk_folder, walk_folders
 from cifar_edge.train.data.errors import DataError
 from cifar_edge.train.data.split import first_per_class
 
@@ -115,7 +117,7 @@ def _class_folders(directory: Path) -> list[str]:
 
 
 def _holds_images(directory: Path) -> bool:
-    for _, _, file_names in os.walk(directory, followlinks=True):
+    for _, file_names in walk_folder(directory, warn=lambda _message: None):  # the listing below warns
         if any(has_file_allowed_extension(name, IMG_EXTENSIONS) for name in file_names):
             return True
     return False
@@ -124,7 +126,7 @@ def _holds_images(directory: Path) -> bool:
 def _list_files(
     directory: Path, class_to_index: dict[str, int], limit_per_class: int | None
 ) -> tuple[list[str], np.ndarray]:
-    samples = make_dataset(directory, class_to_index, extensions=IMG_EXTENSIONS, allow_empty=True)
+    samples = _samples(directory, class_to_index)
     files = [path for path, _ in samples]
     labels = np.fromiter((label for _, label in samples), dtype=np.int64, count=len(samples))
     if limit_per_class is not None:
@@ -132,6 +134,25 @@ def _list_files(
         files = [files[index] for index in keep]
         labels = labels[keep]
     return files, labels
+
+
+def _samples(directory: Path, class_to_index: dict[str, int]) -> list[tuple[str, int]]:
+    """torchvision's ``make_dataset`` (same order: class by class, folders sorted by path, files sorted, same
+    extension test), except that each real folder is read once: its ``os.walk(followlinks=True)`` follows a symlink
+    loop until the path is too long, reading the same images dozens of times. Skipped links: a warning each."""
+    samples = []
+    class_folders = [os.path.join(directory, name) for name in sorted(class_to_index)]
+    listing: dict[int, list[tuple[str, list[str]]]] = {}
+    for index, folder, names in walk_folders(class_folders):
+        listing.setdefault(index, []).append((folder, names))
+    for index, name in enumerate(sorted(class_to_index)):
+        for folder, names in sorted(listing.get(index, [])):
+            samples.extend(
+                (os.path.join(folder, file_name), class_to_index[name])
+                for file_name in names
+                if has_file_allowed_extension(file_name, IMG_EXTENSIONS)
+            )
+    return samples
 
 
 def _extensions_text() -> str:

@@ -192,3 +192,18 @@ def test_confusion_helpers_and_stratified_subset() -> None:
     images = np.zeros((3, 4, 4, 3), dtype=np.uint8)
     arrays = ArrayImages(images, np.array([0, 1, 2]), ("x", "y", "z"), {"source": "arrays"})
     assert [len(batch.indices) for batch in arrays.batches(2)] == [2, 1]
+
+
+def test_symlink_loops_and_second_paths_are_read_once(tmp_path: Path, contract: Contract) -> None:
+    root = write_colour_folder(tmp_path / "data", per_class=2, seed=5)
+    (root / "red" / "loop").symlink_to("..", target_is_directory=True)  # back to data/: every class again
+    (root / "blue" / "more").symlink_to(root / "green", target_is_directory=True)  # green's files, labelled blue
+    warnings: list[str] = []
+    data = load_labelled_folder(root, contract, warn=warnings.append)
+    assert len(data) == 6 and sorted(np.bincount(data.labels).tolist()) == [2, 2, 2]
+    assert warnings == [
+        f"skipped {root / 'blue' / 'more'}: the same folder as {root / 'green'}, already read "
+        "(each real folder is read once)",
+        f"skipped {root / 'red' / 'loop'}: a symlink loop (it leads back to {root})",
+    ]
+    assert data.description["skipped_folders"] == warnings  # recorded in eval.json too

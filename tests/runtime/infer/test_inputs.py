@@ -51,13 +51,19 @@ def test_globs_including_recursive_ones(tree: Path) -> None:
 
 
 def test_stdin_lists_inputs_one_per_line(tree: Path) -> None:
-    stdin = io.StringIO("top.gif\n\n  a/one.png  \na/b\n")
+    # Only the line terminator is removed: spaces belong to the name (a real file here ends in one).
+    Image.new("RGB", (4, 4)).save(tree / " spaced name .png", format="PNG")
+    stdin = io.StringIO("top.gif\r\n\n spaced name .png\n  a/one.png  \na/b")
     assert list(expand_inputs(["-"], stdin)) == [
         "top.gif",
-        "a/one.png",
+        " spaced name .png",
+        Failure("  a/one.png  ", "file not found"),
         os.path.join("a", "b", "two.JPG"),
         os.path.join("a", "b", "c", "three.webp"),
     ]
+    # The bytes of sys.stdin.buffer are split on \n alone and decoded as file names are.
+    binary = io.BytesIO(b"top.gif\r\n spaced name .png\n\n")
+    assert list(expand_inputs(["-"], binary)) == ["top.gif", " spaced name .png"]
 
 
 def test_same_file_twice_is_classified_once(tree: Path) -> None:
@@ -72,3 +78,20 @@ def test_inputs_that_match_nothing_become_failures_in_place(tree: Path) -> None:
         "top.gif",
         Failure("empty_folder", "folder holds no image files"),
     ]
+
+
+def test_symlinked_folders_are_followed_once_and_loops_refused(tree: Path) -> None:
+    os.symlink("..", tree / "a" / "b" / "up")  # a/b/up -> a: a loop
+    os.symlink("a", tree / "again")  # a second path to a/
+    warnings: list[str] = []
+    results = list(expand_inputs(["a", "again", "**/*.webp"], warn=warnings.append))
+    assert paths(results) == [
+        os.path.join("a", "one.png"),
+        os.path.join("a", "b", "two.JPG"),
+        os.path.join("a", "b", "c", "three.webp"),
+    ]  # "again" and the glob reach the same real files: each is classified once
+    assert set(warnings) == {
+        f"skipped {os.path.join('a', 'b', 'up')}: a symlink loop (it leads back to {tree / 'a'})",
+        f"skipped {os.path.join('again', 'b', 'up')}: a symlink loop (it leads back to {tree / 'a'})",
+        "skipped again: the same folder as a, already read (each real folder is read once)",  # the ** walk
+    }
