@@ -31,7 +31,7 @@ from cifar_edge.train.distributed import start as start_distributed
 from cifar_edge.train.distributed import stop as stop_distributed
 from cifar_edge.train.environment import configure_threads, resolve_device, resolve_precision, tune_malloc
 from cifar_edge.train.loop import Trainer
-from cifar_edge.train.models import available_models, build_model
+from cifar_edge.train.models import ArchitectureError, available_models, build_model, check_model_arguments
 from cifar_edge.train.optim.averaging import LookaheadAverage, WeightAverage
 from cifar_edge.train.optim.groups import build_optimizer
 from cifar_edge.train.optim.schedule import LrSchedule
@@ -153,6 +153,10 @@ def _resolve_run(config: TrainConfig) -> tuple[TrainConfig, Recipe, Path | None,
         run_dir = resolve_resume_dir(config.resume)
         saved = read_checkpoint(run_dir / CHECKPOINT_FILE)
         config, recipe, saved["plan"] = resumed_config(config, saved, run_dir)
+        try:  # the checkpoint's architecture, checked before anything is built: one line naming the file
+            check_model_arguments(recipe.model, dict(recipe.model_kwargs))
+        except ArchitectureError as error:
+            raise ValueError(f"{run_dir / CHECKPOINT_FILE}: architecture: {error}") from None
         return config, recipe, run_dir, saved
     recipe = resolve_recipe(config)
     if recipe.model not in available_models():

@@ -122,3 +122,31 @@ def test_cli_refuses_a_pickled_checkpoint_in_our_words(tmp_path: Path) -> None:
         f"cifar-train: error: {run_dir / 'checkpoint.pt'}: not a plain-tensor checkpoint; it will not be unpickled"
     ]
     assert "weights_only" not in result.output and "\x1b" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": "resnet"}, "architecture: unknown model 'resnet'; available: airnet, seed"),
+        ({"model": "airnet", "model_kwargs": {"widths": [-1, 8, 8]}}, "architecture: kwargs.widths must be 3"),
+    ],
+)
+def test_resume_from_a_checkpoint_naming_an_unusable_architecture(
+    tiny_dataset_dir: Path, tmp_path: Path, change: dict, message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from cifar_edge.train.cli import app
+
+    run_dir = tmp_path / "run"
+    data = ["--data", str(tiny_dataset_dir), "--cache-dir", str(tmp_path / "cache")]
+    fast = ["--recipe", "seed", "--batch-size", "16", "--threads", "1", "--quiet"]
+    trained = CliRunner().invoke(app, [*data, *fast, "--epochs", "1", "--run-dir", str(run_dir)])
+    assert trained.exit_code == 0, trained.output
+    payload = read_checkpoint(run_dir / "checkpoint.pt")
+    payload["recipe"].update(change)
+    write_checkpoint(run_dir / "checkpoint.pt", {k: v for k, v in payload.items() if k not in ("format", "schema")})
+    result = CliRunner().invoke(app, ["--resume", str(run_dir), "--epochs", "2"])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"cifar-train: error: {run_dir / 'checkpoint.pt'}: {message}"), line
