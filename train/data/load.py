@@ -31,10 +31,10 @@ from cifar_edge.train.data.cache import (
     write_cache,
 )
 from cifar_edge.train.data.cifar10 import resolve_data_root
-from cifar_edge.train.data.resized import cifar10_train_pool, load_cifar10_test
 from cifar_edge.train.data.decode import decode_images, progress_bar
 from cifar_edge.train.data.errors import DataError
 from cifar_edge.train.data.folder import ImageFolderFiles, find_image_folder_files
+from cifar_edge.train.data.resized import cifar10_train_pool, load_cifar10_test
 from cifar_edge.train.data.split import stratified_split
 
 __all__ = ["DataError", "Splits", "load_cifar10_test", "load_splits"]
