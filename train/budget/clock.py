@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 # run would overrun its budget by more than the +-10% it promises.
 REPLAN_SLOWDOWN = 0.2
 # The speed is judged over whole epochs covering at least this share of the budget, so that a short epoch's noise
-# (tiny data, a one-step epoch) does not count as a slowdown.
+# (tiny data, a one-step epoch) does not count as a slowdown; a session's first epoch is left out: it pays one-time
+# costs (allocations, kernel choices for each batch shape) that the plan's warmed-up measurement does not.
 REPLAN_WINDOW = 0.05
 
 
@@ -33,6 +34,7 @@ class RunClock:
         self.started = self.epoch_started = self.last_step = 0.0
         self.epoch_seen = 0  # images the epoch had trained when it (re)started
         self.window = [0.0, 0]  # steps' seconds and images since the speed was last judged
+        self.epochs = 0  # epochs ended in this session
 
     def start(self) -> None:
         self.started = self.clock()
@@ -87,6 +89,9 @@ class RunClock:
     def _judge(self) -> dict[str, Any] | None:
         """Add the epoch to the speed window; once the window is long enough, the re-plan it calls for, if any."""
         session = self.session
+        self.epochs += 1
+        if self.epochs == 1:
+            return None
         seconds = self.window[0] + self.last_step - self.epoch_started
         images = self.window[1] + session.totals.seen - self.epoch_seen
         self.window = [seconds, images]

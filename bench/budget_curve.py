@@ -1,0 +1,144 @@
+"""Budget-aware against cut-off: validation accuracy per wall-clock budget, on this machine, in one run.
+
+At each budget the default recipe trains twice, one right after the other on the same data:
+
+- ``budgeted``: ``cifar-train --budget B``: a few timed steps before the clock, then the steps that fit, the
+  triangle schedule and the epoch-counted knobs stretched to them (budget-aware linear decay: Li, Yumer and Ramanan,
+  "Budgeted Training", ICLR 2020);
+- ``fixed_stopped``: today's fixed schedule (the recipe's 18 epochs) with ``--stop-after B``: its weights when the
+  training clock reaches B, scored as a last epoch (that final evaluation runs after the deadline, uncounted; the
+  budgeted run pays for its own inside B, so the comparison leans towards the cut-off schedule).
+
+Each run's result is its last epoch's float32 scoring of the validation set: one pass (``val_accuracy``, bare) and
+with the recipe's TTA (``val_tta_accuracy``). Writes ``budget_curve.json`` (after every run) and
+``budget_curve.png`` (accuracy against budget) to ``--out``.
+
+    python bench/budget_curve.py [--data DIR] [--limit-per-class N] [--budgets 2m,5m,10m,20m] [--out DIR]
+
+Smoke test in seconds: ``--limit-per-class 50 --budgets 20s,40s``. Measured curves belong in docs/training.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cifar_edge.runtime.atomic_io import atomic_write_text
+from cifar_edge.train import TrainConfig, fit
+from cifar_edge.train.config import parse_duration
+from cifar_edge.train.data.load import Splits, load_splits
+from cifar_edge.train.environment import describe_environment, resolve_device
+from cifar_edge.train.recipes import DEFAULT
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
+METHODS = ("budgeted", "fixed_stopped")
+
+
+def run_config(method: str, budget_s: float, args: argparse.Namespace, run_dir: Path) -> TrainConfig:
+    """The default recipe planned to ``budget_s``, or its fixed epochs stopped there."""
+    length: dict[str, Any] = {"budget_s": budget_s} if method == "budgeted" else {"epochs": DEFAULT.epochs}
+    if method == "fixed_stopped":
+        length["stop_after_s"] = budget_s
+    return TrainConfig(
+        **length, run_dir=str(run_dir), device=args.device, threads=args.threads, seed=args.seed, quiet=True
+    )
+
+
+def train_one(method: str, budget_s: float, splits: Splits, args: argparse.Namespace) -> dict[str, Any]:
+    run_dir = args.out / "runs" / f"{method}-{budget_s:g}s"
+    started = time.perf_counter()
+    result = fit(run_config(method, budget_s, args, run_dir), splits)
+    record = json.loads(result.run_json.read_text())
+    last, plan, stopped = result.metrics[-1], record.get("plan"), record.get("stopped")
+    return {
+        "budget_s": budget_s,
+        "method": method,
+        "val_accuracy": last["val_accuracy"],  # one float32 pass over the validation set
+        "val_tta_accuracy": last.get("val_tta_accuracy"),  # with the recipe's TTA
+        "train_clock_s": round(result.train_clock_s, 3),  # what the budget counts
+        "wall_time_s": round(time.perf_counter() - started, 3),  # the whole fit() call, warm-up and setup included
+        "warm_up_s": None if plan is None else plan["warm_up_s"],
+        "steps": int(torch.load(result.checkpoint, weights_only=True)["position"]["global_step"]),
+        "epochs": len(result.metrics),
+        "plan": None if plan is None else {key: plan[key] for key in ("batch_size", "total_steps", "reason")},
+        "replanned": None if plan is None else plan["replanned"],
+        "stopped": stopped,
+        "run_dir": str(run_dir),
+    }
+
+
+def plot(path: Path, runs: list[dict[str, Any]], title: str) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4.5), dpi=120)
+    axes = figure.subplots()
+    for method, colour in zip(METHODS, ("tab:blue", "tab:orange"), strict=True):
+        points = sorted((run["budget_s"] / 60, run) for run in runs if run["method"] == method)
+        if not points:
+            continue
+        minutes = [minute for minute, _ in points]
+        if all(run["val_tta_accuracy"] is not None for _, run in points):
+            tta = [100 * run["val_tta_accuracy"] for _, run in points]
+            axes.plot(minutes, tta, marker="o", color=colour, label=f"{method} (TTA)")
+        bare = [100 * run["val_accuracy"] for _, run in points]
+        axes.plot(minutes, bare, marker="o", linestyle="--", color=colour, label=f"{method} (1 pass)")
+    axes.set_xlabel("wall-clock budget (minutes of training clock)")
+    axes.set_ylabel("validation accuracy (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.savefig(path, format="png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="'cifar10' or an ImageFolder root (DIR/train/)")
+    parser.add_argument("--limit-per-class", type=int, default=None, help="first N images per class (quick runs)")
+    parser.add_argument("--budgets", default="2m,5m,10m,20m", help="comma-separated durations (90s, 10m, 1h30m)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--out", type=Path, default=Path("bench/out/budget_curve"), help="folder for the results")
+    args = parser.parse_args(argv)
+    try:
+        budgets = [parse_duration(text, "--budgets") for text in args.budgets.split(",")]
+    except ValueError as error:
+        parser.error(str(error))
+    splits = load_splits(
+        args.data, seed=args.seed, cache_dir=args.cache_dir, limit_per_class=args.limit_per_class, show_progress=False
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(args.device)
+    record: dict[str, Any] = {
+        "data": {"source": args.data, "train": len(splits.train_labels), "val": len(splits.val_labels)},
+        "environment": describe_environment(device),
+        "budgets_s": budgets,
+        "runs": [],
+    }
+    for budget_s in budgets:
+        for method in METHODS:  # side by side, so both see the machine in the same state
+            run = train_one(method, budget_s, splits, args)
+            record["runs"].append(run)
+            atomic_write_text(args.out / "budget_curve.json", json.dumps(record, indent=2) + "\n")
+            tta = "" if run["val_tta_accuracy"] is None else f", TTA {100 * run['val_tta_accuracy']:.2f}%"
+            print(
+                f"{budget_s:>7g}s {method:>13}: {100 * run['val_accuracy']:.2f}% (1 pass){tta}; "
+                f"{run['steps']} steps, {run['epochs']} epochs, clock {run['train_clock_s']:.1f}s, "
+                f"wall {run['wall_time_s']:.1f}s",
+                flush=True,
+            )
+    title = f"default recipe, {record['data']['train']} training images, {record['environment']['device_name']}"
+    plot(args.out / "budget_curve.png", record["runs"], title)
+    print(f"wrote {args.out / 'budget_curve.json'} and {args.out / 'budget_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
