@@ -43,6 +43,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not found (is {path.parent} a cifar-train run folder?)")
     try:
         is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:  # a damaged end-of-archive record (e.g. one claiming several disks)
+        is_zip = False
     except OSError as error:
         raise CheckpointError(f"{path}: cannot read checkpoint ({error.strerror or first_line(error)})") from None
     if not is_zip:  # torch.save has written zip archives since torch 1.6; anything else is not ours

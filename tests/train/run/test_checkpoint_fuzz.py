@@ -39,7 +39,8 @@ def _apply(data: bytes, edits: list[tuple[str, int, int]]) -> bytes:
     for kind, at, length in edits:
         at = min(at, max(len(buffer) - 1, 0))
         if kind == "flip":
-            buffer[at] ^= 0xFF if buffer else 0
+            if buffer:
+                buffer[at] ^= 0xFF
         elif kind == "truncate":
             del buffer[at:]
         elif kind == "insert":
