@@ -25,7 +25,7 @@ REPLAN_SLOWDOWN = 0.2
 # The speed is judged over whole epochs covering at least this share of the budget, so that a short epoch's noise
 # (tiny data, a one-step epoch) does not count as a slowdown; a session's first epoch is left out: it pays one-time
 # costs (allocations, kernel choices for each batch shape) that the plan's warmed-up measurement does not.
-REPLAN_WINDOW = 0.05
+REPLAN_WINDOW = 0.1
 
 
 class RunClock:
