@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     splits = load_splits(
         args.data, seed=args.seed, cache_dir=args.cache_dir, limit_per_class=args.limit_per_class, show_progress=False
     )
+    if len(splits.val_labels) == 0:
+        parser.error(f"{args.data}: no validation images to score (give more images per class)")
     args.out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(args.device)
     record: dict[str, Any] = {
