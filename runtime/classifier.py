@@ -55,8 +55,8 @@ class Classifier:
     >>> classifier.predict("dog.png").label
 
     ``provider`` is "cpu", "cuda", "tensorrt" (strict: ProviderUnavailableError when not active) or "auto".
-    ``intra_op_threads`` defaults to half the usable cores; ``decode_workers`` to all of them; ``max_pixels`` to
-    Pillow's decompression-bomb limit; ``spin`` lets onnxruntime's threads spin-wait (None: only a single one).
+    ``intra_op_threads`` defaults to all usable cores; ``decode_workers`` to all of them; ``max_pixels`` to
+    Pillow's decompression-bomb limit; ``spin`` lets onnxruntime's threads spin-wait (its default).
     Attributes: ``contract``, ``provenance`` (dict or None), ``provider`` (the
     one running), ``providers`` (the session's active list), ``path``, ``sha256``, ``note``.
     """
@@ -70,7 +70,7 @@ class Classifier:
         intra_op_threads: int | None = None,
         decode_workers: int | None = None,
         max_pixels: int | None = None,
-        spin: bool | None = None,
+        spin: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -68,7 +68,7 @@ def bench(
     ] = _default("output_dir"),
     threads: Annotated[
         int | None,
-        typer.Option("--threads", min=1, help="Threads for torch and onnxruntime alike. Default: half the cores."),
+        typer.Option("--threads", min=1, help="Threads for torch and onnxruntime alike. Default: all cores."),
     ] = _default("threads"),
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch of the throughput column.")] = _default(
         "batch_size"

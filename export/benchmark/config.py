@@ -29,7 +29,7 @@ class BenchConfig:
     data_root: str | None = None
     # Where bench.md and bench.json go; None: the run folder.
     output_dir: Path | None = None
-    # Threads for torch and onnxruntime alike; None: the runtime's default (half the usable cores).
+    # Threads for torch and onnxruntime alike; None: the runtime's default (all usable cores).
     threads: int | None = None
     # Batch size of the throughput column (and of the accuracy pass).
     batch_size: int = 256

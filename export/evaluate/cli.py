@@ -69,7 +69,7 @@ def evaluate(
     ] = _default("data_root"),
     threads: Annotated[
         int | None,
-        typer.Option("--threads", min=1, help="Model threads (onnxruntime or torch). Default: half the cores."),
+        typer.Option("--threads", min=1, help="Model threads (onnxruntime or torch). Default: all cores."),
     ] = _default("threads"),
     decode_workers: Annotated[
         int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")

@@ -173,7 +173,7 @@ def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> Op
     import torch
 
     device = torch_device(provider)
-    # The same default as onnxruntime's in the runtime (half the cores): the other half decodes images.
+    # The same default as onnxruntime's in the runtime (all usable cores).
     torch.set_num_threads(threads or default_intra_op_threads())
     provenance: dict[str, Any] | None = None
     precision = "fp32"

@@ -61,7 +61,7 @@ def infer(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr; failures still print.")] = False,
     doctor: Annotated[bool, typer.Option("--doctor", help="Report installation, providers, GPU and model.")] = False,
     threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads. Default: half the cores.")
+        int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads. Default: all cores.")
     ] = None,
     decode_workers: Annotated[
         int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")

@@ -35,7 +35,7 @@ class InferOptions:
     as_json: bool = False
     # No notes on stderr (which model, provider, timing); failures are still reported.
     quiet: bool = False
-    # onnxruntime intra-op threads; None: half the usable cores (the rest decode images).
+    # onnxruntime intra-op threads; None: every usable core (decoding shares them between session runs).
     intra_op_threads: int | None = None
     # Image decoding threads; None: all usable cores.
     decode_workers: int | None = None

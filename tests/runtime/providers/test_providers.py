@@ -57,7 +57,7 @@ def test_cpu_session_is_cpu_only_and_uses_the_thread_setting(colour_model: Path)
         assert classifier.providers == ("CPUExecutionProvider",)
         assert classifier.provider == "cpu"
         assert classifier.session.get_session_options().intra_op_num_threads == 1
-    assert default_intra_op_threads() == max(1, usable_cpu_count() // 2)
+    assert default_intra_op_threads() == usable_cpu_count()  # every core: both scale model-only, decoding shares
     opened = create_session(probe_model_bytes(), "cpu")
     assert opened.intra_op_threads == default_intra_op_threads()
 
