@@ -6,6 +6,7 @@ import json
 import os
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -45,6 +46,48 @@ class TtaChoice(str, Enum):
     flip_shift = "flip_shift"
 
 
+RunDir = Annotated[
+    Path | None,
+    typer.Argument(metavar="RUN_DIR", help="Run folder (model.safetensors + run.json); default runs/latest."),
+]
+Format = Annotated[FormatChoice, typer.Option("--format", "-f", help="Artifact format.")]
+Dtype = Annotated[DtypeChoice, typer.Option("--dtype", help="ONNX: fp16 weights/compute, fp32 I/O.")]
+Quantize = Annotated[QuantizeChoice | None, typer.Option("--quantize", help="ONNX: static QDQ int8.")]
+Calibration = Annotated[int, typer.Option("--calibration", help="Images for int8 calibration.")]
+Int8WeightBits = Annotated[
+    str,
+    typer.Option(
+        "--int8-weight-bits",
+        help="int8 weights: auto (7 bits where this CPU has no VNNI/AMX, else 8), or 7 / 8 for another target CPU.",
+    ),
+]
+Opset = Annotated[int, typer.Option("--opset", help="ONNX opset version.")]
+Tta = Annotated[
+    TtaChoice | None,
+    typer.Option(
+        "--tta",
+        help="Test-time augmentation baked into the graph: none (1 pass), flip (2) or flip_shift (6). "
+        "(default: the run's, as trained and scored)",
+    ),
+]
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="File (one artifact) or folder (several).")]
+Verify = Annotated[bool, typer.Option("--verify/--no-verify", help="Run the parity gate before writing.")]
+VerifyImages = Annotated[int, typer.Option("--verify-images", help="Real images in the gate.")]
+Data = Annotated[Path | None, typer.Option("--data", help="Labelled ImageFolder instead of the run's own data.")]
+PreprocessCheck = Annotated[
+    list[Path],
+    typer.Option(
+        "--preprocess-check", metavar="FILE", help="Extra image file for the preprocessing-parity check (repeatable)."
+    ),
+]
+MaxAbsDiff = Annotated[float, typer.Option(help="fp32 gate: max |logit diff|.")]
+MinAgreement = Annotated[float, typer.Option(help="fp32 gate: top-1 agreement (0-1).")]
+Fp16MinAgreement = Annotated[float, typer.Option(help="fp16 gate: top-1 agreement (0-1).")]
+Int8MaxAccuracyDrop = Annotated[float, typer.Option(help="int8 gate: accuracy drop, percentage points.")]
+Seed = Annotated[int, typer.Option(help="Seed for image sampling and probes.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print errors only.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object (the full result) on stdout.")]
+
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
@@ -63,51 +106,27 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
     ),
 )
 def export(
-    run_dir: Path | None = typer.Argument(
-        None, metavar="RUN_DIR", help="Run folder (model.safetensors + run.json); default runs/latest."
-    ),
-    output_format: FormatChoice = typer.Option(FormatChoice.onnx, "--format", "-f", help="Artifact format."),
-    dtype: DtypeChoice = typer.Option(DtypeChoice.fp32, "--dtype", help="ONNX: fp16 weights/compute, fp32 I/O."),
-    quantize: QuantizeChoice | None = typer.Option(None, "--quantize", help="ONNX: static QDQ int8."),
-    calibration: int = typer.Option(DEFAULTS.calibration_images, "--calibration", help="Images for int8 calibration."),
-    int8_weight_bits: str = typer.Option(
-        DEFAULTS.int8_weight_bits,
-        "--int8-weight-bits",
-        help="int8 weights: auto (7 bits where this CPU has no VNNI/AMX, else 8), or 7 / 8 for another target CPU.",
-    ),
-    opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset version."),
-    tta: TtaChoice | None = typer.Option(
-        None,
-        "--tta",
-        help="Test-time augmentation baked into the graph: none (1 pass), flip (2) or flip_shift (6). "
-        "(default: the run's, as trained and scored)",
-    ),
-    output: Path | None = typer.Option(None, "--output", "-o", help="File (one artifact) or folder (several)."),
-    verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the parity gate before writing."),
-    verify_images: int = typer.Option(DEFAULTS.verify_images, "--verify-images", help="Real images in the gate."),
-    data: Path | None = typer.Option(None, "--data", help="Labelled ImageFolder instead of the run's own data."),
-    preprocess_check: list[Path] = typer.Option(
-        [],
-        "--preprocess-check",
-        metavar="FILE",
-        help="Extra image file for the preprocessing-parity check (repeatable).",
-    ),
-    max_abs_diff: float = typer.Option(LIMITS.fp32_max_abs_diff, help="fp32 gate: max |logit diff|."),
-    min_agreement: float = typer.Option(LIMITS.fp32_min_agreement, help="fp32 gate: top-1 agreement (0-1)."),
-    fp16_min_agreement: float = typer.Option(LIMITS.fp16_min_agreement, help="fp16 gate: top-1 agreement (0-1)."),
-    int8_max_accuracy_drop: float = typer.Option(
-        LIMITS.int8_max_accuracy_drop_pp, help="int8 gate: accuracy drop, percentage points."
-    ),
-    seed: int = typer.Option(DEFAULTS.seed, help="Seed for image sampling and probes."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (the full result) on stdout."),
+    run_dir: RunDir = None,
+    output_format: Format = FormatChoice.onnx,
+    dtype: Dtype = DtypeChoice.fp32,
+    quantize: Quantize = None,
+    calibration: Calibration = DEFAULTS.calibration_images,
+    int8_weight_bits: Int8WeightBits = DEFAULTS.int8_weight_bits,
+    opset: Opset = DEFAULT_OPSET,
+    tta: Tta = None,
+    output: Output = None,
+    verify: Verify = True,
+    verify_images: VerifyImages = DEFAULTS.verify_images,
+    data: Data = None,
+    preprocess_check: PreprocessCheck = [],  # typer's default, never mutated  # noqa: B006
+    max_abs_diff: MaxAbsDiff = LIMITS.fp32_max_abs_diff,
+    min_agreement: MinAgreement = LIMITS.fp32_min_agreement,
+    fp16_min_agreement: Fp16MinAgreement = LIMITS.fp16_min_agreement,
+    int8_max_accuracy_drop: Int8MaxAccuracyDrop = LIMITS.int8_max_accuracy_drop_pp,
+    seed: Seed = DEFAULTS.seed,
+    quiet: Quiet = False,
+    as_json: AsJson = False,
 ) -> None:
-    from cifar_edge.export.pipeline import export_run  # heavy imports (torch, onnx) after option parsing
-    from cifar_edge.export.progress import ExportProgress
-    from cifar_edge.export.report import print_result
-    from cifar_edge.export.run_select import resolve_run_dir
-
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     formats = FORMATS if output_format is FormatChoice.all else (output_format.value,)
     config = ExportConfig(
         formats=tuple(formats),
@@ -130,6 +149,17 @@ def export(
         ),
         seed=seed,
     )
+    raise typer.Exit(_run(run_dir, config, quiet=quiet, as_json=as_json))
+
+
+def _run(run_dir: Path | None, config: ExportConfig, *, quiet: bool, as_json: bool) -> int:
+    """Export the run, print the result (or its JSON) and why any artifact was not written; the exit code."""
+    from cifar_edge.export.pipeline import export_run  # heavy imports (torch, onnx) after option parsing
+    from cifar_edge.export.progress import ExportProgress
+    from cifar_edge.export.report import print_result
+    from cifar_edge.export.run_select import resolve_run_dir
+
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         resolved = resolve_run_dir(run_dir)
         with ExportProgress(enabled=not (quiet or as_json), console=errors) as progress:
@@ -158,7 +188,7 @@ def export(
             errors.print(
                 f"cifar-export: {artifact.path.name} failed the parity gate, not written: {failures}", markup=False
             )
-    raise typer.Exit(result.exit_code)
+    return result.exit_code
 
 
 def _fail(errors: Console, message: str, exit_code: int, as_json: bool) -> None:

@@ -14,6 +14,7 @@ from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
 from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG, LATEST_LINK, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
 from cifar_edge.runtime.model_file import latest_run_dir
+from cifar_edge.train import options as opt
 from cifar_edge.train.config import TrainConfig, parse_duration
 from cifar_edge.train.recipes import DEFAULT
 
@@ -50,127 +51,71 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 def train(
-    model: str | None = typer.Option(_default("model"), help="Architecture: airnet or seed. (default: the recipe's)"),
-    model_kwargs: str | None = typer.Option(
-        _default("model_kwargs"),
-        "--model-kwargs",
-        help="Architecture arguments as JSON, e.g. '{\"widths\": [64, 256, 256]}'.",
-    ),
-    recipe: str = typer.Option(_default("recipe"), help="Training recipe: default (CPU), airbench (GPU) or seed."),
-    epochs: int | None = typer.Option(_default("epochs"), help="Epochs to train (on --resume: extend to this many)."),
-    budget: str | None = typer.Option(
-        _default("budget_s"),
-        "--budget",
-        metavar="DURATION",
-        help="Train to a wall-clock budget (90s, 10m, 1h30m): a few timed steps first (outside the clock), then the "
-        f"steps that fit. (default: {DEFAULT.cpu_budget_s / 60:g}m for the default recipe on a CPU, none on a GPU; "
-        "--epochs fixes the length instead)",
-    ),
-    stop_after: str | None = typer.Option(
-        _default("stop_after_s"),
-        "--stop-after",
-        metavar="DURATION",
-        help="Stop when the training clock passes DURATION, schedule unchanged, and score those weights.",
-    ),
-    batch_size: int | None = typer.Option(
-        _default("batch_size"), "--batch-size", help="Images per step. (default: the recipe's)"
-    ),
-    lr: float | None = typer.Option(
-        _default("lr"),
-        help="Peak learning rate of the weights (BatchNorm shifts: x bias_lr_scale). (default: the recipe's)",
-    ),
-    recipe_settings: list[str] = typer.Option(
-        [], "--set", metavar="FIELD=VALUE", help="Override any recipe field, e.g. --set label_smoothing=0.1 (repeat)."
-    ),
-    data: str = typer.Option(
-        _default("data"), help="'cifar10' (downloaded) or an ImageFolder path (PATH/train/<class>/)."
-    ),
-    data_root: str | None = typer.Option(
-        _default("data_root"), "--data-root", help="Where CIFAR-10 lives or is downloaded to."
-    ),
-    cache_dir: str | None = typer.Option(
-        _default("cache_dir"), "--cache-dir", help="Folder for the decoded-image cache."
-    ),
-    limit_per_class: int | None = typer.Option(
-        _default("limit_per_class"),
-        "--limit-per-class",
-        help="Use only the first N images of each class (quick experiments).",
-    ),
-    val_fraction: float = typer.Option(
-        _default("val_fraction"), "--val-fraction", help="Share of train held out when there is no val/."
-    ),
-    device: str = typer.Option(_default("device"), help="auto, cpu, cuda or cuda:N."),
-    run_dir: str | None = typer.Option(
-        _default("run_dir"), "--run-dir", help="Run folder. (default: runs/<timestamp> + runs/latest)"
-    ),
-    resume: str | None = typer.Option(
-        _default("resume"), "--resume", metavar="RUN_DIR", help="Continue a run from its checkpoint."
-    ),
-    seed: int = typer.Option(_default("seed"), help="Seed for init, validation split, shuffling and augmentation."),
-    quiet: bool = typer.Option(_default("quiet"), "--quiet", "-q", help="No progress bars or per-epoch lines."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON summary on stdout (implies --quiet)."),
-    precision: str = typer.Option(
-        _default("precision"),
-        help="Training arithmetic: auto (bf16 where the GPU/CPU has it natively, else fp32), bf16 or fp32.",
-    ),
-    compile_model: bool = typer.Option(
-        _default("compile"),
-        "--compile/--no-compile",
-        help="torch.compile the model (compiled in the warm-up, before the clock).",
-    ),
-    compile_mode: str | None = typer.Option(
-        None,
-        "--compile-mode",
-        help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs on a GPU), max-autotune "
-        "or max-autotune-no-cudagraphs.",
-    ),
-    threads: int | None = typer.Option(
-        _default("threads"), help="CPU threads. (default: all cores, shared by torchrun's processes)"
-    ),
-    sync_bn: bool = typer.Option(
-        _default("sync_batchnorm"),
-        "--sync-bn/--no-sync-bn",
-        help="Under torchrun on CUDA: BatchNorm statistics over the global batch.",
-    ),
-    tune_malloc: bool = typer.Option(
-        _default("tune_malloc"),
-        "--tune-malloc/--no-tune-malloc",
-        help="CPU, glibc: keep freed memory for reuse instead of page-faulting it back every step.",
-    ),
+    model: opt.Model = _default("model"),
+    model_kwargs: opt.ModelKwargs = _default("model_kwargs"),
+    recipe: opt.Recipe = _default("recipe"),
+    epochs: opt.Epochs = _default("epochs"),
+    budget: opt.Budget = _default("budget_s"),
+    stop_after: opt.StopAfter = _default("stop_after_s"),
+    batch_size: opt.BatchSize = _default("batch_size"),
+    lr: opt.Lr = _default("lr"),
+    recipe_settings: opt.RecipeSettings = [],  # typer's default, never mutated  # noqa: B006
+    data: opt.Data = _default("data"),
+    data_root: opt.DataRoot = _default("data_root"),
+    cache_dir: opt.CacheDir = _default("cache_dir"),
+    limit_per_class: opt.LimitPerClass = _default("limit_per_class"),
+    val_fraction: opt.ValFraction = _default("val_fraction"),
+    device: opt.Device = _default("device"),
+    run_dir: opt.RunDir = _default("run_dir"),
+    resume: opt.Resume = _default("resume"),
+    seed: opt.Seed = _default("seed"),
+    quiet: opt.Quiet = _default("quiet"),
+    json_output: opt.JsonOutput = False,
+    precision: opt.Precision = _default("precision"),
+    compile_model: opt.Compile = _default("compile"),
+    compile_mode: opt.CompileMode = None,
+    threads: opt.Threads = _default("threads"),
+    sync_bn: opt.SyncBn = _default("sync_batchnorm"),
+    tune_malloc: opt.TuneMalloc = _default("tune_malloc"),
 ) -> None:
     """Train an image classifier on CIFAR-10 or your own ImageFolder and write a self-describing run folder."""
+    config = _config(**locals())  # first statement: locals() is exactly the options, by parameter name
+    raise typer.Exit(_run(config, json_output))
+
+
+def _config(
+    *,
+    model_kwargs: str | None,
+    budget: str | None,
+    stop_after: str | None,
+    recipe_settings: list[str],
+    quiet: bool,
+    json_output: bool,
+    compile_model: bool,
+    compile_mode: str | None,
+    sync_bn: bool,
+    **fields: Any,
+) -> TrainConfig:
+    """The validated TrainConfig of train's options: those named here are parsed or renamed, ``fields`` pass as is.
+
+    An invalid value prints the usage error (and its JSON with --json) and exits with ExitCode.USAGE.
+    """
     try:
         config = TrainConfig(
-            recipe=recipe,
-            model=model,
+            **fields,
             model_kwargs=_json_object(model_kwargs, "--model-kwargs") if model_kwargs is not None else None,
-            epochs=epochs,
             budget_s=None if budget is None else parse_duration(budget, "--budget"),
             stop_after_s=None if stop_after is None else parse_duration(stop_after, "--stop-after"),
-            batch_size=batch_size,
-            lr=lr,
             recipe_overrides=_settings(recipe_settings),
-            data=data,
-            data_root=data_root,
-            cache_dir=cache_dir,
-            limit_per_class=limit_per_class,
-            val_fraction=val_fraction,
-            device=device,
-            run_dir=run_dir,
-            resume=resume,
-            seed=seed,
             quiet=quiet or json_output,
-            precision=precision,
             compile=compile_model or compile_mode is not None,
             compile_mode=compile_mode or "default",
-            threads=threads,
             sync_batchnorm=sync_bn,
-            tune_malloc=tune_malloc,
         )
         config.validate()
     except ValueError as error:
         _fail(ExitCode.USAGE, str(error), json_output)
-    raise typer.Exit(_run(config, json_output))
+    return config
 
 
 def _run(config: TrainConfig, json_output: bool) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from cifar_edge.runtime.defaults import default_of
 from cifar_edge.runtime.entry import run_command
 from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
 from cifar_edge.runtime.layout import BENCH_JSON, BENCH_MD
+
+if TYPE_CHECKING:
+    from cifar_edge.export.benchmark.run import BenchResult
 
 ALL_FORMATS = ",".join(default_of(BenchConfig, "formats"))
 
@@ -36,6 +39,34 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in value.split(",") if part.strip())
 
 
+RunDir = Annotated[
+    Path | None, typer.Argument(metavar="RUN_DIR", help="Run folder; default: the latest run (runs/latest).")
+]
+Providers = Annotated[
+    str, typer.Option("--providers", help="Comma-separated: cpu, cuda. CUDA rows only where CUDA is active.")
+]
+Formats = Annotated[str, typer.Option("--formats", help=f"Comma-separated rows: {ALL_FORMATS}.")]
+Data = Annotated[
+    str | None,
+    typer.Option("--data", help="Eval images: a labelled folder or 'cifar10'. Default: the run's validation split."),
+]
+DataRoot = Annotated[str | None, typer.Option("--data-root", help="Where CIFAR-10 lives.")]
+OutputDir = Annotated[
+    Path | None, typer.Option("--output-dir", "-o", help="Where bench.md and bench.json go. Default: RUN_DIR.")
+]
+Threads = Annotated[
+    int | None, typer.Option("--threads", min=1, help="Threads for torch and onnxruntime alike. Default: all cores.")
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Batch of the throughput column.")]
+Images = Annotated[int | None, typer.Option("--images", min=1, help="Use at most N eval images (class-stratified).")]
+Quick = Annotated[bool, typer.Option("--quick", help="Smoke run: 64 images, few repeats, rough numbers.")]
+ColdStart = Annotated[
+    bool, typer.Option("--cold-start/--no-cold-start", help="Time fresh processes (seconds per torch row).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print bench.json on stdout instead of the table.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress; errors still print.")]
+
+
 @app.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=describe_exit_codes(
@@ -49,45 +80,23 @@ def _split(value: str) -> tuple[str, ...]:
     ),
 )
 def bench(
-    run_dir: Annotated[
-        Path | None, typer.Argument(metavar="RUN_DIR", help="Run folder; default: the latest run (runs/latest).")
-    ] = None,
-    providers: Annotated[
-        str, typer.Option("--providers", help="Comma-separated: cpu, cuda. CUDA rows only where CUDA is active.")
-    ] = ",".join(default_of(BenchConfig, "providers")),
-    formats: Annotated[str, typer.Option("--formats", help=f"Comma-separated rows: {ALL_FORMATS}.")] = ALL_FORMATS,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data", help="Eval images: a labelled folder or 'cifar10'. Default: the run's validation split."
-        ),
-    ] = _default("data"),
-    data_root: Annotated[str | None, typer.Option("--data-root", help="Where CIFAR-10 lives.")] = _default("data_root"),
-    output_dir: Annotated[
-        Path | None, typer.Option("--output-dir", "-o", help="Where bench.md and bench.json go. Default: RUN_DIR.")
-    ] = _default("output_dir"),
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="Threads for torch and onnxruntime alike. Default: all cores."),
-    ] = _default("threads"),
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch of the throughput column.")] = _default(
-        "batch_size"
-    ),
-    images: Annotated[
-        int | None, typer.Option("--images", min=1, help="Use at most N eval images (class-stratified).")
-    ] = _default("images"),
-    quick: Annotated[
-        bool, typer.Option("--quick", help="Smoke run: 64 images, few repeats, rough numbers.")
-    ] = _default("quick"),
-    measure_cold_start: Annotated[
-        bool, typer.Option("--cold-start/--no-cold-start", help="Time fresh processes (seconds per torch row).")
-    ] = _default("cold_start"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print bench.json on stdout instead of the table.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress; errors still print.")] = False,
+    run_dir: RunDir = None,
+    providers: Providers = ",".join(default_of(BenchConfig, "providers")),
+    formats: Formats = ALL_FORMATS,
+    data: Data = _default("data"),
+    data_root: DataRoot = _default("data_root"),
+    output_dir: OutputDir = _default("output_dir"),
+    threads: Threads = _default("threads"),
+    batch_size: BatchSize = _default("batch_size"),
+    images: Images = _default("images"),
+    quick: Quick = _default("quick"),
+    measure_cold_start: ColdStart = _default("cold_start"),
+    as_json: AsJson = False,
+    quiet: Quiet = False,
 ) -> None:
     """Benchmark PyTorch, TorchScript and ONNX fp32/fp16/int8 of one run on CPU and CUDA."""
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    from cifar_edge.export.benchmark.report import print_report, write_report  # torch loads with these, after parsing
+    from cifar_edge.export.benchmark.report import write_report  # torch loads with these, after parsing
     from cifar_edge.export.benchmark.run import run_benchmark
     from cifar_edge.export.errors import ExportError
     from cifar_edge.export.run_select import resolve_run_dir
@@ -123,6 +132,14 @@ def bench(
         hint = "" if output_dir else "; choose another folder with --output-dir"
         errors.print(f"cifar-bench: error: {failure}{hint}", markup=False)
         raise typer.Exit(ExitCode.WRITE_FAILED) from None
+    _print_result(result, written, errors, quiet=quiet, as_json=as_json)
+    raise typer.Exit(result.exit_code)
+
+
+def _print_result(result: BenchResult, written: dict[str, str], errors: Console, *, quiet: bool, as_json: bool) -> None:
+    """bench.json on stdout, or the table and where it went; then one stderr line per failed row."""
+    from cifar_edge.export.benchmark.report import print_report
+
     if as_json:
         print(json.dumps(result.report, ensure_ascii=False, allow_nan=False))
     elif not quiet:
@@ -134,7 +151,6 @@ def bench(
     for row in result.rows:
         if row.status == "failed":
             errors.print(f"cifar-bench: {row.format} {row.precision} {row.provider} failed: {row.reason}", markup=False)
-    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

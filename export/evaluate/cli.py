@@ -24,6 +24,41 @@ def _default(name: str) -> object:
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
+Model = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODEL", help="Run folder, checkpoint.pt, TorchScript (.pt), torch.export (.pt2) or ONNX file."
+    ),
+]
+Data = Annotated[
+    str,
+    typer.Option(
+        "--data", "-d", help="'cifar10' (official test split) or a folder: PATH/test/<class>/*, or PATH/<class>/*."
+    ),
+]
+Provider = Annotated[
+    Literal["auto", "cpu", "cuda", "tensorrt"],
+    typer.Option("--provider", "-p", help="auto: CUDA if it really loads, else CPU. Others are strict (exit 3)."),
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")]
+OutputDir = Annotated[
+    str | None, typer.Option("--output-dir", "-o", help="Where eval.json and the plots go. Default: <model file>.eval/")
+]
+Limit = Annotated[int | None, typer.Option("--limit", min=1, help="Evaluate a class-stratified subset of N images.")]
+DataRoot = Annotated[
+    str | None, typer.Option("--data-root", help="Where CIFAR-10 lives or is downloaded to (--data cifar10).")
+]
+Threads = Annotated[
+    int | None, typer.Option("--threads", min=1, help="Model threads (onnxruntime or torch). Default: all cores.")
+]
+DecodeWorkers = Annotated[
+    int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")
+]
+Plots = Annotated[bool, typer.Option("--plots/--no-plots", help="Write confusion.png and misclassified.png.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print eval.json on stdout instead of the summary.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No summary, notes or progress; errors still print.")]
+
+
 @app.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=describe_exit_codes(
@@ -38,51 +73,18 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_mar
     ),
 )
 def evaluate(
-    model: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODEL", help="Run folder, checkpoint.pt, TorchScript (.pt), torch.export (.pt2) or ONNX file."
-        ),
-    ],
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data", "-d", help="'cifar10' (official test split) or a folder: PATH/test/<class>/*, or PATH/<class>/*."
-        ),
-    ],
-    provider: Annotated[
-        Literal["auto", "cpu", "cuda", "tensorrt"],
-        typer.Option("--provider", "-p", help="auto: CUDA if it really loads, else CPU. Others are strict (exit 3)."),
-    ] = _default("provider"),
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model call.")] = _default(
-        "batch_size"
-    ),
-    output_dir: Annotated[
-        str | None,
-        typer.Option("--output-dir", "-o", help="Where eval.json and the plots go. Default: <model file>.eval/"),
-    ] = _default("output_dir"),
-    limit: Annotated[
-        int | None, typer.Option("--limit", min=1, help="Evaluate a class-stratified subset of N images.")
-    ] = _default("limit"),
-    data_root: Annotated[
-        str | None, typer.Option("--data-root", help="Where CIFAR-10 lives or is downloaded to (--data cifar10).")
-    ] = _default("data_root"),
-    threads: Annotated[
-        int | None,
-        typer.Option("--threads", min=1, help="Model threads (onnxruntime or torch). Default: all cores."),
-    ] = _default("threads"),
-    decode_workers: Annotated[
-        int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")
-    ] = _default("decode_workers"),
-    plots: Annotated[
-        bool, typer.Option("--plots/--no-plots", help="Write confusion.png and misclassified.png.")
-    ] = _default("plots"),
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print eval.json on stdout instead of the summary.")
-    ] = _default("as_json"),
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No summary, notes or progress; errors still print.")
-    ] = _default("quiet"),
+    model: Model,
+    data: Data,
+    provider: Provider = _default("provider"),
+    batch_size: BatchSize = _default("batch_size"),
+    output_dir: OutputDir = _default("output_dir"),
+    limit: Limit = _default("limit"),
+    data_root: DataRoot = _default("data_root"),
+    threads: Threads = _default("threads"),
+    decode_workers: DecodeWorkers = _default("decode_workers"),
+    plots: Plots = _default("plots"),
+    as_json: AsJson = _default("as_json"),
+    quiet: Quiet = _default("quiet"),
 ) -> None:
     """Evaluate a model on labelled images: top-1/top-5, per-class accuracy, confusion matrix, mistakes."""
     options = EvalOptions(

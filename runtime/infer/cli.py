@@ -25,6 +25,37 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+Inputs = Annotated[
+    list[str] | None,
+    typer.Argument(help="Image files, folders (searched recursively), glob patterns, or - to read from stdin."),
+]
+Model = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="ONNX model. Default: $CIFAR_EDGE_MODEL, then runs/latest/model.onnx."),
+]
+Provider = Annotated[
+    Literal["auto", "cpu", "cuda", "tensorrt"],
+    typer.Option("--provider", "-p", help="auto: CUDA if it really loads, else CPU. Others are strict (exit 3)."),
+]
+TopK = Annotated[int, typer.Option("--top-k", "-k", min=1, help="List the K most probable classes.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model run.")]
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr; failures still print.")]
+Doctor = Annotated[bool, typer.Option("--doctor", help="Report installation, providers, GPU and model.")]
+Threads = Annotated[
+    int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads. Default: all cores.")
+]
+DecodeWorkers = Annotated[
+    int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")
+]
+MaxPixels = Annotated[
+    int | None, typer.Option("--max-pixels", min=1, help="Refuse images above this many pixels. Default: 89,478,485.")
+]
+Version = Annotated[
+    bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+]
+
+
 @app.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=describe_exit_codes(
@@ -39,40 +70,18 @@ def _version(value: bool) -> None:
     + " See docs/runtime.md.",
 )
 def infer(
-    inputs: Annotated[
-        list[str] | None,
-        typer.Argument(help="Image files, folders (searched recursively), glob patterns, or - to read from stdin."),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="ONNX model. Default: $CIFAR_EDGE_MODEL, then runs/latest/model.onnx."),
-    ] = None,
-    provider: Annotated[
-        Literal["auto", "cpu", "cuda", "tensorrt"],
-        typer.Option("--provider", "-p", help="auto: CUDA if it really loads, else CPU. Others are strict (exit 3)."),
-    ] = "auto",
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="List the K most probable classes.")] = (
-        DEFAULT_TOP_K
-    ),
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per model run.")] = (
-        DEFAULT_BATCH_SIZE
-    ),
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr; failures still print.")] = False,
-    doctor: Annotated[bool, typer.Option("--doctor", help="Report installation, providers, GPU and model.")] = False,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads. Default: all cores.")
-    ] = None,
-    decode_workers: Annotated[
-        int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")
-    ] = None,
-    max_pixels: Annotated[
-        int | None,
-        typer.Option("--max-pixels", min=1, help="Refuse images above this many pixels. Default: 89,478,485."),
-    ] = None,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
-    ] = False,
+    inputs: Inputs = None,
+    model: Model = None,
+    provider: Provider = "auto",
+    top_k: TopK = DEFAULT_TOP_K,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+    doctor: Doctor = False,
+    threads: Threads = None,
+    decode_workers: DecodeWorkers = None,
+    max_pixels: MaxPixels = None,
+    version: Version = False,
 ) -> None:
     """Classify images with an exported cifar-edge ONNX model on CUDA or CPU."""
     if doctor:
