@@ -8,8 +8,8 @@ from cifar_edge.export.errors import ExportError, ExportFailedError, ExportUsage
 
 # torch and onnx load on first use of these names, so `cifar-export --help` and option errors stay fast.
 _LAZY = {
-    "ArtifactResult": "cifar_edge.export.pipeline",
-    "ExportResult": "cifar_edge.export.pipeline",
+    "ArtifactResult": "cifar_edge.export.results",
+    "ExportResult": "cifar_edge.export.results",
     "export_run": "cifar_edge.export.pipeline",
     "FlipAverage": "cifar_edge.train.tta",
 }

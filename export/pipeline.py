@@ -15,10 +15,8 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import onnx
 from torch import nn
@@ -31,102 +29,24 @@ from cifar_edge.export.config import (
     QUANTIZATIONS,
     ExportConfig,
 )
+from cifar_edge.export.destinations import artifact_locks, check_destinations, parity_path_of, read_if_file, restore
 from cifar_edge.export.errors import ExportFailedError, ExportUsageError
-from cifar_edge.export.formats.exported_program import EXPORTED_PROGRAM_EXPORTER, export_program
 from cifar_edge.export.formats.fold import inference_form
-from cifar_edge.export.formats.fp16 import FP16_CONVERTER, convert_to_fp16
-from cifar_edge.export.formats.metadata import build_provenance, embed_in_onnx, metadata_entries
-from cifar_edge.export.formats.onnx import ONNX_EXPORTER, drop_unused_opsets, export_onnx_fp32, save_validated
-from cifar_edge.export.formats.quantize import (
-    INT8_QUANTIZER,
-    quantization_settings,
-    quantize_int8,
-    reduce_range_for,
-)
-from cifar_edge.export.formats.torchscript import TORCHSCRIPT_EXPORTER, export_torchscript
 from cifar_edge.export.formats.tta import module_for_export, tta_mode
 from cifar_edge.export.gate.data import ExportData, gather_export_data
 from cifar_edge.export.gate.parity import GateInputs, ParityReport, prepare_gate_inputs, run_gate
 from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocessing
 from cifar_edge.export.progress import ExportProgress
+from cifar_edge.export.results import ArtifactResult, ExportResult, Target
+from cifar_edge.export.writing import write_artifact
 from cifar_edge.runtime.atomic_io import (
     atomic_path,
-    atomic_write_bytes,
     atomic_write_text,
-    check_writable,
-    exclusive_lock,
 )
 from cifar_edge.runtime.contract import ContractError
-from cifar_edge.runtime.cpu import cpu_features
-from cifar_edge.runtime.errors import ExitCode, first_line
-from cifar_edge.runtime.layout import ARTIFACT_FILES, LOCK_SUFFIX, PARITY_SUFFIX, WEIGHTS_FILE
-from cifar_edge.runtime.preprocess import normalize_batch
+from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.layout import ARTIFACT_FILES
 from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
-
-
-@dataclass(frozen=True)
-class Target:
-    format: str
-    precision: str
-    path: Path
-
-
-@dataclass
-class ArtifactResult:
-    format: str
-    precision: str
-    path: Path
-    written: bool
-    report: ParityReport | None  # None when verification was skipped (--no-verify)
-    parity_path: Path | None = None
-    size_bytes: int | None = None
-    sha256: str | None = None
-    seconds: float = 0.0
-    error: str | None = None  # the exporter/converter failed (exit code 3); nothing was written
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "precision": self.precision,
-            "path": str(self.path),
-            "written": self.written,
-            "verified": self.report is not None,
-            "passed": self.report.passed if self.report is not None else None,
-            "failures": self.report.failures() if self.report is not None else [],
-            "parity_path": str(self.parity_path) if self.parity_path else None,
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-            "seconds": round(self.seconds, 3),
-            "error": self.error,
-            "parity": self.report.to_dict() if self.report is not None else None,
-        }
-
-
-@dataclass
-class ExportResult:
-    run_dir: Path
-    artifacts: list[ArtifactResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(artifact.written for artifact in self.artifacts)
-
-    @property
-    def exit_code(self) -> int:
-        """TOOL_FAILED when an exporter failed, else FAILED when a parity gate failed, else OK."""
-        if any(artifact.error for artifact in self.artifacts):
-            return ExitCode.TOOL_FAILED
-        return ExitCode.OK if self.ok else ExitCode.FAILED
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "exit_code": self.exit_code,
-            "run_dir": str(self.run_dir),
-            "notes": self.notes,
-            "artifacts": [artifact.to_dict() for artifact in self.artifacts],
-        }
 
 
 @dataclass
@@ -144,7 +64,7 @@ class ExportContext:
     notes: list[str] = field(default_factory=list)
     # What the artifacts are exported from: ``module`` with its BatchNorms folded (formats/fold.py).
     export_module: nn.Module | None = None
-    _fp32_onnx: onnx.ModelProto | None = None
+    fp32_cache: onnx.ModelProto | None = None
 
 
 def plan_targets(config: ExportConfig, run_dir: Path) -> list[Target]:
@@ -194,43 +114,6 @@ def load_export_run(run_dir: Path) -> LoadedRun:
         return load_run(run_dir)
     except (RunFolderError, ContractError, ValueError, OSError) as error:
         raise ExportUsageError(first_line(error)) from None
-
-
-def check_destinations(targets: list[Target], run: LoadedRun | None = None) -> None:
-    """WriteError now, before any work, when an artifact or its parity report could not be written at the end.
-
-    Each destination folder must take a new file with room for its artifacts (estimated as twice the run's weights
-    plus 64 KiB each: the graph and metadata around the weights), and an existing artifact or parity report must not
-    be immutable (the final rename over it would fail).
-    """
-    weights = _weights_size(run) if run is not None else 0
-    by_folder: dict[Path, list[Target]] = {}
-    for target in targets:
-        by_folder.setdefault(target.path.parent, []).append(target)
-    for folder, group in by_folder.items():
-        files = [path for target in group for path in (target.path, parity_path_of(target.path))]
-        check_writable(folder, files=files, needed_bytes=len(group) * (2 * weights + 64 * 1024))
-
-
-def _weights_size(run: LoadedRun) -> int:
-    try:
-        return (run.run_dir / WEIGHTS_FILE).stat().st_size
-    except OSError:
-        return 0
-
-
-def parity_path_of(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name + PARITY_SUFFIX)
-
-
-@contextlib.contextmanager
-def artifact_locks(targets: list[Target]) -> Iterator[None]:
-    """Hold ``<artifact>.lock`` of every target (in path order) until the body is done; LockedError (exit 5) at
-    once when another export holds one: two exports never interleave an artifact and its parity report."""
-    with contextlib.ExitStack() as stack:
-        for path in sorted({target.path for target in targets}):
-            stack.enter_context(exclusive_lock(path.with_name(path.name + LOCK_SUFFIX), path))
-        yield
 
 
 def prepare_export(
@@ -308,51 +191,28 @@ def export_artifact(context: ExportContext, target: Target, module: nn.Module | 
     # The parity report is written before the artifact is renamed into place, so a failure anywhere leaves the
     # previous pair as it was: writing the report fails -> the new artifact is discarded; renaming the artifact
     # fails -> the previous report is put back.
-    previous_parity = _read_if_file(parity_path)
+    previous_parity = read_if_file(parity_path)
     parity_written = False
     digest = size = None
     with context.progress.step(f"{target.format} {target.precision} -> {target.path.name}"):
         try:
             with atomic_path(target.path) as temp_path:
-                _write(context, target, module, temp_path)
-                if context.config.verify:
-                    assert context.gate_inputs is not None
-                    report = run_gate(
-                        target.format,
-                        target.precision,
-                        temp_path,
-                        context.run.contract,
-                        context.gate_inputs,
-                        context.config.thresholds,
-                        context.preprocessing,
-                        artifact_name=target.path.name,
-                    )
-                    if not report.passed:
-                        raise _GateFailed
+                write_artifact(context, target, module, temp_path)
+                report = _gate(context, target, temp_path)
+                if report is not None and not report.passed:
+                    raise _GateFailed
                 data = temp_path.read_bytes()
                 digest, size = hashlib.sha256(data).hexdigest(), len(data)
                 if report is not None:
-                    document = {**report.to_dict(), "sha256": digest, "size_bytes": size}
-                    text = json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
-                    atomic_write_text(parity_path, text)
+                    _write_report(parity_path, report, digest, size)
                     parity_written = True
         except _GateFailed:
-            return ArtifactResult(
-                target.format, target.precision, target.path, False, report, seconds=time.perf_counter() - started
-            )
+            return _not_written(target, started, report)
         except ExportFailedError as error:
-            return ArtifactResult(
-                target.format,
-                target.precision,
-                target.path,
-                False,
-                None,
-                seconds=time.perf_counter() - started,
-                error=str(error),
-            )
+            return _not_written(target, started, None, str(error))
         except BaseException:
             if parity_written:  # the artifact did not replace the previous one: neither may its report
-                _restore(parity_path, previous_parity)
+                restore(parity_path, previous_parity)
             raise
     if report is None and previous_parity is not None:
         # --no-verify replaced the artifact: a report about the previous file must not stay beside the new one.
@@ -371,82 +231,34 @@ def export_artifact(context: ExportContext, target: Target, module: nn.Module | 
     )
 
 
-def _read_if_file(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes() if path.is_file() else None
-    except OSError:
+def _gate(context: ExportContext, target: Target, path: Path) -> ParityReport | None:
+    """The parity gate's report on the file at ``path``; None with --no-verify."""
+    if not context.config.verify:
         return None
+    assert context.gate_inputs is not None
+    return run_gate(
+        target.format,
+        target.precision,
+        path,
+        context.run.contract,
+        context.gate_inputs,
+        context.config.thresholds,
+        context.preprocessing,
+        artifact_name=target.path.name,
+    )
 
 
-def _restore(path: Path, previous: bytes | None) -> None:
-    """Put ``path`` back as it was (absent when ``previous`` is None), as far as the file system lets us."""
-    with contextlib.suppress(OSError):
-        if previous is None:
-            path.unlink(missing_ok=True)
-        else:
-            atomic_write_bytes(path, previous)
+def _write_report(path: Path, report: ParityReport, digest: str, size: int) -> None:
+    document = {**report.to_dict(), "sha256": digest, "size_bytes": size}
+    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _not_written(
+    target: Target, started: float, report: ParityReport | None, error: str | None = None
+) -> ArtifactResult:
+    seconds = time.perf_counter() - started
+    return ArtifactResult(target.format, target.precision, target.path, False, report, seconds=seconds, error=error)
 
 
 class _GateFailed(Exception):
     """Raised inside atomic_path so the temporary file is discarded instead of renamed."""
-
-
-def _write(context: ExportContext, target: Target, module: nn.Module, path: Path) -> None:
-    contract, config = context.run.contract, context.config
-    if target.format == "onnx":
-        fp32 = _fp32_onnx(context, module)
-        extra: dict[str, Any] = {}
-        exporter = ONNX_EXPORTER
-        if target.precision == "fp16":
-            model = drop_unused_opsets(convert_to_fp16(fp32))
-            exporter, extra = f"{ONNX_EXPORTER} + {FP16_CONVERTER}", {"fp16": {"keep_io_types": True}}
-        elif target.precision == "int8":
-            assert context.data.calibration is not None
-            calibration = normalize_batch(context.data.calibration.images, contract)
-            features = cpu_features()
-            reduce_range = config.reduce_range if config.reduce_range is not None else reduce_range_for(features)
-            model = drop_unused_opsets(quantize_int8(fp32, contract.input_name, calibration, reduce_range))
-            exporter = f"{ONNX_EXPORTER} + {INT8_QUANTIZER}"
-            extra = {
-                "quantization": {
-                    **quantization_settings(len(calibration), reduce_range, features),
-                    "calibration_source": context.data.calibration.description["source"],
-                }
-            }
-        else:
-            model = onnx.ModelProto()
-            model.CopyFrom(fp32)
-        provenance = build_provenance(
-            context.run,
-            artifact_format="onnx",
-            precision=target.precision,
-            exporter=exporter,
-            tta=context.tta,
-            opset=config.opset,
-            extra=extra,
-        )
-        save_validated(embed_in_onnx(model, contract, provenance), path)
-        return
-    if target.format == "torchscript":
-        provenance = build_provenance(
-            context.run, artifact_format="torchscript", precision="fp32", exporter=TORCHSCRIPT_EXPORTER, tta=context.tta
-        )
-        export_torchscript(module, contract, path, metadata_entries(contract, provenance))
-        return
-    provenance = build_provenance(
-        context.run,
-        artifact_format="exportedprogram",
-        precision="fp32",
-        exporter=EXPORTED_PROGRAM_EXPORTER,
-        tta=context.tta,
-    )
-    export_program(module, contract, path, metadata_entries(contract, provenance))
-
-
-def _fp32_onnx(context: ExportContext, module: nn.Module) -> onnx.ModelProto:
-    """The fp32 graph, exported once per run and reused by the fp16/int8 conversions."""
-    if module is not context.export_module:
-        return export_onnx_fp32(module, context.run.contract, context.config.opset)
-    if context._fp32_onnx is None:
-        context._fp32_onnx = export_onnx_fp32(module, context.run.contract, context.config.opset)
-    return context._fp32_onnx

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cifar_edge.export.gate.parity import VALIDATION
-from cifar_edge.export.pipeline import ArtifactResult, ExportResult
+from cifar_edge.export.results import ArtifactResult, ExportResult
 
 
 def _size(size_bytes: int | None) -> str:

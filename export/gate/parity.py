@@ -24,6 +24,7 @@ from torch import nn
 from cifar_edge.export.config import Thresholds
 from cifar_edge.export.engines import Engine, artifact_engines, torch_engine
 from cifar_edge.export.formats.metadata import read_entries
+from cifar_edge.export.gate.checks import Check, Comparison, bounded, compare, finite_or_none
 from cifar_edge.export.gate.preprocess import PreprocessReport
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.errors import first_line
@@ -68,60 +69,6 @@ def prepare_gate_inputs(
     )
 
 
-@dataclass(frozen=True)
-class Comparison:
-    name: str
-    inputs: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    top1_agreement: float  # fraction in [0, 1]
-    reference_accuracy: float | None = None  # percent
-    artifact_accuracy: float | None = None  # percent
-
-
-def compare(name: str, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None) -> Comparison:
-    difference = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
-    reference_top1, candidate_top1 = reference.argmax(axis=1), candidate.argmax(axis=1)
-
-    def accuracy(top1: np.ndarray) -> float | None:
-        # count * 100 / n keeps round numbers round (404 of 1000 is 40.4, not 40.400000000000006)
-        return None if labels is None else 100.0 * int(np.count_nonzero(top1 == labels)) / len(labels)
-
-    return Comparison(
-        name=name,
-        inputs=len(reference),
-        max_abs_diff=float(difference.max()) if difference.size else 0.0,
-        mean_abs_diff=float(difference.mean()) if difference.size else 0.0,
-        top1_agreement=float(np.mean(reference_top1 == candidate_top1)) if len(reference) else 1.0,
-        reference_accuracy=accuracy(reference_top1),
-        artifact_accuracy=accuracy(candidate_top1),
-    )
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    measured: float | None = None
-    threshold: float | None = None
-    # "<=" or ">=": how measured must relate to threshold; "" for yes/no checks.
-    relation: str = ""
-    detail: str = ""
-
-    def describe(self) -> str:
-        if self.relation and self.measured is not None and self.threshold is not None:
-            verdict = "ok" if self.passed else f"FAILED by {abs(self.measured - self.threshold):.3g}"
-            text = f"{self.name}: {self.measured:.6g} (needs {self.relation} {self.threshold:.6g}) {verdict}"
-        else:
-            text = f"{self.name}: {'ok' if self.passed else 'FAILED'}"
-        return f"{text} ({self.detail})" if self.detail else text
-
-
-def _bounded(name: str, measured: float, relation: str, threshold: float, detail: str = "") -> Check:
-    passed = measured <= threshold if relation == "<=" else measured >= threshold
-    return Check(name, bool(passed), measured, threshold, relation, detail)
-
-
 @dataclass
 class BackendResult:
     backend: str
@@ -160,7 +107,7 @@ class ParityReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: a measurement that is not finite (a broken artifact's NaN logits) is null; failures() says so."""
-        return _finite_or_none(
+        return finite_or_none(
             {
                 "artifact": self.artifact,
                 "format": self.format,
@@ -174,16 +121,6 @@ class ParityReport:
                 "notes": self.notes,
             }
         )
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(item) for item in value]
-    return value
 
 
 def _contract_check(backend: Engine, expected: Contract) -> Check:
@@ -223,12 +160,12 @@ def _precision_checks(precision: str, comparisons: dict[str, Comparison], thresh
         for name, comparison in comparisons.items():
             detail = f"{comparison.inputs} inputs"
             checks.append(
-                _bounded(
+                bounded(
                     f"max |logit diff| on {name}", comparison.max_abs_diff, "<=", thresholds.fp32_max_abs_diff, detail
                 )
             )
             checks.append(
-                _bounded(
+                bounded(
                     f"top-1 agreement on {name}", comparison.top1_agreement, ">=", thresholds.fp32_min_agreement, detail
                 )
             )
@@ -237,7 +174,7 @@ def _precision_checks(precision: str, comparisons: dict[str, Comparison], thresh
         if name in comparisons:
             comparison = comparisons[name]
             checks.append(
-                _bounded(
+                bounded(
                     f"top-1 agreement on {name}",
                     comparison.top1_agreement,
                     ">=",
@@ -256,7 +193,7 @@ def _precision_checks(precision: str, comparisons: dict[str, Comparison], thresh
                 f"on {comparison.inputs} images"
             )
             checks.append(
-                _bounded("accuracy drop vs fp32 PyTorch (pp)", drop, "<=", thresholds.int8_max_accuracy_drop_pp, detail)
+                bounded("accuracy drop vs fp32 PyTorch (pp)", drop, "<=", thresholds.int8_max_accuracy_drop_pp, detail)
             )
     return checks
 
@@ -309,7 +246,7 @@ def run_gate(
         report.notes.append("no real images: compared on random probes only")
     if preprocessing is not None:
         report.checks.append(
-            _bounded(
+            bounded(
                 "preprocessing: runtime vs torchvision max |diff|",
                 preprocessing.max_abs_diff if preprocessing.passed or not _errors(preprocessing) else float("inf"),
                 "<=",

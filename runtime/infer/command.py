@@ -74,17 +74,7 @@ def run_infer(
     except ProviderUnavailableError as error:
         stderr.write(f"error: {error}\n")
         return ExitCode.PROVIDER_UNAVAILABLE
-    contract = classifier.contract
-    reporter.note(
-        f"model: {resolved.path} (from {resolved.origin}; {contract.num_classes} classes, "
-        f"{contract.image_size[0]}x{contract.image_size[1]}, sha256 {classifier.sha256[:12]})"
-    )
-    provider_line = f"provider: {classifier.providers[0]}"
-    reporter.note(provider_line + (f" ({classifier.note})" if classifier.note else ""))
-    warning = int8_warning(classifier.provenance)
-    if warning:
-        reporter.note(f"warning: {warning}")
-
+    _describe_model(reporter, classifier, f"{resolved.path} (from {resolved.origin}")
     items = list(expand_inputs(options.inputs, stdin, warn=reporter.warning))
     started = time.perf_counter()
     saved_pillow_limit = Image.MAX_IMAGE_PIXELS
@@ -108,3 +98,17 @@ def run_infer(
         f"({rate:,.0f} img/s)" + (f"; {reporter.failed} failed" if reporter.failed else "")
     )
     return ExitCode.FAILED if reporter.failed else ExitCode.OK
+
+
+def _describe_model(reporter: Reporter, classifier: Classifier, where: str) -> None:
+    """The model, provider and any int8 warning, as notes on stderr (silent with --quiet)."""
+    contract = classifier.contract
+    reporter.note(
+        f"model: {where}; {contract.num_classes} classes, "
+        f"{contract.image_size[0]}x{contract.image_size[1]}, sha256 {classifier.sha256[:12]})"
+    )
+    provider_line = f"provider: {classifier.providers[0]}"
+    reporter.note(provider_line + (f" ({classifier.note})" if classifier.note else ""))
+    warning = int8_warning(classifier.provenance)
+    if warning:
+        reporter.note(f"warning: {warning}")
