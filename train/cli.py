@@ -165,13 +165,18 @@ def check_run_destination(config: TrainConfig) -> None:
 
 
 def _accuracy_summary(result: FitResult) -> str:
-    """The final validation accuracy of what the export computes, and without TTA when the recipe has it."""
+    """The final validation accuracy of what the default export computes, then what the other views score."""
     if result.final_val_accuracy is None:
         return "no validation set"
     final_row = result.metrics[-1]
+    views = [(name, final_row.get(f"val_{name}_accuracy")) for name in ("flip", "flip_shift")]
+    others = ", ".join(f"{name} TTA {100 * value:.2f}%" for name, value in views if value is not None)
     if final_row.get("val_tta_accuracy") is None:
-        return f"val acc {100 * result.final_val_accuracy:.2f}%"
-    return f"val acc {100 * result.final_val_accuracy:.2f}% with TTA ({100 * final_row['val_accuracy']:.2f}% without)"
+        summary = f"val acc {100 * result.final_val_accuracy:.2f}% in 1 pass"
+    else:
+        bare = final_row["val_accuracy"]
+        summary = f"val acc {100 * result.final_val_accuracy:.2f}% with TTA ({100 * bare:.2f}% in 1 pass)"
+    return f"{summary}; {others}" if others else summary
 
 
 def _settings(items: list[str]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.distributed import any_rank, broadcast_object, launched_as_worker
 from cifar_edge.train.environment import describe_environment
 from cifar_edge.train.interrupts import StopRequest
+from cifar_edge.train.recipes import TTA_MODES
 from cifar_edge.train.reporting import Reporter, write_metrics_csv
 from cifar_edge.train.run.files import save_model_files
 from cifar_edge.train.run.folder import new_run_dir, point_latest
@@ -225,15 +226,14 @@ def _finish_epoch(
 ) -> None:
     trainer, totals, position, recipe = session.trainer, session.totals, session.position, session.recipe
     # Every eval_every epochs the bare network is scored (one pass; mid-run in the training precision, a
-    # monitor); the last epoch scores in float32 and also with the recipe's TTA, which is what the export
-    # computes (airbench reports the same pair). TTA costs 2-6 passes: too dear for every epoch of a 10-minute budget.
+    # monitor); the last epoch scores in float32, bare and with every TTA mode, so the run says what each export
+    # choice buys. TTA costs 2-6 passes: too dear for every epoch of a 10-minute budget.
     final = position.epoch + 1 >= recipe.epochs
     val_loss, val_accuracy = None, None
     if final or (position.epoch + 1) % recipe.eval_every == 0:  # the recipe's monitor interval (eval_every)
         val_loss, val_accuracy = trainer.evaluate(session.val_data, in_training_precision=not final)
-    val_tta_accuracy = None
-    if recipe.tta != "none" and final:
-        val_tta_accuracy = trainer.evaluate(session.val_data, recipe.tta)[1]
+    views = [mode for mode in TTA_MODES if mode != "none"] if final else []
+    by_tta = {mode: trainer.evaluate(session.val_data, mode)[1] for mode in views}
     seconds, wall_time_s = time.perf_counter() - epoch_started, wall_time()  # training + evaluation
     seen = max(1, totals.seen)
     row = {
@@ -242,7 +242,9 @@ def _finish_epoch(
         "train_accuracy": totals.correct.item() / seen,
         "val_loss": val_loss,
         "val_accuracy": val_accuracy,
-        "val_tta_accuracy": val_tta_accuracy,
+        "val_tta_accuracy": by_tta.get(recipe.tta),  # what the recipe's default export computes
+        "val_flip_accuracy": by_tta.get("flip"),
+        "val_flip_shift_accuracy": by_tta.get("flip_shift"),
         "lr": trainer.last_lr if trainer.last_lr is not None else trainer.optimizer.param_groups[0]["lr"],
         "seconds": round(seconds, 3),
         "train_seconds": round(totals.train_seconds, 3),  # in the optimizer steps alone (no evaluation or saving)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from cifar_edge.train.augment import EpochPlan, normalize, plan_epoch
+from cifar_edge.train.distill import SoftTargets, mixed_loss
 from cifar_edge.train.distributed import (
     SINGLE_PROCESS,
     DistributedContext,
@@ -71,6 +72,8 @@ class Trainer:
     cuda_graphs: bool = False
     # The run's length in optimizer steps when planned to a budget (its last epoch partial); 0 = recipe.epochs whole.
     total_steps: int = 0
+    # The one-pass teacher (Recipe.distill; None = labels only).
+    soft_targets: SoftTargets | None = None
 
     def __post_init__(self) -> None:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
@@ -161,8 +164,10 @@ class Trainer:
         # Under torchrun this rank trains on its chunk of the global batch; alone, on all of it.
         first, last = rank_slice(start, stop, distributed.rank, distributed.world_size)
         inputs = normalize(epoch.plan.batch(data.images, first, last), self.mean, self.std)
-        labels = data.labels[epoch.plan.order[first:last]]
-        logits, loss = self._forward(inputs, labels)
+        indices = epoch.plan.order[first:last]
+        labels = data.labels[indices]
+        teacher = self._teacher(inputs, indices, position.global_step, epoch.total_steps)
+        logits, loss = self._forward(inputs, labels, teacher)
         self.optimizer.zero_grad(set_to_none=True)
         if distributed.enabled:
             # DDP averages gradients over ranks; weighting by the chunk's share makes that the global
@@ -176,6 +181,8 @@ class Trainer:
         position.step, position.global_step = step + 1, position.global_step + 1
         if self.average is not None:
             self.average.update(self.model, position.global_step)
+        if self.soft_targets is not None:
+            self._record_predictions(logits, epoch.plan.order[start:stop], start, first, last, position.global_step)
         if epoch.averaging and self.lookahead.due(position.global_step):
             average_buffers(self.model, distributed)
             self.lookahead.update(self.model, position.global_step, epoch.total_steps)
@@ -231,15 +238,40 @@ class Trainer:
         """Compile and autotune before the clock, changing nothing: :func:`cifar_edge.train.warm_up.warm_up`."""
         warm_up(self, data, from_epoch)
 
-    def _forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training forward (in the training precision) and its loss: one definition for the steps and the
-        warm-up, so the warm-up compiles exactly the graph the steps run. With CUDA graphs each call starts a new
-        graph iteration."""
+    def _forward(
+        self, inputs: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training forward (in the training precision) and its loss (mixed with the teacher's soft targets
+        when given): one definition for the steps and the warm-up, so the warm-up compiles exactly the graph the
+        steps run. With CUDA graphs each call starts a new graph iteration."""
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         with self.autocast():
             logits = self.train_model(inputs)
-        return logits, self.criterion(logits.float(), labels)
+        loss = self.criterion(logits.float(), labels)
+        return logits, mixed_loss(loss, logits, teacher, self.recipe.distill_weight)
+
+    def _teacher(
+        self, inputs: torch.Tensor, indices: torch.Tensor, global_step: int, total_steps: int
+    ) -> torch.Tensor | None:
+        """The soft targets of this step's batch, from distill_start (a share of the run's steps) on."""
+        if self.soft_targets is None or global_step < self.recipe.distill_start * total_steps:
+            return None
+        return self.soft_targets.targets(self.model, inputs, indices, self.autocast)
+
+    def _record_predictions(
+        self, logits: torch.Tensor, indices: torch.Tensor, start: int, first: int, last: int, global_step: int
+    ) -> None:
+        """Fold the step into the teacher; under torchrun the global batch's logits are summed from the ranks'
+        rows first (``indices`` are the global batch's), so every rank's per-image table stays the same."""
+        batch = logits.detach().float()
+        if self.distributed.enabled and self.soft_targets.table is not None:
+            batch = torch.zeros(len(indices), logits.shape[1], device=self.device)
+            batch[first - start : last - start] = logits.detach().float()
+            all_reduce_sum(batch, self.distributed)
+        elif self.distributed.enabled:
+            indices = indices[first - start : last - start]
+        self.soft_targets.record(self.model, batch, indices, global_step)
 
     def _stop_agreed(self, stats: torch.Tensor | None, stop_requested: Callable[[], bool], done: int) -> bool:
         """Alone: whether a stop was requested. Under torchrun: whether any rank voted to stop, read only where

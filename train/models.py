@@ -207,19 +207,39 @@ class AirNet(nn.Module):
         return self.head(x) * self.logit_scale
 
 
-@register(
-    "airnet",
-    {
-        "num_classes": _CLASSES,
-        "widths": (_list_of(3, _int_in(1, MAX_WIDTH)), f"3 integers in 1..{MAX_WIDTH}"),
-        "whiten_kernel": (_int_in(1, 8), "an integer in 1..8"),
-        "logit_scale": (_finite_number, "a finite number"),
-        "image_size": _IMAGE_SIZE,
-        "pool_first": (_list_of(3, lambda flag: isinstance(flag, bool)), "3 booleans"),
-    },
-)
+_AIRNET_RULES = {
+    "num_classes": _CLASSES,
+    "widths": (_list_of(3, _int_in(1, MAX_WIDTH)), f"3 integers in 1..{MAX_WIDTH}"),
+    "whiten_kernel": (_int_in(1, 8), "an integer in 1..8"),
+    "logit_scale": (_finite_number, "a finite number"),
+    "image_size": _IMAGE_SIZE,
+    "pool_first": (_list_of(3, lambda flag: isinstance(flag, bool)), "3 booleans"),
+}
+
+
+@register("airnet", _AIRNET_RULES)
 def airnet(**kwargs: Any) -> nn.Module:
     return AirNet(**kwargs)
+
+
+# The size menu: each name fixes the three group widths (every other AirNet argument stays free). Doubling the
+# widths costs about 4x the FLOPs, so s/m/l span about 16x; m is the CPU default, l airbench94's full width.
+AIRNET_SIZES: dict[str, tuple[int, int, int]] = {
+    "airnet-s": (16, 64, 64),
+    "airnet-m": (32, 128, 128),
+    "airnet-l": (64, 256, 256),
+}
+
+
+def _sized_airnet(widths: tuple[int, int, int]) -> ModelFactory:
+    def factory(**kwargs: Any) -> nn.Module:
+        return AirNet(widths=list(widths), **kwargs)
+
+    return factory
+
+
+for _name, _widths in AIRNET_SIZES.items():
+    register(_name, {key: rule for key, rule in _AIRNET_RULES.items() if key != "widths"})(_sized_airnet(_widths))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,7 +8,13 @@ import typer
 
 from cifar_edge.train.recipes import DEFAULT
 
-Model = Annotated[str | None, typer.Option(help="Architecture: airnet or seed. (default: the recipe's)")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help="Architecture: airnet-s, airnet-m or airnet-l (the size menu), airnet (widths from --model-kwargs) or "
+        "seed. (default: the recipe's)"
+    ),
+]
 ModelKwargs = Annotated[
     str | None,
     typer.Option("--model-kwargs", help="Architecture arguments as JSON, e.g. '{\"widths\": [64, 256, 256]}'."),

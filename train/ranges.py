@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from cifar_edge.runtime.passes import TTA_PASSES
+
 SCHEDULES = ("constant", "warmup_linear", "triangle")
 OPTIMIZERS = ("sgd", "muon")
 NORMALIZATIONS = ("cifar10", "none")
-TTA_MODES = ("none", "flip", "flip_shift")
+TTA_MODES = tuple(TTA_PASSES)
 FLIP_MODES = ("random", "alternating")
+DISTILL_MODES = ("none", "temporal", "flip", "ema")
 
 
 def recipe_problems(recipe: Any) -> list[str]:
@@ -45,6 +48,10 @@ def recipe_problems(recipe: Any) -> list[str]:
         problems.append("weight_decay, warmup_epochs, crop_padding and log_every must be >= 0")
     if not 0 <= recipe.label_smoothing < 1:
         problems.append(f"label_smoothing must be in [0, 1), got {recipe.label_smoothing}")
+    if not 0 <= recipe.distill_weight <= 1 or not 0 <= recipe.distill_start <= 1:
+        problems.append("distill_weight and distill_start must be in [0, 1]")
+    if not 0 <= recipe.distill_momentum < 1 or not 0 <= recipe.distill_ema_decay < 1:
+        problems.append("distill_momentum and distill_ema_decay must be in [0, 1)")
     return problems
 
 
@@ -55,6 +62,7 @@ def _choice_problems(recipe: Any) -> list[str]:
         "normalization": NORMALIZATIONS,
         "tta": TTA_MODES,
         "flip_mode": FLIP_MODES,
+        "distill": DISTILL_MODES,
     }
     return [
         f"{name} must be one of {allowed}, got {getattr(recipe, name)!r}"

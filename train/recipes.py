@@ -93,6 +93,17 @@ class Recipe:
     # passes); "flip_shift" also averages flipped pairs shifted by one pixel (6 passes; see tta.FlipShiftAverage).
     # Recorded in run.json (architecture.tta) so the export wraps the model the same way.
     tta: str = "none"
+    # Soft targets for a one-pass model (distill.py): "none"; "temporal" (each image's predictions averaged over
+    # epochs, no extra pass); "flip" (the model on the mirrored batch, one extra no-gradient pass per step); "ema"
+    # (a slow weight average on the same batch, one extra pass). The loss mixes in KL(teacher || student) at
+    # distill_weight from distill_start (a share of the run's steps) on.
+    distill: str = "none"
+    distill_weight: float = 0.5
+    distill_start: float = 0.5
+    # "temporal": each image's average keeps this share of its previous value per epoch.
+    distill_momentum: float = 0.6
+    # "ema": the teacher's decay per step (~100 steps, about an epoch at batch 512).
+    distill_ema_decay: float = 0.99
     # Print the mean training loss every this many steps (0 = only the per-epoch line).
     log_every: int = 0
     # Images per forward pass at evaluation (no gradients: larger is faster and uses little memory).
@@ -140,8 +151,8 @@ SEED = Recipe(
 DEFAULT = Recipe(
     name="default",
     model="airnet",
-    # Half of AirNet's (64, 256, 256): about 4x less compute per image for a little accuracy at equal epochs; width is
-    # the main CPU lever (docs/history.md, 'Width'). On a GPU use the airbench recipe.
+    # Half of AirNet's (64, 256, 256), the size menu's airnet-m: about 4x less compute per image for a little
+    # accuracy at equal epochs; width is the main CPU lever (docs/history.md, 'Width'). On a GPU: the airbench recipe.
     model_kwargs={"widths": [32, 128, 128]},
     # The epochs that fill the 10-minute CPU budget on 45,000 training images (docs/history.md, 'Epochs'): the length
     # the epoch-counted knobs below were tuned at, and the fixed schedule on a GPU.

@@ -22,6 +22,8 @@ METRIC_COLUMNS = (
     "val_loss",
     "val_accuracy",
     "val_tta_accuracy",
+    "val_flip_accuracy",
+    "val_flip_shift_accuracy",
     "lr",
     "seconds",
     "train_seconds",
@@ -91,8 +93,9 @@ class Reporter:
             if metrics["val_accuracy"] is None
             else f"val loss {metrics['val_loss']:.4f}  val acc {100 * metrics['val_accuracy']:6.2f}%"
         )
-        if metrics.get("val_tta_accuracy") is not None:
-            val += f"  (TTA {100 * metrics['val_tta_accuracy']:.2f}%)"
+        views = [(name, metrics.get(f"val_{name}_accuracy")) for name in ("flip", "flip_shift")]
+        if any(value is not None for _, value in views):
+            val += "  (" + ", ".join(f"{name} {100 * value:.2f}%" for name, value in views if value is not None) + ")"
         self.line(
             f"epoch {metrics['epoch']:>{width}}/{total_epochs}  loss {metrics['train_loss']:.4f}  "
             f"train acc {100 * metrics['train_accuracy']:6.2f}%  {val}  lr {metrics['lr']:.4g}  "

@@ -74,6 +74,8 @@ def restore(session: Session, saved: dict[str, Any], schedule: LrSchedule) -> No
         trainer.average.load_state_dict(saved["weight_average"])
     if trainer.lookahead is not None and saved.get("lookahead") is not None:
         trainer.lookahead.load_state_dict(saved["lookahead"], trainer.device)
+    if trainer.soft_targets is not None and saved.get("soft_targets") is not None:
+        trainer.soft_targets.load_state_dict(saved["soft_targets"])
     position = saved["position"]
     session.position = Position(position["epoch"], position["step"], position["global_step"])
     totals = saved["epoch_totals"]

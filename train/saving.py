@@ -51,6 +51,7 @@ def save_checkpoint(session: Session, wall_time_s: float) -> None:
         "scheduler": trainer.scheduler.state_dict(),
         "weight_average": None if trainer.average is None else to_cpu(trainer.average.state_dict()),
         "lookahead": None if trainer.lookahead is None else to_cpu(trainer.lookahead.state_dict()),
+        "soft_targets": None if trainer.soft_targets is None else to_cpu(trainer.soft_targets.state_dict()),
         "position": {"epoch": position.epoch, "step": position.step, "global_step": position.global_step},
         "epoch_totals": {
             "loss_sum": to_cpu(totals.loss_sum),

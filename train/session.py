@@ -20,6 +20,7 @@ from cifar_edge.train.budget.plan import current_total_steps
 from cifar_edge.train.budget.policy import existing_folder, plan_session
 from cifar_edge.train.budget.probe import ProbeInputs
 from cifar_edge.train.config import CUDA_GRAPH_COMPILE_MODES, TrainConfig
+from cifar_edge.train.distill import SoftTargets
 from cifar_edge.train.distributed import (
     DistributedContext,
     data_parallel_wrapper,
@@ -124,7 +125,7 @@ def _build_session(
         recipe, plan = plan_session(config, recipe, inputs, distributed, *planning)
     total_steps = 0 if plan is None else current_total_steps(plan)
     trainer, schedule = _build_trainer(
-        config, recipe, model, len(train_data), mean, std, device, distributed, total_steps
+        config, recipe, model, (len(train_data), contract.num_classes), mean, std, device, distributed, total_steps
     )
     summary = plain_json(splits.description)
     session = Session(
@@ -220,7 +221,7 @@ def _build_trainer(
     config: TrainConfig,
     recipe: Recipe,
     model: nn.Module,
-    train_images: int,
+    shape: tuple[int, int],
     mean: torch.Tensor,
     std: torch.Tensor,
     device: torch.device,
@@ -228,7 +229,8 @@ def _build_trainer(
     total_steps: int = 0,
 ) -> tuple[Trainer, LrSchedule]:
     """The optimizer, its learning-rate schedule, the weight averages and the (wrapped) model, as one Trainer;
-    ``total_steps``: a planned run's length (0 = recipe.epochs whole epochs)."""
+    ``shape``: (training images, classes); ``total_steps``: a planned run's length (0 = recipe.epochs whole epochs)."""
+    train_images, num_classes = shape
     optimizer = build_optimizer(model, recipe)
     epoch_steps = steps_per_epoch(train_images, recipe.batch_size, distributed.world_size)
     warmup_steps = round(recipe.warmup_epochs * epoch_steps)
@@ -265,8 +267,20 @@ def _build_trainer(
         resolve_precision(config.precision, device),
         cuda_graphs=config.compile and config.compile_mode in CUDA_GRAPH_COMPILE_MODES and device.type == "cuda",
         total_steps=total_steps,
+        soft_targets=_soft_targets(recipe, model, train_images, num_classes, device),
     )
     return trainer, schedule
+
+
+def _soft_targets(
+    recipe: Recipe, model: nn.Module, train_images: int, num_classes: int, device: torch.device
+) -> SoftTargets | None:
+    if recipe.distill == "none":
+        return None
+    targets = SoftTargets(
+        recipe.distill, model, train_images, num_classes, recipe.distill_momentum, recipe.distill_ema_decay
+    )
+    return targets.to(device)
 
 
 def _seed_everything(seed: int) -> None:

@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_edge.train.models import available_models, build_model, count_parameters
+from cifar_edge.train.models import (
+    AIRNET_SIZES,
+    ArchitectureError,
+    available_models,
+    build_model,
+    count_parameters,
+)
+from cifar_edge.train.recipes import DEFAULT
 
 
 def test_seed_network_is_the_published_tutorial_network() -> None:
@@ -80,3 +87,22 @@ def test_pool_first_pools_before_the_groups_first_convolution() -> None:
     assert sizes[(False, True, True)] == [31, 7, 3]
     with pytest.raises(ValueError, match="pool_first must be 3 booleans"):
         build_model("airnet", pool_first=[True, True])
+
+
+def test_the_size_menu_spans_at_least_4x_in_flops_and_fixes_the_widths() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    flops = {}
+    for name in AIRNET_SIZES:
+        model = build_model(name, num_classes=10).eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, 32, 32))
+        flops[name] = counter.get_total_flops()
+    assert flops["airnet-s"] < flops["airnet-m"] < flops["airnet-l"]
+    assert flops["airnet-l"] >= 4 * flops["airnet-s"]
+    # The default recipe's net is the menu's middle size: the same parameters, shape for shape.
+    default = build_model(DEFAULT.model, **DEFAULT.model_kwargs).state_dict()
+    middle = build_model("airnet-m").state_dict()
+    assert {k: v.shape for k, v in default.items()} == {k: v.shape for k, v in middle.items()}
+    with pytest.raises(ArchitectureError, match="airnet-s takes no argument 'widths'"):
+        build_model("airnet-s", widths=[8, 8, 8])

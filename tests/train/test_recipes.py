@@ -7,6 +7,7 @@ from dataclasses import fields, replace
 import pytest
 
 from cifar_edge.train.config import TrainConfig
+from cifar_edge.train.models import AIRNET_SIZES
 from cifar_edge.train.optim.schedule import LrSchedule
 from cifar_edge.train.recipes import (
     RECIPES,
@@ -38,6 +39,9 @@ def test_airbench_is_the_default_method_at_twice_the_width_and_batch() -> None:
     default, airbench = get_recipe("default"), get_recipe("airbench")
     assert airbench.model == default.model
     assert airbench.model_kwargs["widths"] == [2 * width for width in default.model_kwargs["widths"]]
+    # The size menu names the same two nets.
+    assert list(AIRNET_SIZES["airnet-m"]) == default.model_kwargs["widths"]
+    assert list(AIRNET_SIZES["airnet-l"]) == airbench.model_kwargs["widths"]
     # Twice the batch at twice the rate, and the same shrink per image: twice the lr x wd per step.
     assert airbench.lr / airbench.batch_size == pytest.approx(default.lr / default.batch_size)
     assert airbench.lr * airbench.weight_decay / airbench.batch_size == pytest.approx(
@@ -45,7 +49,6 @@ def test_airbench_is_the_default_method_at_twice_the_width_and_batch() -> None:
     )
     same = ("schedule", "flip_mode", "lookahead_every", "average_start_epoch", "whiten_bias_epochs", "label_smoothing")
     assert all(getattr(airbench, name) == getattr(default, name) for name in same)
-    assert airbench.tta == default.tta
 
 
 def test_explicit_options_override_the_recipe() -> None:

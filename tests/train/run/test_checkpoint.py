@@ -127,7 +127,10 @@ def test_cli_refuses_a_pickled_checkpoint_in_our_words(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"model": "resnet"}, "architecture: unknown model 'resnet'; available: airnet, seed"),
+        (
+            {"model": "resnet"},
+            "architecture: unknown model 'resnet'; available: airnet, airnet-l, airnet-m, airnet-s, seed",
+        ),
         ({"model": "airnet", "model_kwargs": {"widths": [-1, 8, 8]}}, "architecture: kwargs.widths must be 3"),
     ],
 )

@@ -41,7 +41,7 @@ CASES = {
     "kwargs a string": (lambda r: r["architecture"].update(kwargs="x"), "architecture.kwargs must be an object"),
     "unknown architecture": (
         lambda r: r["architecture"].update(name="resnet"),
-        "architecture: unknown model 'resnet'; available: airnet, seed",
+        "architecture: unknown model 'resnet'; available: airnet, airnet-l, airnet-m, airnet-s, seed",
     ),
     "NaN in the contract": (
         lambda r: r["contract"].update(std=[float("nan"), 1, 1]),
