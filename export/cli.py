@@ -67,7 +67,7 @@ Tta = Annotated[
     typer.Option(
         "--tta",
         help="Test-time augmentation baked into the graph: none (1 pass), flip (2) or flip_shift (6). "
-        "(default: the run's, as trained and scored)",
+        "(default: the run's recipe's; the default recipe's is none)",
     ),
 ]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="File (one artifact) or folder (several).")]

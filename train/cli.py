@@ -32,7 +32,7 @@ EPILOG = describe_exit_codes(
     }
 ) + (
     " Recipes: 'default' (AirNet 32/128/128 with a whitening stem, Muon for the filters and Nesterov SGD for the "
-    f"rest, triangle schedule, lookahead averaging, flip + shift TTA: on a CPU planned to a "
+    f"rest, triangle schedule, lookahead averaging, a one-pass export: on a CPU planned to a "
     f"{DEFAULT.cpu_budget_s / 60:g}-minute budget, on a GPU {DEFAULT.epochs} epochs), "
     "'airbench' (airbench94's SGD method at full width 64/256/256, batch 1024: for a GPU) and "
     "'seed' (the original tutorial CNN and its plain SGD loop). "

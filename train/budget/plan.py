@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from cifar_edge.runtime.passes import TTA_PASSES
 from cifar_edge.train.distributed import steps_per_epoch, usable_images
 from cifar_edge.train.recipes import Recipe
 
-# Forward passes per image of the last epoch's evaluation: the float32 pass plus the TTA module's (train/tta.py).
-FINAL_PASSES = {"none": 1, "flip": 3, "flip_shift": 7}
+# Forward passes per image of the last epoch's evaluation: it scores every TTA view (fit.py), the bare one included.
+FINAL_PASSES = sum(TTA_PASSES.values())
 # Another batch size replaces the recipe's own only when it fits this much more training (in images) into the
 # budget: the recipe was tuned at its own batch, and other batches scored lower at equal epochs (docs/training.md).
 SWITCH_GAIN = 0.10
@@ -176,7 +177,7 @@ def plan_budget(
 ) -> Plan:
     """The plan that trains the most within ``budget_s`` (see SWITCH_GAIN); BudgetTooSmall when no candidate fits
     one epoch. ``source`` names the budget in messages ("--budget", "the recipe's cpu_budget_s")."""
-    workload = replace(workload, final_passes=FINAL_PASSES[design.tta])
+    workload = replace(workload, final_passes=FINAL_PASSES)
     fitted = []
     for candidate in candidates:
         model = CostModel(candidate.batch_size, candidate.images_per_s, workload)

@@ -53,7 +53,7 @@ def test_run_json_records_the_plan_and_the_run_follows_it(tiny_splits: Splits, b
     ]
     assert plan["images_per_s"] == pytest.approx(18 / TICK) and plan["warm_up_s"] > 0 and plan["replanned"] is None
     assert plan["predicted_s"]["total_s"] <= 0.3 and plan["steps_per_epoch"] == 3
-    assert plan["workload"]["val_images"] == 18 and plan["workload"]["final_passes"] == 7  # flip + shift TTA
+    assert plan["workload"]["val_images"] == 18 and plan["workload"]["final_passes"] == 9  # every view: 1 + 2 + 6
     # The recipe the run trained is the plan's: its length, and the knobs counted in epochs scaled to it.
     epochs = plan["epochs"]
     assert recipe["epochs"] == epochs == len(result.metrics) and 1 < epochs < 18
@@ -128,7 +128,7 @@ def test_stop_after_ends_a_fixed_schedule_at_the_deadline(tiny_splits: Splits, a
     assert record["plan"] is None and record["stopped"]["stop_after_s"] == 0.05
     assert record["stopped"]["global_step"] == len(lrs) < 12 and record["stopped"]["clock_s"] >= 0.05
     assert record["recipe"]["epochs"] == len(result.metrics) == record["stopped"]["epoch"]
-    assert result.metrics[-1]["val_tta_accuracy"] is not None  # the weights at the deadline, scored as the final
+    assert result.metrics[-1]["val_flip_shift_accuracy"] is not None  # the weights at the deadline, scored as the final
     full: list[float] = []
     fit(
         replace(fixed, run_dir=fixed.run_dir + "-full"),

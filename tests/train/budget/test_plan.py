@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from cifar_edge.train.budget.plan import (
+    FINAL_PASSES,
     SWITCH_GAIN,
     BudgetTooSmall,
     Candidate,
@@ -35,7 +36,9 @@ OWN = [Candidate(512, 1_500.0)]
 
 def _seconds(plan: Plan) -> float:
     """The predicted seconds of a plan, recomputed from its own steps and cadence."""
-    model = CostModel(plan.candidate.batch_size, plan.candidate.images_per_s, replace(WORKLOAD, final_passes=7))
+    model = CostModel(
+        plan.candidate.batch_size, plan.candidate.images_per_s, replace(WORKLOAD, final_passes=FINAL_PASSES)
+    )
     return model.seconds(plan.total_steps, plan.knobs["eval_every"])["total_s"]
 
 
@@ -74,7 +77,7 @@ def test_evaluation_and_saving_are_paid_for() -> None:
     assert parts["overhead_s"] == pytest.approx(epochs * (3.0 + 0.3) + 0.3)  # each epoch saves and redraws, + the end
     monitors = (epochs - 1) // costly.knobs["eval_every"]
     assert parts["monitor_s"] == pytest.approx(monitors * 5_000 / 4_000)
-    assert parts["final_eval_s"] == pytest.approx(7 * 5_000 / 2_000)  # float32 + flip-and-shift TTA's 6 passes
+    assert parts["final_eval_s"] == pytest.approx(9 * 5_000 / 2_000)  # bare, flip (2) and flip + shift (6)
     assert costly.total_steps < bare.total_steps
     others = parts["monitor_s"] + parts["final_eval_s"] + parts["overhead_s"]
     assert parts["steps_s"] == pytest.approx(600 - others, abs=1)  # the steps get what the rest leaves
