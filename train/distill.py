@@ -26,6 +26,9 @@ from torch import nn
 
 from cifar_edge.train.optim.averaging import WeightAverage
 
+# The teachers that cost an extra forward pass per step (the budget planner prices it).
+TEACHER_PASS_MODES = ("flip", "ema")
+
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of KL(teacher || student); the teacher is detached, so only the student learns."""

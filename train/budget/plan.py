@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from cifar_edge.runtime.passes import TTA_PASSES
+from cifar_edge.train.distill import TEACHER_PASS_MODES
 from cifar_edge.train.distributed import steps_per_epoch, usable_images
 from cifar_edge.train.recipes import Recipe
 
@@ -178,6 +179,7 @@ def plan_budget(
     """The plan that trains the most within ``budget_s`` (see SWITCH_GAIN); BudgetTooSmall when no candidate fits
     one epoch. ``source`` names the budget in messages ("--budget", "the recipe's cpu_budget_s")."""
     workload = replace(workload, final_passes=FINAL_PASSES)
+    candidates = [_with_teacher(design, candidate, workload) for candidate in candidates]
     fitted = []
     for candidate in candidates:
         model = CostModel(candidate.batch_size, candidate.images_per_s, workload)
@@ -194,6 +196,15 @@ def plan_budget(
     knobs = scaled_knobs(design, candidate.batch_size, -(-steps // model.steps_per_epoch))
     predicted = model.seconds(steps, knobs["eval_every"])
     return Plan(budget_s, candidate, steps, model.steps_per_epoch, knobs, predicted, speeds, workload, reason)
+
+
+def _with_teacher(design: Recipe, candidate: Candidate, workload: Workload) -> Candidate:
+    """The candidate's speed with a distillation teacher's extra no-gradient pass (distill.TEACHER_PASS_MODES) on its
+    share of the steps, priced at the monitor's speed (one inference pass in the training precision)."""
+    if design.distill not in TEACHER_PASS_MODES or workload.monitor_images_per_s <= 0:
+        return candidate
+    teacher_s = (1 - design.distill_start) / (workload.monitor_images_per_s * workload.world_size)
+    return replace(candidate, images_per_s=1 / (1 / candidate.images_per_s + teacher_s))
 
 
 def planned_recipe(design: Recipe, knobs: dict[str, Any]) -> Recipe:

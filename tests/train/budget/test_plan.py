@@ -140,3 +140,13 @@ def test_a_slowed_run_shortens_its_rest_to_end_in_time() -> None:
     assert rest.seconds(slowed, plan.knobs["eval_every"], from_epoch=5)["total_s"] <= 600 - spent + 1e-9
     assert replan_steps(record, 5, 150.0, 1_500.0) == plan.total_steps  # on time at the planned pace: no change
     assert replan_steps(record, 5, 599.0, 1_000.0) == 5 * plan.steps_per_epoch + 1  # out of time: one last step
+
+
+def test_a_teacher_pass_is_paid_for_on_its_share_of_the_steps() -> None:
+    plain = plan_budget(600, DEFAULT, OWN, WORKLOAD)
+    free = plan_budget(600, replace(DEFAULT, distill="temporal"), OWN, WORKLOAD)
+    early = plan_budget(600, replace(DEFAULT, distill="flip", distill_start=0.0), OWN, WORKLOAD)
+    late = plan_budget(600, replace(DEFAULT, distill="flip", distill_start=0.5), OWN, WORKLOAD)
+    assert free.total_steps == plain.total_steps  # no extra pass
+    assert early.total_steps < late.total_steps < plain.total_steps
+    assert early.predicted["total_s"] <= 600 and late.predicted["total_s"] <= 600
