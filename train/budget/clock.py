@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 # A planned run that trains this much slower than the measured plan (img/s) re-plans its rest, once: past this the
 # run would overrun its budget by more than the +-10% it promises.
 REPLAN_SLOWDOWN = 0.2
+# ... and one that trains this much faster lengthens its rest (the same once): the warm-up measurement can read a
+# machine slower than it then runs, and a run that ends 10% early misses the promise as surely as a late one.
+REPLAN_SPEEDUP = 0.1
 # The speed is judged over whole epochs covering at least this share of the budget, so that a short epoch's noise
 # (tiny data, a one-step epoch) does not count as a slowdown; a session's first epoch is left out: it pays one-time
 # costs (allocations, kernel choices for each batch shape) that the plan's warmed-up measurement does not.
@@ -102,11 +105,14 @@ class RunClock:
 
     def _replan(self, images_per_s: float) -> dict[str, Any] | None:
         session, plan = self.session, self.session.plan
-        if images_per_s >= (1 - REPLAN_SLOWDOWN) * plan["images_per_s"]:
+        slower = images_per_s < (1 - REPLAN_SLOWDOWN) * plan["images_per_s"]
+        faster = images_per_s > (1 + REPLAN_SPEEDUP) * plan["images_per_s"]
+        if not (slower or faster):
             return None
-        total = replan_steps(plan, session.position.epoch, session.clock_s, images_per_s)
-        if total >= session.trainer.run_steps(len(session.train_data)):
-            return None  # time to spare from faster epochs before: nothing to shorten yet
+        total = replan_steps(plan, session.position.epoch, session.clock_s, images_per_s, longer=faster)
+        current = session.trainer.run_steps(len(session.train_data))
+        if (slower and total >= current) or (faster and total <= current):
+            return None  # time to spare from faster epochs before, or no whole step to add: nothing to change
         return {
             "after_epoch": session.position.epoch,
             "global_step": session.position.global_step,
@@ -115,6 +121,7 @@ class RunClock:
             "planned_images_per_s": plan["images_per_s"],
             "total_steps": total,
             "epochs": -(-total // plan["steps_per_epoch"]),
+            "direction": "longer" if faster else "shorter",
         }
 
     def _apply(self, decision: dict[str, Any]) -> None:
@@ -127,5 +134,5 @@ class RunClock:
         self.reporter.line(
             f"re-planned after epoch {decision['after_epoch']}: {decision['measured_images_per_s']:.0f} img/s "
             f"against the planned {decision['planned_images_per_s']:.0f}, so {decision['total_steps']} steps in all "
-            f"({decision['epochs']} epochs) to end within the budget"
+            f"({decision['epochs']} epochs, {decision['direction']}) to end within the budget"
         )

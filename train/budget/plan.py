@@ -211,10 +211,13 @@ def planned_recipe(design: Recipe, knobs: dict[str, Any]) -> Recipe:
     return replace(design, **knobs)
 
 
-def replan_steps(plan: dict[str, Any], done_epochs: int, elapsed_s: float, images_per_s: float) -> int:
+def replan_steps(
+    plan: dict[str, Any], done_epochs: int, elapsed_s: float, images_per_s: float, longer: bool = False
+) -> int:
     """New total steps for a run of recorded ``plan`` whose ``done_epochs`` epochs took ``elapsed_s`` and now train
     at ``images_per_s``: the most that still end within the budget at that speed (evaluations and overheads slowed
-    alike), never more than planned, at least one more step (the final evaluation needs an epoch to end)."""
+    alike), never more than planned unless ``longer``, at least one more step (the final evaluation needs an epoch
+    to end)."""
     slower = images_per_s / plan["images_per_s"]
     work = Workload(**plan["workload"])
     work = replace(
@@ -227,7 +230,8 @@ def replan_steps(plan: dict[str, Any], done_epochs: int, elapsed_s: float, image
     model = CostModel(plan["batch_size"], images_per_s, work)
     every = plan["knobs"]["eval_every"]
     steps = model.max_steps(plan["budget_s"] - elapsed_s, lambda _epochs: every, from_epoch=done_epochs)
-    return min(plan["total_steps"], max(done_epochs * model.steps_per_epoch + 1, steps))
+    steps = max(done_epochs * model.steps_per_epoch + 1, steps)
+    return steps if longer else min(plan["total_steps"], steps)
 
 
 def _eval_every(design: Recipe, batch_size: int, epochs: int) -> int:

@@ -97,7 +97,7 @@ def test_a_slowdown_replans_the_rest_once(tiny_splits: Splits, budget_config: Tr
     plan = _record(result)["plan"]
     replanned = plan["replanned"]
     # Judged over epochs 2 and 3 (the first pays one-time costs; a window covers >= 10% of the budget): both slow.
-    assert replanned is not None and replanned["after_epoch"] == 3
+    assert replanned is not None and replanned["after_epoch"] == 3 and replanned["direction"] == "shorter"
     assert replanned["measured_images_per_s"] == pytest.approx(plan["images_per_s"] / 3)
     assert replanned["total_steps"] < plan["total_steps"] and replanned["epochs"] == len(result.metrics)
     assert len(lrs) == replanned["total_steps"]  # the run trained the new length...
@@ -105,6 +105,25 @@ def test_a_slowdown_replans_the_rest_once(tiny_splits: Splits, budget_config: Tr
     peak = lrs.index(max(lrs))
     assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False))  # the decay compressed, no jump
     assert lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)  # the last step's rate: the triangle's end
+
+
+def test_a_speedup_lengthens_the_rest_once(tiny_splits: Splits, budget_config: TrainConfig) -> None:
+    """The warm-up measured a slower machine than the run then trains on: the rest is stretched to fill the budget."""
+    clock, lrs = FakeClock(), []
+
+    def speed_up(event: StepEvent) -> None:
+        lrs.append(event.optimizer.param_groups[0]["lr"])
+        if event.global_step == 3:  # from epoch 2 on, every step takes half as long
+            clock.tick = TICK / 2
+
+    result = fit(replace(budget_config, budget_s=1.0), tiny_splits, on_step=speed_up, clock=clock)
+    plan = _record(result)["plan"]
+    replanned = plan["replanned"]
+    assert replanned is not None and replanned["direction"] == "longer"
+    assert replanned["measured_images_per_s"] == pytest.approx(plan["images_per_s"] * 2)
+    assert replanned["total_steps"] > plan["total_steps"] and len(lrs) == replanned["total_steps"]
+    assert 0.9 * plan["budget_s"] <= result.train_clock_s <= 1.1 * plan["budget_s"]
+    assert lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)  # the decay still ends where it should
 
 
 def test_a_budget_without_room_for_one_epoch_is_refused_naming_the_minimum(
