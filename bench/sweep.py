@@ -119,6 +119,8 @@ def train_one(label: str, seed: int, config: dict[str, Any], fraction: float = 1
     return record | {
         "final_accuracy": result.final_val_accuracy,  # with the recipe's TTA: what the export computes
         "bare_accuracy": last["val_accuracy"],
+        "flip_accuracy": last.get("val_flip_accuracy"),  # 2 passes
+        "flip_shift_accuracy": last.get("val_flip_shift_accuracy"),  # 6 passes
         "train_seconds": round(sum(row["train_seconds"] for row in result.metrics), 3),
         "fit_seconds": round(result.wall_time_s, 3),
         "process_seconds": round(time.perf_counter() - started, 3),  # with data loading and set-up
@@ -225,7 +227,10 @@ def sweep(
         else:
             accuracy = "no validation images"
             if run["final_accuracy"] is not None:
-                accuracy = f"{100 * run['final_accuracy']:.2f}% (bare {100 * run['bare_accuracy']:.2f}%)"
+                accuracy = f"{100 * run['final_accuracy']:.2f}% (bare {100 * run['bare_accuracy']:.2f}%"
+                if run["flip_shift_accuracy"] is not None:
+                    accuracy += f", flip + shift {100 * run['flip_shift_accuracy']:.2f}%"
+                accuracy += ")"
             shown = f"{accuracy}, {run['train_seconds']:.2f} s training, {run['process_seconds']:.1f} s in all"
         print(f"[{time.perf_counter() - started:6.0f} s] {run['label']} seed {run['seed']}: {shown}", flush=True)
         write()
