@@ -33,3 +33,11 @@ MISCLASSIFIED_PNG = "misclassified.png"
 # cifar-bench writes into the run folder (or --output-dir).
 BENCH_MD = "bench.md"
 BENCH_JSON = "bench.json"
+
+# cifar-bench with several run folders measures them as a menu, written into --output-dir (default: the current
+# folder). A run whose record bakes in TTA gets its one-pass ONNX exports in this sub-folder of its run folder, so
+# its own (TTA) model.onnx is never replaced.
+MENU_MD = "menu.md"
+MENU_JSON = "menu.json"
+MENU_PNG = "menu.png"
+MENU_ONE_PASS_DIR = "one-pass"

@@ -1,8 +1,10 @@
-"""``cifar-bench``: every format and provider of a run in one table (``yolo benchmark`` style).
+"""``cifar-bench``: every format and provider of a run in one table (``yolo benchmark`` style), or several runs
+as a menu (one row per run: size, FLOPs, accuracy at 1/2/6 passes, one-pass fp32 and int8 speed).
 
-Thin CLI: parses options and calls ``benchmark.run_benchmark``. Exit codes: 0 every row measured or skipped with a
-reason; 1 some row failed (an export failed its parity gate, or an artifact did not load or run); 2 usage error,
-unusable run folder or data; 5 the run or output folder cannot be written; 130 interrupted. See README.md.
+Thin CLI: parses options and calls ``benchmark.run_benchmark`` (one run) or ``menu_command.bench_menu`` (several).
+Exit codes: 0 every row measured or skipped with a reason; 1 some row failed (an export failed its parity gate, an
+artifact did not load or run, a menu's run folder was unusable); 2 usage error, unusable run folder or data (one
+run); 5 the run or output folder cannot be written; 130 interrupted. See README.md.
 """
 
 from __future__ import annotations
@@ -39,8 +41,14 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip().lower() for part in value.split(",") if part.strip())
 
 
-RunDir = Annotated[
-    Path | None, typer.Argument(metavar="RUN_DIR", help="Run folder; default: the latest run (runs/latest).")
+RunDirs = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        metavar="[RUN_DIR]...",
+        help="Run folder; default: the latest run (runs/latest). Several: a menu, one row per run "
+        "(one-pass fp32 and int8 ONNX on the CPU; --providers, --formats, --cold-start apply to one run only).",
+        show_default=False,
+    ),
 ]
 Providers = Annotated[
     str, typer.Option("--providers", help="Comma-separated: cpu, cuda. CUDA rows only where CUDA is active.")
@@ -52,7 +60,13 @@ Data = Annotated[
 ]
 DataRoot = Annotated[str | None, typer.Option("--data-root", help="Where CIFAR-10 lives.")]
 OutputDir = Annotated[
-    Path | None, typer.Option("--output-dir", "-o", help="Where bench.md and bench.json go. Default: RUN_DIR.")
+    Path | None,
+    typer.Option(
+        "--output-dir",
+        "-o",
+        help="Where bench.md and bench.json go (default: RUN_DIR), or a menu's menu.md, menu.json and menu.png "
+        "(default: the current folder).",
+    ),
 ]
 Threads = Annotated[
     int | None, typer.Option("--threads", min=1, help="Threads for torch and onnxruntime alike. Default: all cores.")
@@ -63,7 +77,9 @@ Quick = Annotated[bool, typer.Option("--quick", help="Smoke run: 64 images, few 
 ColdStart = Annotated[
     bool, typer.Option("--cold-start/--no-cold-start", help="Time fresh processes (seconds per torch row).")
 ]
-AsJson = Annotated[bool, typer.Option("--json", help="Print bench.json on stdout instead of the table.")]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print bench.json (a menu: menu.json) on stdout instead of the table.")
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress; errors still print.")]
 
 
@@ -72,7 +88,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress
     epilog=describe_exit_codes(
         {
             ExitCode.OK: "every row measured (or skipped, saying why)",
-            ExitCode.FAILED: "some row failed (export gate, load or run error; the other rows are still measured)",
+            ExitCode.FAILED: "some row failed (export gate, load or run error, a menu's unusable run folder; the "
+            "other rows are still measured)",
             ExitCode.USAGE: "usage error, unusable run folder or data",
             ExitCode.WRITE_FAILED: "the run or output folder cannot be written (checked before measuring)",
             ExitCode.INTERRUPTED: "interrupted",
@@ -80,7 +97,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No table or progress
     ),
 )
 def bench(
-    run_dir: RunDir = None,
+    run_dirs: RunDirs = None,
     providers: Providers = ",".join(default_of(BenchConfig, "providers")),
     formats: Formats = ALL_FORMATS,
     data: Data = _default("data"),
@@ -94,16 +111,11 @@ def bench(
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
-    """Benchmark PyTorch, TorchScript and ONNX fp32/fp16/int8 of one run on CPU and CUDA."""
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
-    from cifar_edge.export.benchmark.report import write_report  # torch loads with these, after parsing
-    from cifar_edge.export.benchmark.run import run_benchmark
-    from cifar_edge.export.errors import ExportError
-    from cifar_edge.export.run_select import resolve_run_dir
-    from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError
-
+    """Benchmark PyTorch, TorchScript and ONNX fp32/fp16/int8 of one run on CPU and CUDA, or several runs as a menu."""
+    runs = tuple(run_dirs or ())
     config = BenchConfig(
-        run_dir=run_dir,
+        run_dir=runs[0] if runs else None,
+        run_dirs=runs if len(runs) > 1 else (),
         providers=_split(providers),
         formats=_split(formats),
         data=data,
@@ -115,10 +127,26 @@ def bench(
         quick=quick,
         cold_start=measure_cold_start,
     )
+    if config.run_dirs:
+        from cifar_edge.export.benchmark.menu_command import bench_menu  # torch loads with it, after parsing
+
+        raise typer.Exit(bench_menu(config, quiet=quiet, as_json=as_json))
+    raise typer.Exit(_bench_one(config, quiet=quiet, as_json=as_json))
+
+
+def _bench_one(config: BenchConfig, *, quiet: bool, as_json: bool) -> int:
+    """One run's table: check the output folder, measure, write bench.md / bench.json, print; the exit code."""
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    from cifar_edge.export.benchmark.report import write_report  # torch loads with these, after parsing
+    from cifar_edge.export.benchmark.run import run_benchmark
+    from cifar_edge.export.errors import ExportError
+    from cifar_edge.export.run_select import resolve_run_dir
+    from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError
+
     show_progress = not (quiet or as_json) and errors.is_terminal
     destination: Path | None = None
     try:
-        destination = Path(output_dir) if output_dir else resolve_run_dir(run_dir)
+        destination = Path(config.output_dir) if config.output_dir else resolve_run_dir(config.run_dir)
         # Before anything is measured: bench.md and bench.json (and any artifact exported on the way) go there.
         check_writable(destination, files=[destination / BENCH_MD, destination / BENCH_JSON], create=False)
         with errors.status("benchmarking", spinner="dots") if show_progress else contextlib.nullcontext() as status:
@@ -126,14 +154,14 @@ def bench(
         written = write_report(result.report, destination)
     except (ExportError, LabelledDataError) as error:
         errors.print(f"cifar-bench: error: {error}", markup=False)
-        raise typer.Exit(ExitCode.USAGE) from None
+        return ExitCode.USAGE
     except OSError as error:  # the previous bench.md / bench.json are left as they were (atomic writes)
         failure = write_error(destination or Path("."), error)
-        hint = "" if output_dir else "; choose another folder with --output-dir"
+        hint = "" if config.output_dir else "; choose another folder with --output-dir"
         errors.print(f"cifar-bench: error: {failure}{hint}", markup=False)
-        raise typer.Exit(ExitCode.WRITE_FAILED) from None
+        return ExitCode.WRITE_FAILED
     _print_result(result, written, errors, quiet=quiet, as_json=as_json)
-    raise typer.Exit(result.exit_code)
+    return result.exit_code
 
 
 def _print_result(result: BenchResult, written: dict[str, str], errors: Console, *, quiet: bool, as_json: bool) -> None:

@@ -11,6 +11,9 @@ from cifar_edge.export.benchmark.timing import FULL, QUICK, Repeats
 PROVIDERS = ("cpu", "cuda")
 # Eval images when --quick (a smoke run); a full run uses every eval image.
 QUICK_IMAGES = 64
+# What a menu (several run folders) times for each run: one pass per image, fp32 and int8 ONNX on the CPU.
+MENU_VARIANTS = ("onnx-fp32", "onnx-int8")
+MENU_PROVIDER = "cpu"
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class BenchConfig:
 
     # Run folder; None: the latest run (runs/latest).
     run_dir: Path | None = None
+    # Several run folders: measured as a menu (menu.md, menu.json, menu.png) instead of one run's table.
+    run_dirs: tuple[Path, ...] = ()
     # Providers to measure on; a provider that is not really active gives skipped rows that say why.
     providers: tuple[str, ...] = PROVIDERS
     # Variants (rows) to measure: keys of bench_artifacts.VARIANTS.
@@ -27,7 +32,7 @@ class BenchConfig:
     data: str | None = None
     # Where CIFAR-10 lives (for data="cifar10" and runs trained on it).
     data_root: str | None = None
-    # Where bench.md and bench.json go; None: the run folder.
+    # Where bench.md and bench.json go; None: the run folder (a menu: the current folder).
     output_dir: Path | None = None
     # Threads for torch and onnxruntime alike; None: the runtime's default (all usable cores).
     threads: int | None = None

@@ -20,7 +20,8 @@ from cifar_edge.runtime.errors import first_line
 FP32_ONNX = VARIANTS["onnx-fp32"]
 
 
-def _count_file(path: Path) -> dict[str, Any]:
+def count_file(path: Path) -> dict[str, Any]:
+    """``count_flops`` of an ONNX file, with the file named; a graph it cannot count gives None and the reason."""
     import onnx
 
     try:
@@ -40,9 +41,9 @@ def variant_flops(artifacts: dict[str, Artifact], run_dir: Path, weights_sha256:
     counts: dict[str, dict[str, Any]] = {}
     for key, artifact in artifacts.items():
         if artifact.variant.engine == "onnx":
-            counts[key] = _count_file(artifact.path) if artifact.usable else {"mflop_per_image": None}
+            counts[key] = count_file(artifact.path) if artifact.usable else {"mflop_per_image": None}
         elif fp32_current:
-            counts[key] = _count_file(fp32_path)
+            counts[key] = count_file(fp32_path)
         else:
             counts[key] = {"mflop_per_image": None, "reason": f"no current {FP32_ONNX.file_name} to count"}
     return counts

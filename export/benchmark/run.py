@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cifar_edge.export.benchmark.artifacts import VARIANTS, Artifact, ensure_artifacts
+from cifar_edge.export.benchmark.artifacts import VARIANTS, Artifact, artifact_provenance, ensure_artifacts
 from cifar_edge.export.benchmark.config import PROVIDERS, QUICK_IMAGES, BenchConfig
 from cifar_edge.export.benchmark.efficiency import add_efficiency
 from cifar_edge.export.benchmark.engines import RowSkipped, open_row_engine
@@ -35,17 +35,19 @@ from cifar_edge.export.benchmark.timing import (
 )
 from cifar_edge.export.engines import Engine, torch_engine
 from cifar_edge.export.errors import ExportUsageError
-from cifar_edge.export.evaluate.data import load_eval_data, materialize, run_validation_data
-from cifar_edge.export.formats.tta import module_for_export
+from cifar_edge.export.evaluate.data import CIFAR10, load_eval_data, materialize, run_validation_data
+from cifar_edge.export.formats.tta import module_for_export, tta_mode
 from cifar_edge.export.run_select import resolve_run_dir
 from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages, LabelledDataError
+from cifar_edge.runtime.passes import TTA_PASSES, passes_per_image
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.runtime.providers.strict import default_intra_op_threads
 from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
 
 # 2: rows gained mflop_per_image, gflops, peak_gflops, percent_of_peak; the report machine_peak and flops.
-BENCH_SCHEMA_VERSION = 2
+# 3: rows gained passes_per_image.
+BENCH_SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Row:
     precision: str
     provider: str
     status: str = "ok"  # "ok", "skipped" or "failed"
+    passes_per_image: int | None = None  # forward passes the row's model runs per image (its TTA)
     reason: str | None = None  # why skipped or failed
     file: str | None = None
     size_mb: float | None = None
@@ -96,6 +99,11 @@ def load_bench_data(config: BenchConfig, run: LoadedRun) -> ArrayImages:
     return from_run
 
 
+def export_data_folder(config: BenchConfig) -> Path | None:
+    """The labelled folder an export made on the way verifies and calibrates on; None: the run's own images."""
+    return Path(config.data) if config.data not in (None, CIFAR10) else None
+
+
 def run_benchmark(config: BenchConfig, step: Callable[[str], Any] | None = None) -> BenchResult:
     """Measure every requested row; ExportUsageError / LabelledDataError (exit 2) when run or data are unusable."""
     step = step or (lambda _description: None)
@@ -129,7 +137,7 @@ def _measure(
     reference = torch_engine(reference_module).run(inputs, config.batch_size)
     reference_top1 = reference.argmax(axis=1)
     variants = [VARIANTS[key] for key in dict.fromkeys(config.formats)]
-    folder_data = Path(config.data) if config.data not in (None, "cifar10") else None
+    folder_data = export_data_folder(config)
     artifacts = ensure_artifacts(run_dir, run.weights_sha256, variants, data=folder_data, quick=config.quick, step=step)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="cifar-bench-") as scratch:
@@ -209,6 +217,10 @@ def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _
         return None
     row.size_mb = round(artifact.path.stat().st_size / 1e6, 4)
     variant = artifact.variant
+    if variant.engine == "pytorch":  # the run's own module, wrapped in the TTA its record names
+        row.passes_per_image = TTA_PASSES[tta_mode(shared.run.record)]
+    else:
+        row.passes_per_image = passes_per_image(artifact_provenance(artifact.path, variant.engine))
     try:
         engine = open_row_engine(variant, artifact.path, shared.reference_module, provider, shared.threads)
     except RowSkipped as skipped:

@@ -28,6 +28,7 @@ from cifar_edge.runtime.contract import Contract, ContractError
 from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.extras import missing_module, needs_extra
 from cifar_edge.runtime.layout import RUN_JSON, WEIGHTS_FILE
+from cifar_edge.runtime.passes import describe_passes, passes_per_image
 from cifar_edge.runtime.providers.strict import default_intra_op_threads
 
 TORCH_KINDS = ("run", "checkpoint", "torchscript", "exportedprogram")
@@ -58,6 +59,8 @@ class OpenedModel:
     sha256: str | None = None
     threads: int | None = None
     notes: list[str] = field(default_factory=list)
+    # The TTA a run folder's or checkpoint's module is wrapped with; artifacts record theirs in their provenance.
+    tta: str | None = None
 
     def close(self) -> None:
         self.engine.close()
@@ -70,6 +73,7 @@ class OpenedModel:
     def info(self) -> dict[str, Any]:
         provenance = self.provenance or {}
         source = provenance.get("source") if isinstance(provenance.get("source"), dict) else {}
+        passes_from = {"tta": self.tta} if self.tta is not None else self.provenance
         return {
             "path": str(self.path),
             "kind": self.kind,
@@ -80,6 +84,8 @@ class OpenedModel:
             "sha256": self.sha256,
             "classes": list(self.contract.class_names),
             "image_size": list(self.contract.image_size),
+            "passes_per_image": passes_per_image(passes_from),
+            "passes": describe_passes(passes_from),
             "exported_from": {
                 "run_name": source.get("run_name"),
                 "weights_sha256": source.get("weights_sha256"),
@@ -176,12 +182,12 @@ def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> Op
     # The same default as onnxruntime's in the runtime (all usable cores).
     torch.set_num_threads(threads or default_intra_op_threads())
     provenance: dict[str, Any] | None = None
-    precision = "fp32"
+    precision, tta = "fp32", None
     try:
         if kind == "run":
-            module, contract, sha256 = load_run_module(path)
+            module, contract, sha256, tta = load_run_module(path)
         elif kind == "checkpoint":
-            module, contract = load_checkpoint_module(path)
+            module, contract, tta = load_checkpoint_module(path)
             sha256 = _file_sha256(path)
         else:
             module, contract, provenance = load_torch_artifact(path, kind)
@@ -207,24 +213,27 @@ def _open_torch(path: Path, kind: str, provider: str, threads: int | None) -> Op
         provenance=provenance,
         sha256=sha256,
         threads=torch.get_num_threads(),
+        tta=tta,
     )
 
 
-def load_run_module(run_dir: Path) -> tuple[Any, Contract, str]:
-    """The run's eval-mode module (with the TTA its record asks for, exactly as cifar-export exports it)."""
-    from cifar_edge.export.formats.tta import module_for_export
+def load_run_module(run_dir: Path) -> tuple[Any, Contract, str, str]:
+    """The run's eval-mode module (with the TTA its record asks for, exactly as cifar-export exports it), its
+    contract, weights sha256 and TTA mode."""
+    from cifar_edge.export.formats.tta import module_for_export, tta_mode
     from cifar_edge.train.run.files import RunFolderError, load_run
 
     try:
         run = load_run(run_dir)
     except (RunFolderError, ContractError) as error:
         raise ModelLoadError(first_line(error)) from None
-    return module_for_export(run.model, run.record), run.contract, run.weights_sha256
+    return module_for_export(run.model, run.record), run.contract, run.weights_sha256, tta_mode(run.record)
 
 
-def load_checkpoint_module(path: Path) -> tuple[Any, Contract]:
-    """checkpoint.pt (weights_only=True) -> eval-mode module: its weight average when present, else its weights."""
-    from cifar_edge.export.formats.tta import module_for_export
+def load_checkpoint_module(path: Path) -> tuple[Any, Contract, str]:
+    """checkpoint.pt (weights_only=True) -> eval-mode module (its weight average when present, else its weights),
+    its contract and TTA mode."""
+    from cifar_edge.export.formats.tta import module_for_export, tta_mode
     from cifar_edge.train.run.checkpoint import CheckpointError, read_checkpoint
     from cifar_edge.train.run.files import RunFolderError, build_recorded_model
 
@@ -247,7 +256,8 @@ def load_checkpoint_module(path: Path) -> tuple[Any, Contract]:
     except RunFolderError as error:
         raise ModelLoadError(str(error)) from None
     model.load_state_dict(state, strict=True)
-    return module_for_export(model, {"architecture": architecture}), contract
+    record = {"architecture": architecture}
+    return module_for_export(model, record), contract, tta_mode(record)
 
 
 def load_torch_artifact(path: Path, kind: str) -> tuple[Any, Contract, dict[str, Any] | None]:

@@ -30,13 +30,15 @@ def plotting_unavailable() -> str | None:
     return None
 
 
-def _new_figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
+    """A Figure of ``width`` x ``height`` inches, outside pyplot (no global state; cifar-bench's menu plot too)."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def _save(figure: Any, path: str | os.PathLike[str]) -> None:
+def save_png(figure: Any, path: str | os.PathLike[str]) -> None:
+    """Render ``figure`` on the Agg canvas into ``path`` atomically (the previous file stays until it is done)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
@@ -53,7 +55,7 @@ def plot_confusion(
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=np.float64), where=totals > 0)
     side = max(4.0, 0.6 * classes + 2.5)
-    figure = _new_figure(side + 1.0, side)
+    figure = new_figure(side + 1.0, side)
     axes = figure.add_subplot()
     heatmap = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(heatmap, ax=axes, shrink=0.8, label="share of the true class")
@@ -70,7 +72,7 @@ def plot_confusion(
                 if counts[row, column] or row == column:
                     colour = "white" if shares[row, column] > 0.5 else "black"
                     axes.text(column, row, str(counts[row, column]), ha="center", va="center", color=colour, fontsize=8)
-    _save(figure, path)
+    save_png(figure, path)
 
 
 def plot_misclassified(
@@ -90,13 +92,13 @@ def plot_misclassified(
         except Exception:  # a file that changed since evaluation: leave it out of the picture
             continue
     if not shown:
-        figure = _new_figure(4.0, 1.5)
+        figure = new_figure(4.0, 1.5)
         figure.text(0.5, 0.5, "No misclassified images", ha="center", va="center", fontsize=12)
-        _save(figure, path)
+        save_png(figure, path)
         return 0
     columns = min(5, len(shown))
     rows = (len(shown) + columns - 1) // columns
-    figure = _new_figure(2.2 * columns, 2.5 * rows + 0.4)
+    figure = new_figure(2.2 * columns, 2.5 * rows + 0.4)
     figure.suptitle("Most confident mistakes (true / predicted, confidence)")
     for position, (mistake, pixels) in enumerate(shown):
         axes = figure.add_subplot(rows, columns, position + 1)
@@ -107,5 +109,5 @@ def plot_misclassified(
             fontsize=8,
             color="darkred",
         )
-    _save(figure, path)
+    save_png(figure, path)
     return len(shown)

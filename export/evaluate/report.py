@@ -54,6 +54,7 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
         + (f", {report['images_skipped']} skipped" if report["images_skipped"] else "")
         + f" in {timing['seconds']:.2f} s ({timing['images_per_second']:,.0f} img/s)"
     )
+    console.print(f"forward passes per image: {model.get('passes', 'unknown')}", markup=False)
     console.print(
         f"top-1 accuracy [bold]{percent(report['top1_accuracy'])}[/]   "
         f"top-{report['top5_k']} accuracy {percent(report['top5_accuracy'])}   "

@@ -18,6 +18,7 @@ import numpy as np
 
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.evaluate.labelled_folder import LabelledImages
+from cifar_edge.runtime.passes import passes_per_image
 from cifar_edge.runtime.predictions import Failure, softmax
 from cifar_edge.runtime.preprocess import normalize_batch
 
@@ -256,5 +257,7 @@ def evaluate(
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``model`` (Classifier or predict function) over ``data`` and return the eval.json report."""
+    if hasattr(model, "session") and "passes_per_image" not in (model_info or {}):  # its provenance says how many
+        model_info = {**(model_info or {}), "passes_per_image": passes_per_image(model.provenance)}
     outputs = run_model(model, data, contract, batch_size=batch_size, on_progress=on_progress)
     return evaluation_report(outputs, data, contract, model_info=model_info, batch_size=batch_size)

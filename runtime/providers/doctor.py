@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from cifar_edge.runtime.errors import ExitCode
 from cifar_edge.runtime.layout import RUNS_DIR
 from cifar_edge.runtime.model_file import ModelError, resolve_model_path
+from cifar_edge.runtime.passes import describe_passes, passes_per_image
 from cifar_edge.runtime.providers.diagnosis import (
     EXECUTION_PROVIDERS,
     installed_onnxruntime_packages,
@@ -136,6 +137,7 @@ def _model_report(model: str | None, runs_dir: str) -> dict[str, Any]:
                 output=f"{classifier.io.output_name} {_shape(classifier.io.output_shape)}",
                 contract=contract.to_dict(),
                 provenance=classifier.provenance,
+                passes_per_image=passes_per_image(classifier.provenance),
             )
     except (ModelError, ProviderUnavailableError) as error:
         info["error"] = str(error)
@@ -214,6 +216,7 @@ def _print_report(report: dict[str, Any], stdout: TextIO) -> None:
                 f"mean {contract['mean']}, std {contract['std']}, alpha on {contract['alpha_background']}",
             )
         )
+        rows.append(("passes per image", describe_passes(model.get("provenance"))))
         provenance = model.get("provenance") or {}
         if provenance:
             rows.append(("provenance", ", ".join(f"{k}={_short(v)}" for k, v in sorted(provenance.items()))))

@@ -29,6 +29,7 @@ ROW_KEYS = {
     "precision",
     "provider",
     "status",
+    "passes_per_image",
     "reason",
     "file",
     "size_mb",
@@ -55,13 +56,14 @@ def rows_by_key(report: dict) -> dict[tuple[str, str], dict]:
 def test_every_row_type_is_measured_on_cpu(benched_run: Benched, eval_images: Path) -> None:
     assert benched_run.exit_code == 0, benched_run.stderr
     report = benched_run.report
-    assert REPORT_KEYS | {"targets", "files"} == set(report) and report["schema_version"] == 2
+    assert REPORT_KEYS | {"targets", "files"} == set(report) and report["schema_version"] == 3
     rows = rows_by_key(report)
     assert set(rows) == {(variant, provider) for variant in VARIANTS for provider in ("cpu", "cuda")}
     for variant in VARIANTS:
         row = rows[(variant, "cpu")]
         assert set(row) == ROW_KEYS
         assert row["status"] == "ok", row
+        assert row["passes_per_image"] == 1  # the tiny run's record names no TTA, and its exports have none
         assert all(isinstance(row[name], float) and row[name] > 0 for name in MEASURED), row
         assert row["latency_p95_ms"] >= row["latency_p50_ms"]
         assert row["cold_start"]["torch_loaded"] is (variant in ("pytorch", "torchscript"))
@@ -109,7 +111,7 @@ def test_machine_table_markdown_and_targets(benched_run: Benched) -> None:
     assert report["settings"]["quick"] is True and report["settings"]["batch_size"] == 256
     assert report["files"] == {"bench_md": str(run_dir / "bench.md"), "bench_json": str(run_dir / "bench.json")}
     markdown = (run_dir / "bench.md").read_text()
-    assert "| format | precision | provider | size MB |" in markdown and "threads per engine" in markdown
+    assert "| format | precision | provider | passes | size MB |" in markdown and "threads per engine" in markdown
     assert markdown.count("| ONNX | int8 |") == 2
     lines = benched_run.stdout.splitlines()
     assert lines[0].startswith("CPU: ") and lines[1].startswith("GPU: ")
