@@ -128,7 +128,7 @@ def bench(
         cold_start=measure_cold_start,
     )
     if config.run_dirs:
-        from cifar_edge.export.benchmark.menu_command import bench_menu  # torch loads with it, after parsing
+        from cifar_edge.export.benchmark.menu.command import bench_menu  # torch loads with it, after parsing
 
         raise typer.Exit(bench_menu(config, quiet=quiet, as_json=as_json))
     raise typer.Exit(_bench_one(config, quiet=quiet, as_json=as_json))

@@ -1,6 +1,6 @@
 """``run_menu``: several runs measured on this machine in one process, one row each (``cifar-bench RUN_A RUN_B ...``).
 
-Each row (menu_record.py) says what the run's model is, what it costs per image at one pass (MFLOP, img/s, ms)
+Each row (record.py) says what the run's model is, what it costs per image at one pass (MFLOP, img/s, ms)
 and what it scores at 1, 2 and 6 passes, so a size and a TTA mode can be picked for a device. Runs are measured
 one after the other with the same threads, images rule and repeats; a run that fails is one failed row.
 """
@@ -17,8 +17,8 @@ import torch
 
 from cifar_edge.export.benchmark.config import MENU_PROVIDER, MENU_VARIANTS, QUICK_IMAGES, BenchConfig
 from cifar_edge.export.benchmark.machine import machine_info
-from cifar_edge.export.benchmark.menu_measure import measure_run
-from cifar_edge.export.benchmark.menu_record import MenuRow, field_docs
+from cifar_edge.export.benchmark.menu.measure import measure_run
+from cifar_edge.export.benchmark.menu.record import MenuRow, field_docs
 from cifar_edge.runtime.passes import TTA_PASSES
 from cifar_edge.runtime.providers.strict import default_intra_op_threads
 

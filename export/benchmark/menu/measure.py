@@ -17,7 +17,7 @@ import numpy as np
 from cifar_edge.export.benchmark.artifacts import VARIANTS, Artifact, ensure_artifacts
 from cifar_edge.export.benchmark.config import MENU_PROVIDER, MENU_VARIANTS, BenchConfig
 from cifar_edge.export.benchmark.efficiency import FP32_ONNX, count_file
-from cifar_edge.export.benchmark.menu_record import SPEED_FIELDS, TTA_ACCURACY_FIELDS, MenuRow
+from cifar_edge.export.benchmark.menu.record import SPEED_FIELDS, TTA_ACCURACY_FIELDS, MenuRow
 from cifar_edge.export.benchmark.run import export_data_folder, load_bench_data
 from cifar_edge.export.benchmark.timing import measure_latency, measure_throughput
 from cifar_edge.export.engines import Engine, onnx_engine, torch_engine

@@ -115,7 +115,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def write_menu(report: dict[str, Any], output_dir: Path) -> dict[str, str | None]:
     """Write menu.png (when matplotlib is there), menu.json and menu.md into ``output_dir``; report["files"]."""
-    from cifar_edge.export.benchmark.menu_plot import plot_menu
+    from cifar_edge.export.benchmark.menu.plot import plot_menu
     from cifar_edge.export.evaluate.plots import plotting_unavailable
 
     output_dir.mkdir(parents=True, exist_ok=True)

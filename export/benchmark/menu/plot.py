@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cifar_edge.export.benchmark.menu_record import SPEED_FIELDS
+from cifar_edge.export.benchmark.menu.record import SPEED_FIELDS
 from cifar_edge.export.evaluate.plots import new_figure, save_png
 
 MARKERS = {"fp32": "o", "int8": "^"}

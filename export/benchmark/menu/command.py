@@ -13,8 +13,8 @@ from pathlib import Path
 from rich.console import Console
 
 from cifar_edge.export.benchmark.config import BenchConfig
-from cifar_edge.export.benchmark.menu import MenuResult, run_menu
-from cifar_edge.export.benchmark.menu_report import print_menu, write_menu
+from cifar_edge.export.benchmark.menu.report import print_menu, write_menu
+from cifar_edge.export.benchmark.menu.run import MenuResult, run_menu
 from cifar_edge.runtime.atomic_io import check_writable, write_error
 from cifar_edge.runtime.errors import ExitCode
 from cifar_edge.runtime.layout import MENU_JSON, MENU_MD, MENU_PNG
