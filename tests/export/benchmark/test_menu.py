@@ -14,7 +14,7 @@ from export_helpers import TINY_CLASSES, copy_run
 from typer.testing import CliRunner
 
 from cifar_edge.export.benchmark.cli import app
-from cifar_edge.export.benchmark.menu_record import MenuRow, field_docs
+from cifar_edge.export.benchmark.menu.record import MenuRow, field_docs
 from cifar_edge.runtime.classifier import Classifier
 from cifar_edge.runtime.layout import MENU_JSON, MENU_MD, MENU_ONE_PASS_DIR, MENU_PNG
 
