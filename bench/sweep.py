@@ -149,7 +149,9 @@ def prepare_cache(config: dict[str, Any]) -> None:
 
 
 def summarize(runs: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
-    """Per variant: runs, mean/sd accuracy, mean training seconds, and the paired difference against labels[0]."""
+    """Per variant: runs, mean/sd accuracy, mean training seconds, and the paired difference against labels[0]; also
+    the mean flip + shift (6-pass) accuracy and each variant's accuracy against labels[0]'s 6-pass one (what a
+    one-pass model must reach to replace test-time augmentation)."""
     by_label = {
         label: {run["seed"]: run for run in runs if run["label"] == label and "error" not in run} for label in labels
     }
@@ -158,37 +160,58 @@ def summarize(runs: list[dict[str, Any]], labels: list[str]) -> list[dict[str, A
     for label in labels:
         done = by_label[label]
         accuracies = [run["final_accuracy"] for run in done.values() if run["final_accuracy"] is not None]
+        six = [run.get("flip_shift_accuracy") for run in done.values() if run.get("flip_shift_accuracy") is not None]
         row: dict[str, Any] = {
             "label": label,
             "runs": len(done),
             "failed": sum(1 for run in runs if run["label"] == label and "error" in run),
             "mean_accuracy": statistics.fmean(accuracies) if accuracies else None,
             "sd_accuracy": statistics.stdev(accuracies) if len(accuracies) > 1 else None,
+            "mean_flip_shift_accuracy": statistics.fmean(six) if six else None,
             "mean_train_seconds": statistics.fmean(run["train_seconds"] for run in done.values()) if done else None,
         }
-        pairs = [(done[seed]["final_accuracy"], baseline[seed]["final_accuracy"]) for seed in done if seed in baseline]
-        paired = [mine - first for mine, first in pairs if mine is not None and first is not None]
-        if label != labels[0] and paired:
-            row["paired_seeds"] = len(paired)
-            row["mean_difference"] = statistics.fmean(paired)
-            row["difference_se"] = statistics.stdev(paired) / math.sqrt(len(paired)) if len(paired) > 1 else None
+        if label != labels[0]:
+            row.update(_paired(done, baseline, "final_accuracy", "mean_difference", "difference_se"))
+        row.update(_paired(done, baseline, "flip_shift_accuracy", "vs_first_6pass", "vs_first_6pass_se"))
         summary.append(row)
     return summary
+
+
+def _paired(
+    done: dict[int, dict[str, Any]], baseline: dict[int, dict[str, Any]], first_key: str, name: str, se_name: str
+) -> dict[str, Any]:
+    """Mean over shared seeds of this variant's final accuracy minus the baseline's ``first_key``, and its standard
+    error; empty when no seed pairs up."""
+    pairs = [(done[seed]["final_accuracy"], baseline[seed].get(first_key)) for seed in done if seed in baseline]
+    paired = [mine - first for mine, first in pairs if mine is not None and first is not None]
+    if not paired:
+        return {}
+    se = statistics.stdev(paired) / math.sqrt(len(paired)) if len(paired) > 1 else None
+    return {"paired_seeds": len(paired), name: statistics.fmean(paired), se_name: se}
 
 
 def format_table(summary: list[dict[str, Any]]) -> str:
     def percent(value: float | None, sign: str = "") -> str:
         return "-" if value is None else f"{100 * value:{sign}.2f}"
 
-    lines = [f"{'variant':<28} {'runs':>4} {'mean acc %':>10} {'sd':>5} {'vs first (se)':>15} {'train s':>8}"]
+    def difference(row: dict[str, Any], name: str, se_name: str) -> str:
+        if name not in row:
+            return ""
+        shown = percent(row[name], "+")
+        return shown + (f" ({percent(row[se_name])})" if row.get(se_name) is not None else "")
+
+    lines = [
+        f"{'variant':<28} {'runs':>4} {'mean acc %':>10} {'sd':>5} {'vs first (se)':>15} {'6-pass %':>8} "
+        f"{'vs first 6-pass (se)':>21} {'train s':>8}"
+    ]
     for row in summary:
-        difference = "" if "mean_difference" not in row else f"{percent(row['mean_difference'], '+')}"
-        if row.get("difference_se") is not None:
-            difference += f" ({percent(row['difference_se'])})"
         seconds = "-" if row["mean_train_seconds"] is None else f"{row['mean_train_seconds']:.2f}"
         lines.append(
             f"{row['label']:<28} {row['runs']:>4} {percent(row['mean_accuracy']):>10} {percent(row['sd_accuracy']):>5} "
-            f"{difference:>15} {seconds:>8}" + (f"  ({row['failed']} failed)" if row["failed"] else "")
+            f"{difference(row, 'mean_difference', 'difference_se'):>15} "
+            f"{percent(row.get('mean_flip_shift_accuracy')):>8} "
+            f"{difference(row, 'vs_first_6pass', 'vs_first_6pass_se'):>21} {seconds:>8}"
+            + (f"  ({row['failed']} failed)" if row["failed"] else "")
         )
     return "\n".join(lines)
 

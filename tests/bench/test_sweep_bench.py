@@ -43,6 +43,9 @@ def test_sweep_pairs_variants_by_seed_and_records_every_run(tiny_dataset_dir: Pa
     differences = [by_run["slower", seed]["final_accuracy"] - by_run["base", seed]["final_accuracy"] for seed in (0, 1)]
     assert slower["paired_seeds"] == 2
     assert abs(slower["mean_difference"] - sum(differences) / 2) < 1e-12
+    six = [by_run["slower", seed]["final_accuracy"] - by_run["base", seed]["flip_shift_accuracy"] for seed in (0, 1)]
+    assert abs(slower["vs_first_6pass"] - sum(six) / 2) < 1e-12  # one pass against the first's six
+    assert all(by_run[key]["flip_shift_accuracy"] is not None for key in by_run if key[0] != "broken")
     assert broken["runs"] == 0 and broken["failed"] == 1
     assert "unknown recipe field 'no_such_field'" in by_run["broken", 1]["error"]
     for run in result["runs"][:4]:
