@@ -22,6 +22,6 @@ def test_budget_curve_trains_both_methods_per_budget(tiny_dataset_dir: Path, tmp
     assert (budgeted["method"], stopped["method"]) == ("budgeted", "fixed_stopped")
     assert budgeted["plan"]["total_steps"] >= 1 and budgeted["warm_up_s"] > 0 and stopped["plan"] is None
     for run in record["runs"]:
-        assert 0 <= run["val_accuracy"] <= 1 and run["val_tta_accuracy"] is not None and run["steps"] >= 1
+        assert 0 <= run["val_accuracy"] <= 1 and run["val_flip_shift_accuracy"] is not None and run["steps"] >= 1
     assert stopped["epochs"] <= 18 and (stopped["stopped"] is not None or stopped["epochs"] == 18)
     assert (out / "budget_curve.png").stat().st_size > 0
