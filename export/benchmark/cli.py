@@ -166,14 +166,12 @@ def _bench_one(config: BenchConfig, *, quiet: bool, as_json: bool) -> int:
 
 def _print_result(result: BenchResult, written: dict[str, str], errors: Console, *, quiet: bool, as_json: bool) -> None:
     """bench.json on stdout, or the table and where it went; then one stderr line per failed row."""
-    from cifar_edge.export.benchmark.report import print_report
+    from cifar_edge.export.benchmark.report import print_report, table_console
 
     if as_json:
         print(json.dumps(result.report, ensure_ascii=False, allow_nan=False))
     elif not quiet:
-        console = Console(highlight=False, soft_wrap=True)
-        if not console.is_terminal:
-            console.width = 1000  # piped or redirected: never wrap or truncate the table
+        console = table_console()
         print_report(result.report, console)
         console.print(f"wrote {written['bench_md']}, {written['bench_json']}", markup=False)
     for row in result.rows:

@@ -157,3 +157,11 @@ def write_report(report: dict[str, Any], output_dir: Path) -> dict[str, str]:
     atomic_write_text(output_dir / BENCH_JSON, json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     atomic_write_text(output_dir / BENCH_MD, markdown(report))
     return paths
+
+
+def table_console() -> Console:
+    """The stdout console for a results table: piped or redirected, it never wraps or truncates the table."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 1000
+    return console

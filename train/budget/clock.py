@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 # run would overrun its budget by more than the +-10% it promises.
 REPLAN_SLOWDOWN = 0.2
 # ... and one that trains this much faster lengthens its rest (the same once): the warm-up measurement can read a
-# machine slower than it then runs, and a run that ends 10% early misses the promise as surely as a late one.
+# machine slower than it then runs, and a run that ends early misses the promise as surely as a late one.
 REPLAN_SPEEDUP = 0.1
 # The speed is judged over whole epochs covering at least this share of the budget, so that a short epoch's noise
 # (tiny data, a one-step epoch) does not count as a slowdown; a session's first epoch is left out: it pays one-time

@@ -15,6 +15,7 @@ from rich.console import Console
 from cifar_edge.export.benchmark.config import BenchConfig
 from cifar_edge.export.benchmark.menu.report import print_menu, write_menu
 from cifar_edge.export.benchmark.menu.run import MenuResult, run_menu
+from cifar_edge.export.benchmark.report import table_console
 from cifar_edge.runtime.atomic_io import check_writable, write_error
 from cifar_edge.runtime.errors import ExitCode
 from cifar_edge.runtime.layout import MENU_JSON, MENU_MD, MENU_PNG
@@ -49,9 +50,7 @@ def _print_result(
     if as_json:
         print(json.dumps(result.report, ensure_ascii=False, allow_nan=False))
     elif not quiet:
-        console = Console(highlight=False, soft_wrap=True)
-        if not console.is_terminal:
-            console.width = 1000  # piped or redirected: never wrap or truncate the table
+        console = table_console()
         print_menu(result.report, console)
         files = ", ".join(path for key in ("menu_md", "menu_json", "menu_png") if (path := written[key]))
         console.print(f"wrote {files}", markup=False)
