@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 from cifar_edge.runtime.batching import run_in_batches
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.images import ImageDecodeError, decode_image_bytes, open_image_rgb, to_rgb
+from cifar_edge.runtime.images import ImageDecodeError, to_rgb
 from cifar_edge.runtime.model_file import (
     ModelError,
     check_contract_limits,
@@ -30,6 +30,7 @@ from cifar_edge.runtime.model_file import (
     read_contract,
     read_provenance,
 )
+from cifar_edge.runtime.pixels import bytes_pixels, file_pixels
 from cifar_edge.runtime.predictions import Failure, Prediction, softmax, top_k_predictions
 from cifar_edge.runtime.preprocess import normalize_batch, resize_to_contract
 from cifar_edge.runtime.providers.strict import create_session, usable_cpu_count
@@ -165,14 +166,14 @@ class Classifier:
         Inputs: a path; the bytes of an encoded image file; a PIL image; a uint8 array (H, W, 3), (H, W) or (H, W, 4).
         """
         contract = self.contract
+        if isinstance(item, str | os.PathLike):
+            return file_pixels(item, contract, max_pixels=self.max_pixels)
+        if isinstance(item, bytes):
+            return bytes_pixels(item, "<bytes>", contract, max_pixels=self.max_pixels)
         if isinstance(item, np.ndarray):
             image = _array_to_image(item, contract.alpha_background)
         elif isinstance(item, Image.Image):
             image = _pil_to_rgb(item, contract.alpha_background)
-        elif isinstance(item, str | os.PathLike):
-            image = open_image_rgb(item, contract.alpha_background, max_pixels=self.max_pixels)
-        elif isinstance(item, bytes):
-            image = decode_image_bytes(item, "<bytes>", contract.alpha_background, max_pixels=self.max_pixels)
         else:
             raise TypeError(
                 f"cannot classify a {type(item).__name__}: pass a path, encoded bytes, a PIL image or a uint8 array"

@@ -66,6 +66,17 @@ def open_image_rgb(
 ) -> Image.Image:
     """Open ``path`` and return a fully decoded RGB image (EXIF-oriented, first frame), or raise ImageDecodeError."""
     source = str(path)
+    check_image_file(path)
+    try:
+        with open(Path(path), "rb") as handle:
+            return decode_image(handle, source, background, max_pixels=max_pixels)
+    except OSError as error:  # opening failed (permissions, vanished file); decoding errors are already converted
+        raise ImageDecodeError(source, f"cannot read file ({error.strerror or error})") from None
+
+
+def check_image_file(path: str | os.PathLike[str]) -> int:
+    """The size in bytes of ``path`` if it is a non-empty regular file; ImageDecodeError naming it otherwise."""
+    source = str(path)
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -79,11 +90,19 @@ def open_image_rgb(
         raise ImageDecodeError(source, "not a regular file")
     if info.st_size == 0:
         raise ImageDecodeError(source, "empty file (0 bytes)")
+    return info.st_size
+
+
+def read_image_file(path: str | os.PathLike[str], max_bytes: int) -> bytes | None:
+    """The bytes of ``path`` (checked as check_image_file does), or None when it has more than ``max_bytes``;
+    ImageDecodeError when they cannot be read."""
+    if check_image_file(path) > max_bytes:
+        return None
     try:
         with open(Path(path), "rb") as handle:
-            return decode_image(handle, source, background, max_pixels=max_pixels)
-    except OSError as error:  # opening failed (permissions, vanished file); decoding errors are already converted
-        raise ImageDecodeError(source, f"cannot read file ({error.strerror or error})") from None
+            return handle.read()
+    except OSError as error:  # permissions, a file that vanished since the check
+        raise ImageDecodeError(str(path), f"cannot read file ({error.strerror or error})") from None
 
 
 def decode_image_bytes(
@@ -117,9 +136,9 @@ def decode_image(
     try:
         with _decompression_bomb_warnings_as_errors():
             image = Image.open(stream)
-            _check_pixel_count(image.size, limit, source)
+            check_pixel_count(image.size, limit, source)
             image.load()  # first frame only: Image.open leaves a multi-frame file on frame 0
-            _check_pixel_count(image.size, limit, source)
+            check_pixel_count(image.size, limit, source)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -211,7 +230,8 @@ def _apply_exif_orientation(image: Image.Image) -> Image.Image:
     return image
 
 
-def _check_pixel_count(size: tuple[int, int], limit: int | None, source: str) -> None:
+def check_pixel_count(size: tuple[int, int], limit: int | None, source: str) -> None:
+    """ImageDecodeError when an image of ``size`` (width, height) has no pixels or more than ``limit``."""
     width, height = size
     if width < 1 or height < 1:
         raise ImageDecodeError(source, f"image has no pixels ({width}x{height})")

@@ -26,8 +26,8 @@ from cifar_edge.runtime.evaluate.labelled_folder import (
     list_labelled_files,
     stratified_subset,
 )
-from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
-from cifar_edge.runtime.preprocess import resize_to_contract
+from cifar_edge.runtime.images import ImageDecodeError
+from cifar_edge.runtime.pixels import file_pixels
 
 _HELD_OUT_FOLDERS = ("val", "test")
 # How many real files of the data set join the preprocessing-parity check.
@@ -102,7 +102,7 @@ def _decode(files: list[Path], contract: Contract) -> tuple[np.ndarray, list[int
     images, kept = [], []
     for position, path in enumerate(files):
         try:
-            images.append(resize_to_contract(open_image_rgb(path, contract.alpha_background), contract))
+            images.append(file_pixels(path, contract))
             kept.append(position)
         except ImageDecodeError:
             continue

@@ -22,7 +22,8 @@ from PIL import Image, ImageOps
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
-from cifar_edge.runtime.preprocess import normalize_batch, resize_to_contract
+from cifar_edge.runtime.pixels import file_pixels
+from cifar_edge.runtime.preprocess import normalize_batch
 
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 # A size that is not the contract's in either direction, like a phone photo cropped to 3:2 (the cat photo's size).
@@ -66,8 +67,7 @@ class PreprocessReport:
 
 def runtime_tensor(path: str | Path, contract: Contract) -> np.ndarray:
     """float32 (3, H, W) exactly as the runtime feeds the model."""
-    rgb = open_image_rgb(path, contract.alpha_background)
-    return normalize_batch(resize_to_contract(rgb, contract)[None], contract)[0]
+    return normalize_batch(file_pixels(path, contract)[None], contract)[0]
 
 
 def torchvision_tensor(path: str | Path, contract: Contract) -> np.ndarray:

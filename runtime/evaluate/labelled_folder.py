@@ -26,10 +26,10 @@ import numpy as np
 
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.folders import Warn, walk_folders, warn_on_stderr
-from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
+from cifar_edge.runtime.images import ImageDecodeError
 from cifar_edge.runtime.infer.inputs import image_extensions
+from cifar_edge.runtime.pixels import file_pixels
 from cifar_edge.runtime.predictions import Failure
-from cifar_edge.runtime.preprocess import resize_to_contract
 from cifar_edge.runtime.providers.strict import usable_cpu_count
 
 # Sub-folders tried in this order before PATH itself is read as PATH/<class>/*.
@@ -122,8 +122,7 @@ class FolderImages(LabelledImages):
 
     def decode(self, index: int) -> np.ndarray:
         """File ``index`` -> uint8 (H, W, 3) at the contract size; ImageDecodeError when it cannot be decoded."""
-        image = open_image_rgb(self.files[index], self.contract.alpha_background, max_pixels=self.max_pixels)
-        return resize_to_contract(image, self.contract)
+        return file_pixels(self.files[index], self.contract, max_pixels=self.max_pixels)
 
     def image(self, index: int) -> np.ndarray:
         return self.decode(index)

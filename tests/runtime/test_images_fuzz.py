@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from PIL import Image
 from runtime_helpers import SHARED_CAT_PHOTO, SHARED_CIFAR_TRAIN
 
+from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError, decode_image_bytes
+from cifar_edge.runtime.jpeg import decode_plain_jpeg
+from cifar_edge.runtime.pixels import bytes_pixels
 
 # Keep each fuzz case cheap: a mutated header can claim a huge size; refuse beyond 1 megapixel.
 FUZZ_PIXEL_LIMIT = 1_000_000
@@ -32,6 +35,13 @@ def _seed_files() -> dict[str, bytes]:
     }.items():
         buffer = io.BytesIO()
         image.save(buffer, name, **params)
+        files[name] = buffer.getvalue()
+    for name, source, params in [  # more inputs for the JPEG fast path (runtime/jpeg.py)
+        ("JPEG progressive 4:4:4", image, {"progressive": True, "subsampling": 0}),
+        ("JPEG grey", image.convert("L"), {"quality": 75}),
+    ]:
+        buffer = io.BytesIO()
+        source.save(buffer, "JPEG", **params)
         files[name] = buffer.getvalue()
     jpegs = sorted(SHARED_CIFAR_TRAIN.glob("cat/*.jpg"))[:1] if SHARED_CIFAR_TRAIN.is_dir() else []
     if jpegs:
@@ -69,8 +79,24 @@ def _decode_cleanly(data: bytes) -> None:
             image = decode_image_bytes(data, "fuzz", max_pixels=FUZZ_PIXEL_LIMIT)
         except ImageDecodeError as error:
             assert str(error).startswith("fuzz: ") and "\n" not in str(error)
-            return
-    assert image.mode == "RGB" and image.width * image.height <= FUZZ_PIXEL_LIMIT
+            image = None
+        try:
+            fast = decode_plain_jpeg(data, "fuzz", FUZZ_PIXEL_LIMIT)
+        except ImageDecodeError as error:
+            assert image is None and "decompression-bomb limit" in str(error)
+            fast = None
+        try:
+            pixels = bytes_pixels(data, "fuzz", Contract(), max_pixels=FUZZ_PIXEL_LIMIT)
+        except ImageDecodeError as error:
+            assert str(error).startswith("fuzz: ") and "\n" not in str(error)
+            pixels = None
+    # The fast path accepts nothing Pillow refuses, and decodes what it accepts to Pillow's pixels.
+    if fast is not None:
+        assert image is not None and np.array_equal(fast, np.asarray(image))
+    assert (pixels is None) == (image is None)
+    if image is not None:
+        assert image.mode == "RGB" and image.width * image.height <= FUZZ_PIXEL_LIMIT
+        assert pixels is not None and pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
 
 
 @pytest.mark.parametrize("format_name", sorted(SEEDS))

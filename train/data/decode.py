@@ -33,8 +33,8 @@ from rich.text import Text
 
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.errors import first_line
-from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
-from cifar_edge.runtime.preprocess import resize_to_contract
+from cifar_edge.runtime.images import ImageDecodeError
+from cifar_edge.runtime.pixels import file_pixels
 
 # Below this many images a worker pool costs more to start than it saves.
 MIN_IMAGES_FOR_POOL = 512
@@ -166,7 +166,7 @@ def decode_chunk(paths: list[str], contract: Contract) -> tuple[np.ndarray, list
     failed: list[tuple[int, str]] = []
     for offset, path in enumerate(paths):
         try:
-            out[offset] = resize_to_contract(open_image_rgb(path, contract.alpha_background), contract)
+            out[offset] = file_pixels(path, contract)
         except ImageDecodeError as error:
             failed.append((offset, first_line(error.reason, limit=None)))
         except Image.DecompressionBombError as error:
