@@ -126,6 +126,28 @@ def test_a_speedup_lengthens_the_rest_once(tiny_splits: Splits, budget_config: T
     assert lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)  # the decay still ends where it should
 
 
+class SlowStartClock(FakeClock):
+    """A machine still warming up: its first ``slow_readings`` readings are three ticks apart, then one."""
+
+    def __init__(self, slow_readings: int) -> None:
+        super().__init__()
+        self.slow_readings = slow_readings
+
+    def __call__(self) -> float:
+        self.slow_readings -= 1
+        self.now += 3 * self.tick if self.slow_readings >= 0 else self.tick
+        return self.now
+
+
+def test_the_probe_keeps_each_candidates_faster_round(tiny_splits: Splits, budget_config: TrainConfig) -> None:
+    """Timed once, the first candidate would carry the warm-up's slowness into the plan; its second round does not."""
+    readings_in_the_first_round = 1 + 1 + 3  # the warm-up's start, the first timed step's start, three timed steps
+    result = fit(budget_config, tiny_splits, clock=SlowStartClock(readings_in_the_first_round))
+    plan = _record(result)["plan"]
+    assert plan["images_per_s"] == pytest.approx(18 / TICK)
+    assert plan["warm_up_s"] > 5 * TICK
+
+
 def test_a_budget_without_room_for_one_epoch_is_refused_naming_the_minimum(
     tiny_splits: Splits, budget_config: TrainConfig
 ) -> None:
