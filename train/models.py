@@ -223,7 +223,8 @@ def airnet(**kwargs: Any) -> nn.Module:
 
 
 # The size menu: each name fixes the three group widths (every other AirNet argument stays free). Doubling the
-# widths costs about 4x the FLOPs, so s/m/l span about 16x; m is the CPU default, l airbench94's full width.
+# widths costs up to 4x the FLOPs (the stem does not grow), so s/m/l span about 12x; m is the CPU default, l
+# airbench94's full width.
 AIRNET_SIZES: dict[str, tuple[int, int, int]] = {
     "airnet-s": (16, 64, 64),
     "airnet-m": (32, 128, 128),

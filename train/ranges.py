@@ -36,6 +36,8 @@ def recipe_problems(recipe: Any) -> list[str]:
     batches = recipe.budget_batch_sizes
     if not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in batches):
         problems.append(f"budget_batch_sizes must be a list of integers >= 1, got {batches!r}")
+    if not recipe.budget_min_epochs >= 0:
+        problems.append(f"budget_min_epochs must be >= 0, got {recipe.budget_min_epochs}")
     if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.eval_batch_size < 1 or recipe.eval_every < 1:
         problems.append("epochs, batch_size, eval_batch_size and eval_every must be >= 1")
     if not recipe.lr > 0:

@@ -36,6 +36,10 @@ class Recipe:
     # Batch sizes the budget plan also times besides batch_size (lr and lookahead_every scaled to each; budget/plan.py
     # says when one replaces the recipe's own). Empty = only batch_size.
     budget_batch_sizes: list[int] = field(default_factory=list)
+    # A smaller model the budget plan trains instead when this one fits fewer than budget_min_epochs epochs (or none)
+    # and the smaller fits no fewer; only when the model was not chosen (--model, --model-kwargs, --set). "" = never.
+    budget_smaller_model: str = ""
+    budget_min_epochs: float = 3.0
     batch_size: int = 64
     # Peak learning rate of the weights (conv/linear weights, head, biases outside BatchNorm): the schedule's
     # factor 1.0.
@@ -162,6 +166,9 @@ DEFAULT = Recipe(
     cpu_budget_s=600.0,
     # The batch sizes around 512 that trained at about its img/s here (docs/training.md): timed, rarely chosen.
     budget_batch_sizes=[256, 512, 1024],
+    # Under 3 epochs of this net the size menu's smallest did as well in the same minutes, at a third of the cost
+    # per image (docs/training.md, 'The size menu').
+    budget_smaller_model="airnet-s",
     # Large batches keep the CPU's matrix units busy and BatchNorm statistics stable; 88 steps per epoch.
     batch_size=512,
     # airbench94's hyperparameters (lr 11.5 and wd 0.0153 per 1024 examples, decoupled; momentum 0.85; bias
@@ -227,6 +234,7 @@ AIRBENCH = replace(
     epochs=10,
     cpu_budget_s=0.0,  # a GPU recipe: on the CPU too it trains its fixed 10 epochs unless given --budget
     budget_batch_sizes=[],
+    budget_smaller_model="airnet-m",  # its net is airnet-l: under --budget on a CPU, a short budget moves down one size
     description="AirNet 64/256/256 at batch 1024 (airbench94's method, for a GPU): whitening stem, alternating "
     "flip + crop, label smoothing 0.2, Nesterov SGD (bias lr x64), triangle schedule, lookahead averaging, "
     "one-pass export",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
 from cifar_edge.train.budget.plan import current_total_steps
 from cifar_edge.train.budget.policy import existing_folder, plan_session
 from cifar_edge.train.budget.probe import ProbeInputs
+from cifar_edge.train.budget.size import Sized, plan_with_size
 from cifar_edge.train.config import CUDA_GRAPH_COMPILE_MODES, TrainConfig
 from cifar_edge.train.distill import SoftTargets
 from cifar_edge.train.distributed import (
@@ -107,22 +109,22 @@ def _build_session(
     config, recipe, run_dir, saved = _resolve_run(config)
     threads, malloc_tuned = _configure_process(config, recipe, device, distributed)
     splits, spec, recipe, contract = _prepare_data(config, splits, saved, recipe, distributed)
-    _seed_everything(config.seed)
-    model, architecture = _build_model(recipe, contract, device)
     train_data = DeviceData.from_arrays(splits.train_images, splits.train_labels, device)
     val_data = DeviceData.from_arrays(splits.val_images, splits.val_labels, device)
     mean = torch.tensor(contract.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std = torch.tensor(contract.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    if saved is None and recipe.whitening_images > 0 and hasattr(model, "init_whitening"):
-        generator = torch.Generator().manual_seed(epoch_seed(config.seed, WHITENING_PICK_EPOCH))
-        pick = torch.randperm(len(train_data), generator=generator)[: recipe.whitening_images].to(device)
-        model.init_whitening(normalize(train_data.images[pick].permute(0, 3, 1, 2), mean, std))
-    plan = None if saved is None else saved.get("plan")
-    if saved is None:  # on the real model and data, before the optimizer exists (the plan may change the batch)
-        precision = resolve_precision(config.precision, device)
-        scratch = existing_folder(run_dir or Path(config.runs_root))  # the run's writes are timed on its own disk
-        inputs = ProbeInputs(model, train_data, val_data, mean, std, precision, device, distributed.world_size, scratch)
-        recipe, plan = plan_session(config, recipe, inputs, distributed, *planning)
+    # The probe runs on the real model and data, before the optimizer exists (the plan may change the batch).
+    scratch = existing_folder(run_dir or Path(config.runs_root))  # the run's writes are timed on its own disk
+    precision = resolve_precision(config.precision, device)
+    # Each size's model takes the model's place (_fresh_model).
+    data = ProbeInputs(None, train_data, val_data, mean, std, precision, device, distributed.world_size, scratch)
+    build = partial(_fresh_model, config.seed, contract, data, fresh=saved is None)
+    if saved is None:
+        budget = partial(plan_session, config, distributed=distributed, clock=planning[0], reporter=planning[1])
+        recipe, plan, sized = plan_with_size(config, recipe, build, budget)
+    else:
+        sized, plan = build(recipe), saved.get("plan")
+    model, architecture = sized.model, sized.architecture
     total_steps = 0 if plan is None else current_total_steps(plan)
     trainer, schedule = _build_trainer(
         config, recipe, model, (len(train_data), contract.num_classes), mean, std, device, distributed, total_steps
@@ -206,6 +208,19 @@ def _prepare_data(
             f"the data's classes {list(contract.class_names)} differ from the run's {saved['contract']['class_names']}"
         )
     return splits, spec, recipe, contract
+
+
+def _fresh_model(seed: int, contract: Contract, data: ProbeInputs, recipe: Recipe, *, fresh: bool) -> Sized:
+    """``recipe``'s model, initialised from ``seed`` alone (and its whitening stem from the training images when the
+    run is ``fresh``), with the inputs its budget probe runs on."""
+    _seed_everything(seed)
+    model, architecture = _build_model(recipe, contract, data.device)
+    if fresh and recipe.whitening_images > 0 and hasattr(model, "init_whitening"):
+        generator = torch.Generator().manual_seed(epoch_seed(seed, WHITENING_PICK_EPOCH))
+        pick = torch.randperm(len(data.train_data), generator=generator)[: recipe.whitening_images]
+        images = data.train_data.images[pick.to(data.device)].permute(0, 3, 1, 2)
+        model.init_whitening(normalize(images, data.mean, data.std))
+    return Sized(model, architecture, replace(data, model=model))
 
 
 def _build_model(recipe: Recipe, contract: Contract, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
