@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,14 +113,16 @@ def _build_session(
     val_data = DeviceData.from_arrays(splits.val_images, splits.val_labels, device)
     mean = torch.tensor(contract.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std = torch.tensor(contract.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    # The probe runs on the real model and data, before the optimizer exists (the plan may change the batch).
-    scratch = existing_folder(run_dir or Path(config.runs_root))  # the run's writes are timed on its own disk
-    precision = resolve_precision(config.precision, device)
-    # Each size's model takes the model's place (_fresh_model).
-    data = ProbeInputs(None, train_data, val_data, mean, std, precision, device, distributed.world_size, scratch)
-    build = partial(_fresh_model, config.seed, contract, data, fresh=saved is None)
+    build = partial(_fresh_model, config.seed, contract, train_data, (mean, std), fresh=saved is None)
     if saved is None:
-        budget = partial(plan_session, config, distributed=distributed, clock=planning[0], reporter=planning[1])
+        # The probe runs on the real model and data, before the optimizer exists (the plan may change the batch).
+        scratch = existing_folder(run_dir or Path(config.runs_root))  # the run's writes are timed on its own disk
+        precision = resolve_precision(config.precision, device)
+        probe = (train_data, val_data, mean, std, precision, device, distributed.world_size, scratch)
+
+        def budget(for_recipe: Recipe, model: nn.Module) -> tuple[Recipe, dict[str, Any] | None]:
+            return plan_session(config, for_recipe, ProbeInputs(model, *probe), distributed, *planning)
+
         recipe, plan, sized = plan_with_size(config, recipe, build, budget)
     else:
         sized, plan = build(recipe), saved.get("plan")
@@ -210,17 +212,25 @@ def _prepare_data(
     return splits, spec, recipe, contract
 
 
-def _fresh_model(seed: int, contract: Contract, data: ProbeInputs, recipe: Recipe, *, fresh: bool) -> Sized:
-    """``recipe``'s model, initialised from ``seed`` alone (and its whitening stem from the training images when the
-    run is ``fresh``), with the inputs its budget probe runs on."""
+def _fresh_model(
+    seed: int,
+    contract: Contract,
+    train_data: DeviceData,
+    normalization: tuple[torch.Tensor, torch.Tensor],
+    recipe: Recipe,
+    *,
+    fresh: bool,
+) -> Sized:
+    """``recipe``'s model, initialised from ``seed`` alone, and its whitening stem from the training images (with
+    the contract's ``normalization``: mean, std) when the run is ``fresh``."""
     _seed_everything(seed)
-    model, architecture = _build_model(recipe, contract, data.device)
+    model, architecture = _build_model(recipe, contract, train_data.images.device)
     if fresh and recipe.whitening_images > 0 and hasattr(model, "init_whitening"):
         generator = torch.Generator().manual_seed(epoch_seed(seed, WHITENING_PICK_EPOCH))
-        pick = torch.randperm(len(data.train_data), generator=generator)[: recipe.whitening_images]
-        images = data.train_data.images[pick.to(data.device)].permute(0, 3, 1, 2)
-        model.init_whitening(normalize(images, data.mean, data.std))
-    return Sized(model, architecture, replace(data, model=model))
+        pick = torch.randperm(len(train_data), generator=generator)[: recipe.whitening_images]
+        images = train_data.images[pick.to(train_data.images.device)].permute(0, 3, 1, 2)
+        model.init_whitening(normalize(images, *normalization))
+    return Sized(model, architecture)
 
 
 def _build_model(recipe: Recipe, contract: Contract, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:

@@ -14,21 +14,20 @@ from typing import Any
 from torch import nn
 
 from cifar_edge.train.budget.plan import BudgetTooSmall
-from cifar_edge.train.budget.probe import ProbeInputs
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.recipes import Recipe
 
-# (the planned recipe, its plan record or None without a budget); BudgetTooSmall when not one epoch fits.
-Planner = Callable[[Recipe, ProbeInputs], tuple[Recipe, dict[str, Any] | None]]
+# (recipe, its model) -> (the planned recipe, its plan record or None without a budget); BudgetTooSmall when not one
+# epoch fits.
+Planner = Callable[[Recipe, nn.Module], tuple[Recipe, dict[str, Any] | None]]
 
 
 @dataclass
 class Sized:
-    """A model built for a recipe, with what its probe runs on."""
+    """A model built for a recipe, and its run.json architecture."""
 
     model: nn.Module
     architecture: dict[str, Any]
-    inputs: ProbeInputs
 
 
 def smaller_recipe(config: TrainConfig, recipe: Recipe) -> Recipe | None:
@@ -48,7 +47,7 @@ def plan_with_size(
     ``budget_min_epochs`` epochs (or none) and the smaller fits no fewer. BudgetTooSmall when neither fits one."""
     asked = build(recipe)
     try:
-        planned, record = plan(recipe, asked.inputs)
+        planned, record = plan(recipe, asked.model)
         refusal = None
     except BudgetTooSmall as error:
         planned, record, refusal = recipe, None, error
@@ -60,7 +59,7 @@ def plan_with_size(
         return planned, record, asked
     small = build(smaller)
     try:
-        small_planned, small_record = plan(smaller, small.inputs)
+        small_planned, small_record = plan(smaller, small.model)
     except BudgetTooSmall:
         if refusal is not None:
             raise  # the smaller model's minimum: the least budget that trains anything
