@@ -31,7 +31,7 @@ import torch
 
 from cifar_edge.runtime.atomic_io import atomic_write_text
 from cifar_edge.train import TrainConfig, fit
-from cifar_edge.train.config import parse_duration
+from cifar_edge.train.config import PRECISIONS, parse_duration
 from cifar_edge.train.data.load import Splits, load_splits
 from cifar_edge.train.environment import describe_environment, resolve_device
 from cifar_edge.train.recipes import DEFAULT
@@ -46,7 +46,13 @@ def run_config(method: str, budget_s: float, args: argparse.Namespace, run_dir: 
     if method == "fixed_stopped":
         length["stop_after_s"] = budget_s
     return TrainConfig(
-        **length, run_dir=str(run_dir), device=args.device, threads=args.threads, seed=args.seed, quiet=True
+        **length,
+        run_dir=str(run_dir),
+        device=args.device,
+        threads=args.threads,
+        precision=args.precision,
+        seed=args.seed,
+        quiet=True,
     )
 
 
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="2m,5m,10m,20m", help="comma-separated durations (90s, 10m, 1h30m)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision, help="training arithmetic")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path("bench/out/budget_curve"), help="folder for the results")

@@ -131,6 +131,10 @@ def describe_environment(device: torch.device, precision: torch.dtype = torch.fl
         "precision": "bf16" if precision == torch.bfloat16 else "fp32",
         "cpu_count": available_cpus(),
     }
+    if device.type == "cpu":
+        facts["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the vector ISA ATen's kernels use
+        if "ONEDNN_MAX_CPU_ISA" in os.environ:  # a cap on oneDNN's kernels (used to stand in for an older CPU)
+            facts["onednn_max_cpu_isa"] = os.environ["ONEDNN_MAX_CPU_ISA"]
     if device.type == "cuda":
         facts["cuda"] = torch.version.cuda
         facts["cudnn"] = torch.backends.cudnn.version()
