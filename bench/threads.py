@@ -1,10 +1,11 @@
-"""Does a second core help? One model file, onnxruntime thread settings side by side, in one run.
+"""Does a second core help? One model file, the runtime's thread settings side by side, in one run.
 
-Model only (preprocessed batches in memory) and end to end (the runtime's ``Classifier`` decoding JPEG files while
-the session runs), at batch 64 and 256, for: 1 intra-op thread, N threads with onnxruntime's spin-waiting on (its
-default) and off. Each figure is the median of interleaved rounds, so machine load hits every setting alike; the
-ratio is against 1 thread in the same run. What ``default_intra_op_threads`` and the spinning rule pick comes from
-these figures (docs/runtime.md, "Threads").
+Model only (``Classifier.logits`` on decoded images) and end to end (``Classifier.predict_iter`` decoding JPEG
+files), at batch 64 and 256, for: the defaults (on the CPU one single-thread session run per core, each pool
+thread decoding its share of a batch and running the model on it), one run with every core as intra-op threads
+(spin-waiting on and off), one run with one thread, and the baseline: the same defaults in a process pinned to one
+core (what ``taskset -c 0 cifar-infer`` gets; its defaults then use one thread and one decoder). Each figure is the
+median of interleaved rounds, so machine load hits every setting alike; ratios are against the pinned process.
 
     .venv/bin/python bench/threads.py MODEL.onnx [--images 2000] [--rounds 5] [--out JSON]
 """
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,27 +31,68 @@ from cifar_edge.runtime.providers.strict import usable_cpu_count
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TRAIN = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train"
+ONE_CORE = "defaults, pinned to 1 core"
+BATCHES = (64, 256)
+KINDS = ("model only", "end to end")
 
 
-def settings(cores: int) -> dict[str, tuple[int, bool]]:
-    """Name -> (intra-op threads, spin-waiting)."""
+def settings(cores: int) -> dict[str, dict[str, Any]]:
+    """Name -> Classifier keyword arguments."""
     return {
-        "1 thread": (1, True),
-        f"{cores} threads, spinning": (cores, True),
-        f"{cores} threads, no spinning": (cores, False),
+        f"defaults ({cores} streams x 1 thread)": {},
+        f"1 stream x {cores} threads": {"intra_op_threads": cores},
+        f"1 stream x {cores} threads, no spinning": {"intra_op_threads": cores, "spin": False},
+        "1 stream x 1 thread": {"intra_op_threads": 1},
     }
 
 
-def interleaved(jobs: dict[str, Callable[[], int]], rounds: int) -> dict[str, float]:
-    """Median items/s of each job over ``rounds`` rounds that run every job in turn."""
+def measure(classifier: Classifier, kind: str, batch: int, files: list[Path], decoded: np.ndarray) -> float:
+    """img/s of one pass: model only (4 runs on decoded images) or end to end over ``files``."""
+    started = time.perf_counter()
+    if kind == "model only":
+        for _ in range(4):
+            classifier.logits(decoded[:batch])
+        count = 4 * batch
+    else:
+        count = sum(1 for _ in classifier.predict_iter(files, batch_size=batch))
+    return count / (time.perf_counter() - started)
+
+
+def sample_files(images: int) -> list[Path]:
+    return sorted(CIFAR_TRAIN.rglob("*.jpg"))[:: max(1, 50_000 // images)][:images]
+
+
+def worker(model: Path, images: int) -> int:
+    """The pinned side: reads "KIND|BATCH" lines, answers each with the img/s of one pass."""
+    files = sample_files(images)
+    with Classifier(model, "cpu") as classifier:
+        decoded = np.stack([classifier.prepare(path) for path in files])
+        print(json.dumps({"streams": classifier.streams, "threads": classifier.intra_op_threads}), flush=True)
+        for line in sys.stdin:
+            kind, batch = line.strip().split("|")
+            print(measure(classifier, kind, int(batch), files, decoded), flush=True)
+    return 0
+
+
+def start_pinned(model: Path, images: int) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    core = min(os.sched_getaffinity(0))
+    command = [sys.executable, __file__, str(model), "--images", str(images), "--worker"]
+    # Pinned before Python starts, as taskset does: the runtime's defaults then see one usable core.
+    process = subprocess.Popen(
+        ["taskset", "-c", str(core), *command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    return process, json.loads(process.stdout.readline())
+
+
+def interleaved(jobs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Median img/s of each job over ``rounds`` rounds that run every job in turn (after one warm-up each)."""
     for job in jobs.values():
         job()
     rates: dict[str, list[float]] = {name: [] for name in jobs}
     for _ in range(rounds):
         for name, job in jobs.items():
-            started = time.perf_counter()
-            count = job()
-            rates[name].append(count / (time.perf_counter() - started))
+            rates[name].append(job())
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
@@ -57,46 +102,44 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    files = sorted(CIFAR_TRAIN.rglob("*.jpg"))[:: max(1, 50_000 // args.images)][: args.images]
-    cores = usable_cpu_count()
-    classifiers = {
-        name: Classifier(args.model, "cpu", intra_op_threads=threads, spin=spin)
-        for name, (threads, spin) in settings(cores).items()
-    }
-    first = next(iter(classifiers.values()))
-    decoded = np.stack([first.prepare(path) for path in files])
-    record: dict[str, object] = {"cpu": cpu_features(), "model": str(args.model), "images": len(files), "rows": []}
-    for batch in (64, 256):
-        model_only = {
-            name: (lambda c=classifier, b=batch: _model_only(c, decoded[:b]))
-            for name, classifier in classifiers.items()
-        }
-        end_to_end = {
-            name: (lambda c=classifier, b=batch: sum(1 for _ in c.predict_iter(files, batch_size=b)))
-            for name, classifier in classifiers.items()
-        }
-        for kind, jobs in (("model only", model_only), ("end to end", end_to_end)):
+    if args.worker:
+        return worker(args.model, args.images)
+    files = sample_files(args.images)
+    classifiers = {name: Classifier(args.model, "cpu", **kw) for name, kw in settings(usable_cpu_count()).items()}
+    decoded = np.stack([next(iter(classifiers.values())).prepare(path) for path in files])
+    pinned, pinned_plan = start_pinned(args.model, args.images)
+
+    def ask_pinned(kind: str, batch: int) -> float:
+        assert pinned.stdin is not None and pinned.stdout is not None
+        pinned.stdin.write(f"{kind}|{batch}\n")
+        pinned.stdin.flush()
+        return float(pinned.stdout.readline())
+
+    record: dict[str, Any] = {"cpu": cpu_features(), "model": str(args.model), "images": len(files)}
+    record.update(pinned_plan={ONE_CORE: pinned_plan}, rows=[])
+    for batch in BATCHES:
+        for kind in KINDS:
+            jobs: dict[str, Callable[[], float]] = {ONE_CORE: lambda k=kind, b=batch: ask_pinned(k, b)}
+            for name, classifier in classifiers.items():
+                jobs[name] = lambda c=classifier, k=kind, b=batch: measure(c, k, b, files, decoded)
             rates = interleaved(jobs, args.rounds)
-            base = rates["1 thread"]
             for name, rate in rates.items():
-                row = {"batch": batch, "kind": kind, "setting": name, "img_per_s": round(rate, 1)}
-                row["vs_1_thread"] = round(rate / base, 3)
-                record["rows"].append(row)
-                print(f"batch {batch:3} {kind:10} {name:26} {rate:8.1f} img/s = {rate / base:.2f}x 1 thread")
+                ratio = rate / rates[ONE_CORE]
+                record["rows"].append(
+                    {"batch": batch, "kind": kind, "setting": name, "img_per_s": round(rate, 1), "vs_1_core": ratio}
+                )
+                print(f"batch {batch:3} {kind:10} {name:36} {rate:8.1f} img/s = {ratio:.2f}x one core")
+    assert pinned.stdin is not None
+    pinned.stdin.close()
+    pinned.wait()
     for classifier in classifiers.values():
         classifier.close()
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(record, indent=2) + "\n")
     return 0
-
-
-def _model_only(classifier: Classifier, images: np.ndarray, calls: int = 4) -> int:
-    """Images classified by ``calls`` session runs on already decoded images."""
-    for _ in range(calls):
-        classifier.logits(images)
-    return calls * len(images)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """``Classifier``: one onnxruntime session, reused, that classifies paths, PIL images and uint8 arrays.
 
-Inputs are decoded and resized by a thread pool while the session runs the previous batch (Pillow and
-onnxruntime both release the GIL for their heavy work), so decoding and inference overlap.
+Inputs are decoded and resized by a thread pool (Pillow and onnxruntime both release the GIL for their heavy
+work). On the CPU each pool thread then runs the session on its own share of the batch (``streams``); on a GPU
+the main thread runs whole batches while the pool decodes the next ones.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from cifar_edge.runtime.batching import run_in_batches
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.images import ImageDecodeError, to_rgb
+from cifar_edge.runtime.images import ImageDecodeError
 from cifar_edge.runtime.model_file import (
     ModelError,
     check_contract_limits,
@@ -34,12 +35,13 @@ from cifar_edge.runtime.pixels import bytes_pixels, file_pixels
 from cifar_edge.runtime.predictions import Failure, Prediction, softmax, top_k_predictions
 from cifar_edge.runtime.preprocess import normalize_batch, resize_to_contract
 from cifar_edge.runtime.providers.strict import create_session, usable_cpu_count
+from cifar_edge.runtime.sources import ImageInput, array_to_image, describe_source, is_single_item, pil_to_rgb
+from cifar_edge.runtime.streams import plan_threads, split_bounds
 
 DEFAULT_BATCH_SIZE = 64  # images per session run: large enough to amortise the call, small enough for edge memory
 DEFAULT_TOP_K = 3
-_MAX_DECODE_CHUNK = 16  # images per decoding task
-
-ImageInput = str | os.PathLike[str] | bytes | Image.Image | np.ndarray
+_MAX_DECODE_CHUNK = 16  # images per decoding task when the main thread runs the session
+_BATCHES_AHEAD = 2  # batches decoding (and, with streams, running) while the current one is collected
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class _PreparedChunk:
     # (source, None) for an image that is in ``inputs``, in order; (source, Failure) for one that is not.
     entries: list[tuple[str, Failure | None]]
     inputs: np.ndarray  # model-ready (n, 3, H, W)
+    scores: np.ndarray | None = None  # the model's (n, classes) output, when the pool thread ran it
 
 
 class Classifier:
@@ -56,10 +59,13 @@ class Classifier:
     >>> classifier.predict("dog.png").label
 
     ``provider`` is "cpu", "cuda", "tensorrt" (strict: ProviderUnavailableError when not active) or "auto".
-    ``intra_op_threads`` defaults to all usable cores; ``decode_workers`` to all of them; ``max_pixels`` to
-    Pillow's decompression-bomb limit; ``spin`` lets onnxruntime's threads spin-wait (its default).
-    Attributes: ``contract``, ``provenance`` (dict or None), ``provider`` (the
-    one running), ``providers`` (the session's active list), ``path``, ``sha256``, ``note``.
+    ``streams``: session runs at once, each on its own share of a batch, and ``intra_op_threads`` per run; by
+    default one thread per run and one run per usable core on the CPU, one run on every core on a GPU; giving
+    only ``intra_op_threads`` means one run with that many threads. ``decode_workers`` defaults to all usable
+    cores (at least ``streams``); ``max_pixels`` to Pillow's decompression-bomb limit; ``spin`` lets
+    onnxruntime's threads spin-wait (its default). Attributes: ``contract``, ``provenance`` (dict or None),
+    ``provider`` (the one running), ``providers`` (the session's active list), ``intra_op_threads``,
+    ``streams``, ``path``, ``sha256``, ``note``.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class Classifier:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         intra_op_threads: int | None = None,
+        streams: int | None = None,
         decode_workers: int | None = None,
         max_pixels: int | None = None,
         spin: bool = True,
@@ -77,8 +84,9 @@ class Classifier:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.path = Path(model)
         self.sha256 = check_model_file(self.path)
+        plan = plan_threads(provider, intra_op_threads, streams, usable_cpu_count())
         try:
-            opened = create_session(self.path, provider, intra_op_threads=intra_op_threads, spin=spin)
+            opened = create_session(self.path, provider, intra_op_threads=plan.intra_op_threads, spin=spin)
         except ModelError:
             raise
         except Exception as error:
@@ -100,7 +108,8 @@ class Classifier:
         self._input_dtype = np.float16 if self.io.input_type == "tensor(float16)" else np.float32
         self.batch_size = batch_size
         self.max_pixels = max_pixels
-        self.decode_workers = decode_workers or usable_cpu_count()
+        self.streams = plan.streams if plan.streams_chosen or self.provider == "cpu" else 1
+        self.decode_workers = max(decode_workers or usable_cpu_count(), self.streams)
         self._pool: ThreadPoolExecutor | None = None
 
     # -- public API -----------------------------------------------------------------------------------------------
@@ -111,7 +120,7 @@ class Classifier:
         Raises ImageDecodeError for the first input that cannot be decoded. Use :meth:`predict_iter` to get a
         Failure in its place and carry on.
         """
-        single = _is_single_item(items)
+        single = is_single_item(items)
         results = []
         for result in self.predict_iter([items] if single else items, top_k=top_k):
             if isinstance(result, Failure):
@@ -127,10 +136,12 @@ class Classifier:
         A Failure passed in (e.g. an unmatched glob from input expansion) is yielded back in its place.
         """
         batch_size = batch_size or self.batch_size
-        # Each batch is split into chunks, one pool task each, that decode, resize AND normalise their images: the
-        # main thread then only joins a few arrays and runs the session. (Stacking 64 small arrays on the main
-        # thread made it queue for the GIL behind the decoders, costing a fifth of the throughput.)
-        chunk_size = max(1, min(_MAX_DECODE_CHUNK, -(-batch_size // self.decode_workers)))
+        # Each batch is split into chunks, one pool task each, that decode, resize AND normalise their images (and
+        # run the session on them, with streams): the main thread only joins a few arrays. (Stacking 64 small
+        # arrays on the main thread made it queue for the GIL behind the decoders, costing a fifth of the speed.)
+        streamed = self.streams > 1
+        parts = self.streams if streamed else self.decode_workers
+        chunk_size = max(1, -(-batch_size // parts) if streamed else min(_MAX_DECODE_CHUNK, -(-batch_size // parts)))
         numbered = enumerate(items)
         in_flight: deque[list[Future[_PreparedChunk]]] = deque()
         exhausted = False
@@ -138,24 +149,23 @@ class Classifier:
         def refill() -> None:
             nonlocal exhausted
             # Two batches ahead: the decoders stay busy while the session runs the current one.
-            while not exhausted and len(in_flight) < 2:
+            while not exhausted and len(in_flight) < _BATCHES_AHEAD:
                 batch = list(itertools.islice(numbered, batch_size))
                 if not batch:
                     exhausted = True
                     return
                 pool = self._decode_pool()
                 starts = range(0, len(batch), chunk_size)
-                in_flight.append([pool.submit(self._prepare_chunk, batch[i : i + chunk_size]) for i in starts])
+                task = [pool.submit(self._prepare_chunk, batch[i : i + chunk_size], streamed) for i in starts]
+                in_flight.append(task)
 
         refill()
         while in_flight:
             futures = in_flight.popleft()
             refill()
             chunks = [future.result() for future in futures]
-            inputs = [chunk.inputs for chunk in chunks if len(chunk.inputs)]
             sources = [source for chunk in chunks for source, failure in chunk.entries if failure is None]
-            scores = self._classify_inputs(np.concatenate(inputs), sources, top_k) if inputs else []
-            predictions = iter(scores)
+            predictions = iter(self._classify_chunks(chunks, sources, top_k) if sources else [])
             for chunk in chunks:
                 for _source, failure in chunk.entries:
                     yield failure if failure is not None else next(predictions)
@@ -171,9 +181,9 @@ class Classifier:
         if isinstance(item, bytes):
             return bytes_pixels(item, "<bytes>", contract, max_pixels=self.max_pixels)
         if isinstance(item, np.ndarray):
-            image = _array_to_image(item, contract.alpha_background)
+            image = array_to_image(item, contract.alpha_background)
         elif isinstance(item, Image.Image):
-            image = _pil_to_rgb(item, contract.alpha_background)
+            image = pil_to_rgb(item, contract.alpha_background)
         else:
             raise TypeError(
                 f"cannot classify a {type(item).__name__}: pass a path, encoded bytes, a PIL image or a uint8 array"
@@ -204,14 +214,14 @@ class Classifier:
 
     # -- internals ------------------------------------------------------------------------------------------------
 
-    def _prepare_chunk(self, chunk: list[tuple[int, ImageInput | Failure]]) -> _PreparedChunk:
+    def _prepare_chunk(self, chunk: list[tuple[int, ImageInput | Failure]], run: bool) -> _PreparedChunk:
         entries: list[tuple[str, Failure | None]] = []
         images: list[np.ndarray] = []
         for position, item in chunk:
             if isinstance(item, Failure):
                 entries.append((item.source, item))
                 continue
-            source = _describe_source(item, position)
+            source = describe_source(item, position)
             try:
                 images.append(self.prepare(item))
                 entries.append((source, None))
@@ -222,7 +232,7 @@ class Classifier:
         else:
             height, width = self.contract.image_size
             inputs = np.empty((0, 3, height, width), self._input_dtype)
-        return _PreparedChunk(entries, inputs)
+        return _PreparedChunk(entries, inputs, self._run_serial(inputs) if run and len(inputs) else None)
 
     def _run(self, inputs: np.ndarray) -> np.ndarray:
         (output,) = self.session.run([self.io.output_name], {self.io.input_name: inputs})
@@ -234,15 +244,27 @@ class Classifier:
             )
         return output
 
-    def _run_batches(self, inputs: np.ndarray) -> np.ndarray:
+    def _run_serial(self, inputs: np.ndarray) -> np.ndarray:
         fixed = self.io.fixed_batch_size
         if fixed is None:
             return self._run(inputs)
         # A model exported with a fixed batch size: run in chunks of exactly that size, padding the last one.
         return run_in_batches(self._run, inputs, fixed, pad=True)
 
-    def _classify_inputs(self, inputs: np.ndarray, sources: list[str], top_k: int) -> list[Prediction | Failure]:
-        scores = self._run_batches(inputs)
+    def _run_batches(self, inputs: np.ndarray) -> np.ndarray:
+        bounds = split_bounds(len(inputs), self.streams, self.io.fixed_batch_size or 1)
+        if len(bounds) < 2:
+            return self._run_serial(inputs)
+        pool = self._decode_pool()
+        futures = [pool.submit(self._run_serial, inputs[start:stop]) for start, stop in bounds]
+        return np.concatenate([future.result() for future in futures])
+
+    def _classify_chunks(self, chunks: list[_PreparedChunk], sources: list[str], top_k: int) -> list[Any]:
+        ran = [chunk.scores for chunk in chunks if chunk.scores is not None]
+        if ran:
+            scores = np.concatenate(ran)
+        else:
+            scores = self._run_batches(np.concatenate([chunk.inputs for chunk in chunks if len(chunk.inputs)]))
         # A NaN or infinite score means no prediction: that input fails (one line), it is never reported as a number.
         finite = np.isfinite(scores).all(axis=1)
         kept = scores[finite]
@@ -258,45 +280,3 @@ class Classifier:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="cifar-decode")
         return self._pool
-
-
-def _is_single_item(items: object) -> bool:
-    if isinstance(items, np.ndarray):
-        return items.ndim != 4
-    return isinstance(items, str | os.PathLike | bytes | Image.Image)
-
-
-def _describe_source(item: object, position: int) -> str:
-    if isinstance(item, str | os.PathLike):
-        return str(item)
-    if isinstance(item, Image.Image):
-        filename = getattr(item, "filename", "")
-        return str(filename) if filename else f"<PIL image {position}>"
-    if isinstance(item, bytes):
-        return f"<bytes {position}>"
-    return f"<array {position}>"
-
-
-def _pil_to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    # An image fresh from Image.open still carries its EXIF orientation; apply it as files are handled.
-    try:
-        oriented = ImageOps.exif_transpose(image)
-    except Exception:
-        oriented = image
-    try:
-        return to_rgb(oriented, background)
-    except Exception as error:
-        source = _describe_source(image, 0)
-        raise ImageDecodeError(source, f"cannot convert {image.mode} image to RGB ({error})") from None
-
-
-def _array_to_image(array: np.ndarray, background: tuple[int, int, int]) -> Image.Image:
-    if array.dtype != np.uint8:
-        raise ImageDecodeError("<array>", f"expected a uint8 array, got {array.dtype} (scale it to 0..255 first)")
-    if array.ndim == 2:
-        return Image.fromarray(array, "L").convert("RGB")
-    if array.ndim == 3 and array.shape[-1] == 3:
-        return Image.fromarray(np.ascontiguousarray(array), "RGB")
-    if array.ndim == 3 and array.shape[-1] == 4:
-        return to_rgb(Image.fromarray(np.ascontiguousarray(array), "RGBA"), background)
-    raise ImageDecodeError("<array>", f"expected (H, W, 3), (H, W, 4) or (H, W) uint8, got shape {array.shape}")

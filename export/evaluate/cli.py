@@ -49,7 +49,12 @@ DataRoot = Annotated[
     str | None, typer.Option("--data-root", help="Where CIFAR-10 lives or is downloaded to (--data cifar10).")
 ]
 Threads = Annotated[
-    int | None, typer.Option("--threads", min=1, help="Model threads (onnxruntime or torch). Default: all cores.")
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="Model threads (one run at a time). Default: ONNX on CPU one 1-thread run per core, else all cores.",
+    ),
 ]
 DecodeWorkers = Annotated[
     int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")

@@ -44,7 +44,8 @@ class EvalOptions:
     limit: int | None = None
     # Where CIFAR-10 lives or is downloaded to (--data cifar10 only).
     data_root: str | None = None
-    # Intra-op threads for onnxruntime or torch; None: the runtime's default (all cores).
+    # Intra-op threads for onnxruntime or torch, one run at a time; None: the runtime's default (ONNX on the CPU:
+    # one single-thread run per core at once; torch: all cores).
     threads: int | None = None
     # Image decoding threads; None: all usable cores.
     decode_workers: int | None = None

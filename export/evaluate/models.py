@@ -58,6 +58,7 @@ class OpenedModel:
     provenance: dict[str, Any] | None = None
     sha256: str | None = None
     threads: int | None = None
+    streams: int = 1  # session runs at once, each on part of a batch (runtime/streams.py)
     notes: list[str] = field(default_factory=list)
     # The TTA a run folder's or checkpoint's module is wrapped with; artifacts record theirs in their provenance.
     tta: str | None = None
@@ -81,6 +82,7 @@ class OpenedModel:
             "precision": self.precision,
             "provider": self.provider,
             "threads": self.threads,
+            "streams": self.streams,
             "sha256": self.sha256,
             "classes": list(self.contract.class_names),
             "image_size": list(self.contract.image_size),
@@ -167,6 +169,7 @@ def _open_onnx(path: Path, provider: str, threads: int | None, batch_size: int, 
         provenance=classifier.provenance,
         sha256=classifier.sha256,
         threads=classifier.intra_op_threads,
+        streams=classifier.streams,
         notes=notes,
     )
 

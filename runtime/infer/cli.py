@@ -43,7 +43,16 @@ AsJson = Annotated[bool, typer.Option("--json", help="One JSON object per input 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No notes on stderr; failures still print.")]
 Doctor = Annotated[bool, typer.Option("--doctor", help="Report installation, providers, GPU and model.")]
 Threads = Annotated[
-    int | None, typer.Option("--threads", min=1, help="onnxruntime intra-op threads. Default: all cores.")
+    int | None,
+    typer.Option("--threads", min=1, help="onnxruntime threads per run. Default: 1 per stream on CPU, all on GPU."),
+]
+Streams = Annotated[
+    int | None,
+    typer.Option(
+        "--streams",
+        min=1,
+        help="Model runs at once, each on part of a batch. Default: one per core on CPU (1 with --threads).",
+    ),
 ]
 DecodeWorkers = Annotated[
     int | None, typer.Option("--decode-workers", min=1, help="Image decoding threads. Default: all cores.")
@@ -79,6 +88,7 @@ def infer(
     quiet: Quiet = False,
     doctor: Doctor = False,
     threads: Threads = None,
+    streams: Streams = None,
     decode_workers: DecodeWorkers = None,
     max_pixels: MaxPixels = None,
     version: Version = False,
@@ -97,6 +107,7 @@ def infer(
         as_json=as_json,
         quiet=quiet,
         intra_op_threads=threads,
+        streams=streams,
         decode_workers=decode_workers,
         max_pixels=max_pixels,
     )

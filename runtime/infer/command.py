@@ -35,8 +35,11 @@ class InferOptions:
     as_json: bool = False
     # No notes on stderr (which model, provider, timing); failures are still reported.
     quiet: bool = False
-    # onnxruntime intra-op threads; None: every usable core (decoding shares them between session runs).
+    # onnxruntime intra-op threads per session run; None: 1 per stream on the CPU, every usable core on a GPU.
     intra_op_threads: int | None = None
+    # Session runs at once, each on its own share of a batch; None: one per usable core on the CPU (when
+    # intra_op_threads is not given), 1 on a GPU.
+    streams: int | None = None
     # Image decoding threads; None: all usable cores.
     decode_workers: int | None = None
     # Decompression-bomb limit in pixels; None: Pillow's Image.MAX_IMAGE_PIXELS (89,478,485).
@@ -65,6 +68,7 @@ def run_infer(
             options.provider,
             batch_size=options.batch_size,
             intra_op_threads=options.intra_op_threads,
+            streams=options.streams,
             decode_workers=options.decode_workers,
             max_pixels=options.max_pixels,
         )
@@ -107,8 +111,10 @@ def _describe_model(reporter: Reporter, classifier: Classifier, where: str) -> N
         f"model: {where}; {contract.num_classes} classes, "
         f"{contract.image_size[0]}x{contract.image_size[1]}, sha256 {classifier.sha256[:12]})"
     )
-    provider_line = f"provider: {classifier.providers[0]}"
-    reporter.note(provider_line + (f" ({classifier.note})" if classifier.note else ""))
+    threads = classifier.intra_op_threads
+    runs = f"{classifier.streams} at once x {threads} thread{'s' if threads > 1 else ''}"
+    provider_line = f"provider: {classifier.providers[0]}" + (f" ({classifier.note})" if classifier.note else "")
+    reporter.note(f"{provider_line}; model runs: {runs}")
     warning = int8_warning(classifier.provenance)
     if warning:
         reporter.note(f"warning: {warning}")

@@ -107,6 +107,22 @@ def test_batch_size_does_not_change_results(colour_model: Path, colour_images: P
         )
 
 
+def test_streams_and_threads_are_used_and_reported(colour_model: Path, colour_images: Path) -> None:
+    reference = json_records(invoke(colour_model, str(colour_images), "--json", "--threads", "1").stdout)
+    for args in (("--streams", "3"), ("--streams", "2", "--threads", "2")):
+        result = invoke(colour_model, str(colour_images), "--json", "-b", "8", *args)
+        assert result.exit_code == 0
+        threads = args[3] if len(args) > 2 else "1"
+        assert f"model runs: {args[1]} at once x {threads} thread" in result.stderr
+        records = json_records(result.stdout)
+        assert [r["path"] for r in records] == [r["path"] for r in reference]
+        np.testing.assert_allclose(
+            [r["probability"] for r in records], [r["probability"] for r in reference], atol=1e-6
+        )
+    assert "model runs: 1 at once x 1 thread" in invoke(colour_model, str(colour_images), "--threads", "1").stderr
+    assert invoke(colour_model, str(colour_images), "--streams", "0").exit_code == 2
+
+
 def test_quiet_keeps_only_failures_on_stderr(colour_model: Path, mixed_inputs: list[Path]) -> None:
     result = invoke(colour_model, str(mixed_inputs[0]), str(mixed_inputs[1]), "--quiet")
     assert result.exit_code == 1
