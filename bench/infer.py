@@ -4,7 +4,7 @@
    against a script doing the tutorial's way on the same image (import torch + torchvision, build the network,
    ``torch.load`` the weights, ``Resize > ToTensor > Normalize``, forward). Target: >= 5x faster.
 2. Throughput over a folder of CIFAR-10 JPEGs with the CPU provider: end to end (decode + resize + normalise +
-   session + softmax, through the Classifier API and through the CLI) against model-only (``session.run`` on
+   session + softmax, through the Classifier API and through the CLI) against model-only (``Classifier.forward`` on
    pre-decoded batches) at the same batch size and session settings. Target: end to end >= 70% of model-only.
    Also: the thread settings side by side, and cifar-infer on every core against the same pinned to one core.
 

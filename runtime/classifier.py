@@ -108,7 +108,8 @@ class Classifier:
         self._input_dtype = np.float16 if self.io.input_type == "tensor(float16)" else np.float32
         self.batch_size = batch_size
         self.max_pixels = max_pixels
-        self.streams = plan.streams if plan.streams_chosen or self.provider == "cpu" else 1
+        # Streams the caller did not ask for are for the CPU: a session that "auto" opened on a GPU runs one.
+        self.streams = plan.streams if streams is not None or self.provider == "cpu" else 1
         self.decode_workers = max(decode_workers or usable_cpu_count(), self.streams)
         self._pool: ThreadPoolExecutor | None = None
 
@@ -140,8 +141,10 @@ class Classifier:
         # run the session on them, with streams): the main thread only joins a few arrays. (Stacking 64 small
         # arrays on the main thread made it queue for the GIL behind the decoders, costing a fifth of the speed.)
         streamed = self.streams > 1
-        parts = self.streams if streamed else self.decode_workers
-        chunk_size = max(1, -(-batch_size // parts) if streamed else min(_MAX_DECODE_CHUNK, -(-batch_size // parts)))
+        if streamed:
+            chunk_size = -(-batch_size // self.streams)
+        else:
+            chunk_size = min(_MAX_DECODE_CHUNK, -(-batch_size // self.decode_workers))
         numbered = enumerate(items)
         in_flight: deque[list[Future[_PreparedChunk]]] = deque()
         exhausted = False

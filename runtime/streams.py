@@ -16,7 +16,6 @@ CPU_PROVIDERS = ("cpu", "auto")  # "auto" may end on the CPU; a GPU session gets
 class ThreadPlan:
     intra_op_threads: int  # onnxruntime intra-op threads of the one session
     streams: int  # session runs at once, each on its own share of a batch
-    streams_chosen: bool  # False when streams were derived (a GPU session then drops to one)
 
 
 def plan_threads(provider: str, intra_op_threads: int | None, streams: int | None, cores: int) -> ThreadPlan:
@@ -31,12 +30,12 @@ def plan_threads(provider: str, intra_op_threads: int | None, streams: int | Non
             raise ValueError(f"{name} must be >= 1, got {value}")
     cores = max(1, cores)
     if streams is not None:
-        return ThreadPlan(intra_op_threads or max(1, cores // streams), streams, True)
+        return ThreadPlan(intra_op_threads or max(1, cores // streams), streams)
     if intra_op_threads is not None:
-        return ThreadPlan(intra_op_threads, 1, False)
+        return ThreadPlan(intra_op_threads, 1)
     if provider in CPU_PROVIDERS:
-        return ThreadPlan(1, cores, False)
-    return ThreadPlan(cores, 1, False)
+        return ThreadPlan(1, cores)
+    return ThreadPlan(cores, 1)
 
 
 def split_bounds(count: int, parts: int, unit: int = 1) -> list[tuple[int, int]]:

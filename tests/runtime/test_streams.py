@@ -17,13 +17,13 @@ from cifar_edge.runtime.streams import ThreadPlan, plan_threads, split_bounds
 
 
 def test_thread_plan_follows_what_the_caller_fixed() -> None:
-    assert plan_threads("cpu", None, None, 4) == ThreadPlan(1, 4, False)  # one single-thread run per core
-    assert plan_threads("auto", None, None, 2) == ThreadPlan(1, 2, False)
-    assert plan_threads("cuda", None, None, 4) == ThreadPlan(4, 1, False)  # a GPU: one run, every core
-    assert plan_threads("cpu", 3, None, 4) == ThreadPlan(3, 1, False)  # threads alone: one run with that many
-    assert plan_threads("cpu", None, 2, 4) == ThreadPlan(2, 2, True)  # streams alone: the cores shared
-    assert plan_threads("cpu", None, 8, 4) == ThreadPlan(1, 8, True)
-    assert plan_threads("cpu", 2, 3, 4) == ThreadPlan(2, 3, True)
+    assert plan_threads("cpu", None, None, 4) == ThreadPlan(1, 4)  # one single-thread run per core
+    assert plan_threads("auto", None, None, 2) == ThreadPlan(1, 2)
+    assert plan_threads("cuda", None, None, 4) == ThreadPlan(4, 1)  # a GPU: one run, every core
+    assert plan_threads("cpu", 3, None, 4) == ThreadPlan(3, 1)  # threads alone: one run with that many
+    assert plan_threads("cpu", None, 2, 4) == ThreadPlan(2, 2)  # streams alone: the cores shared
+    assert plan_threads("cpu", None, 8, 4) == ThreadPlan(1, 8)
+    assert plan_threads("cpu", 2, 3, 4) == ThreadPlan(2, 3)
     for bad in ((0, None), (None, 0)):
         with pytest.raises(ValueError, match="must be >= 1"):
             plan_threads("cpu", *bad, 2)
