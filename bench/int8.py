@@ -1,10 +1,11 @@
 """int8 against fp32 on this CPU, in one run: accuracy on the run's validation split, img/s, what really runs.
 
-Exports the run (cifar-export's ``export_run``, parity gate on) as fp32 and as int8 with 8-bit and 7-bit weights,
-at the TTA settings asked for. Then, per file: top-1 accuracy on every validation image through the runtime's
-engine, img/s at batch 256 on one onnxruntime thread (median of interleaved rounds, so machine load hits every
-file alike), and the node types onnxruntime runs after its optimizations (integer kernels vs float Conv). Prints
-the int8/fp32 speed ratio and the accuracy difference, and writes a JSON record with the CPU it ran on.
+Exports the run (cifar-export's ``export_run``, parity gate on) as fp32 and as int8 with 8-bit and 7-bit weights
+(GELU on int8 kernels) and with 8-bit weights and GELU in float, at the TTA settings asked for. Then, per file:
+top-1 accuracy on every validation image through the runtime's engine, img/s at batch 256 on one onnxruntime
+thread (median of interleaved rounds, so machine load hits every file alike), and the node types onnxruntime runs
+after its optimizations (integer kernels vs float Conv and Gelu). Prints the int8/fp32 speed ratio and the
+accuracy difference, and writes a JSON record with the CPU it ran on.
 
     .venv/bin/python bench/int8.py [RUN_DIR] [--tta none,flip_shift] [--rounds 5] [--out bench/results/int8.json]
 """
@@ -34,6 +35,7 @@ from cifar_edge.train.run.files import load_run
 
 VARIANTS = {"fp32": {}, "int8 8-bit": {"quantize": "int8", "int8_weight_bits": "8"}}
 VARIANTS["int8 7-bit"] = {"quantize": "int8", "int8_weight_bits": "7"}
+VARIANTS["int8 8-bit float GELU"] = {"quantize": "int8", "int8_weight_bits": "8", "int8_gelu": "float"}
 BATCH = 256
 
 
@@ -98,9 +100,9 @@ def main() -> int:
     for row in record["rows"]:
         integer = sum(count for op, count in row["ops"].items() if op.startswith(("QLinear", "QGemm", "ConvInteger")))
         print(
-            f"tta {row['tta']:10} {row['variant']:11} {row['accuracy']:6.2f}% ({row['accuracy_vs_fp32']:+.2f}) "
+            f"tta {row['tta']:10} {row['variant']:21} {row['accuracy']:6.2f}% ({row['accuracy_vs_fp32']:+.2f}) "
             f"{row['img_per_s']:8.1f} img/s = {row['speed_vs_fp32']:.2f}x fp32; integer kernels {integer}, "
-            f"float Conv {row['ops'].get('Conv', 0)}"
+            f"float Conv {row['ops'].get('Conv', 0)}, float Gelu {row['ops'].get('Gelu', 0)}"
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,14 @@ Int8WeightBits = Annotated[
         help="int8 weights: auto (7 bits where this CPU has no VNNI/AMX, else 8), or 7 / 8 for another target CPU.",
     ),
 ]
+Int8Gelu = Annotated[
+    str,
+    typer.Option(
+        "--int8-gelu",
+        help="int8 GELU: sigmoid (x * sigmoid(1.702 x) on onnxruntime's int8 contrib kernels) or float (exact, "
+        "standard ONNX ops, for other runtimes).",
+    ),
+]
 Opset = Annotated[int, typer.Option("--opset", help="ONNX opset version.")]
 Tta = Annotated[
     TtaChoice | None,
@@ -112,6 +120,7 @@ def export(
     quantize: Quantize = None,
     calibration: Calibration = DEFAULTS.calibration_images,
     int8_weight_bits: Int8WeightBits = DEFAULTS.int8_weight_bits,
+    int8_gelu: Int8Gelu = DEFAULTS.int8_gelu,
     opset: Opset = DEFAULT_OPSET,
     tta: Tta = None,
     output: Output = None,
@@ -139,6 +148,7 @@ def export(
         verify_images=verify_images,
         calibration_images=calibration,
         int8_weight_bits=int8_weight_bits,
+        int8_gelu=int8_gelu,
         data=data,
         preprocess_files=tuple(preprocess_check),
         thresholds=Thresholds(

@@ -10,6 +10,7 @@ ALL_FORMATS = "all"
 DTYPES = ("fp32", "fp16")
 QUANTIZATIONS = ("int8",)
 INT8_WEIGHT_BITS = ("auto", "7", "8")
+INT8_GELU = ("sigmoid", "float")  # ExportConfig.int8_gelu
 
 # opset 20 has GELU as one op (Gelu): onnxruntime fuses it and int8 keeps every convolution integer around it
 # (docs/export.md, "int8"); onnxruntime runs opset 20 since 1.17. Other values are reached through the ONNX
@@ -63,6 +64,9 @@ class ExportConfig:
     # int8 weight bits: "auto" = 7 where this CPU has no VNNI/AMX (its int8 sums saturate otherwise), else 8;
     # "7" or "8" to quantize for a CPU other than this one (the artifact records which, cifar-infer checks it).
     int8_weight_bits: str = "auto"
+    # int8 GELU (INT8_GELU): "sigmoid" runs it as int8 lookup + multiply, onnxruntime contrib ops (fastest on
+    # onnxruntime, gated on accuracy like any int8 file); "float" keeps standard ONNX ops for other runtimes.
+    int8_gelu: str = "sigmoid"
     # Labelled ImageFolder (PATH/<class>/* or PATH/train|val|test/<class>/*) to use instead of the run's own data.
     data: Path | None = None
     # Extra image files for the preprocessing-parity check (a photo of another size, odd modes, ...).

@@ -24,6 +24,7 @@ from torch import nn
 from cifar_edge.export.config import (
     DTYPES,
     FORMATS,
+    INT8_GELU,
     INT8_WEIGHT_BITS,
     MIN_OPSET,
     QUANTIZATIONS,
@@ -80,6 +81,8 @@ def plan_targets(config: ExportConfig, run_dir: Path) -> list[Target]:
         raise ExportUsageError(f"--quantize must be int8, got {config.quantize!r}")
     if config.int8_weight_bits not in INT8_WEIGHT_BITS:
         raise ExportUsageError(f"--int8-weight-bits must be one of {', '.join(INT8_WEIGHT_BITS)}")
+    if config.int8_gelu not in INT8_GELU:
+        raise ExportUsageError(f"--int8-gelu must be one of {', '.join(INT8_GELU)}")
     if config.quantize and config.dtype != "fp32":
         raise ExportUsageError("--quantize int8 starts from the fp32 model: do not combine it with --dtype fp16")
     if config.onnx_precision != "fp32" and "onnx" not in config.formats:

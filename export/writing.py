@@ -41,11 +41,12 @@ def write_artifact(context: ExportContext, target: Target, module: nn.Module, pa
             calibration = normalize_batch(context.data.calibration.images, contract)
             features = cpu_features()
             reduce_range = config.reduce_range if config.reduce_range is not None else reduce_range_for(features)
-            model = drop_unused_opsets(quantize_int8(fp32, contract.input_name, calibration, reduce_range))
+            quantized = quantize_int8(fp32, contract.input_name, calibration, reduce_range, config.int8_gelu)
+            model = drop_unused_opsets(quantized)
             exporter = f"{ONNX_EXPORTER} + {INT8_QUANTIZER}"
             extra = {
                 "quantization": {
-                    **quantization_settings(len(calibration), reduce_range, features),
+                    **quantization_settings(len(calibration), reduce_range, features, config.int8_gelu),
                     "calibration_source": context.data.calibration.description["source"],
                 }
             }

@@ -33,7 +33,10 @@ _REDUCING = frozenset({"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "Redu
 
 
 def _with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """A copy whose graph inputs have their first axis fixed to ``batch`` (shape inference then gives numbers)."""
+    """A copy whose graph inputs have their first axis fixed to ``batch`` (shape inference then gives numbers).
+
+    Declared shapes naming the same symbolic axis get it too: shape inference cannot refine the declared outputs
+    of ops it does not know (onnxruntime's contrib ops), so they would keep the symbol."""
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     if fixed.functions:  # exporters may wrap layers in local functions: count their nodes in the main graph
@@ -41,11 +44,19 @@ def _with_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
 
         fixed = inliner.inline_local_functions(fixed)
     initializers = {tensor.name for tensor in fixed.graph.initializer}
+    symbols = set()
     for value in fixed.graph.input:
         dims = value.type.tensor_type.shape.dim
         if value.name not in initializers and len(dims) > 0:
+            if dims[0].HasField("dim_param"):
+                symbols.add(dims[0].dim_param)
             dims[0].Clear()
             dims[0].dim_value = batch
+    for value in [*fixed.graph.value_info, *fixed.graph.output]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in symbols:
+                dim.Clear()
+                dim.dim_value = batch
     return fixed
 
 

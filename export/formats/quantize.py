@@ -4,7 +4,8 @@ Static, never dynamic: dynamic quantization leaves convolutions in float and qua
 which made the tutorial net much slower on this CPU, while static QDQ runs faster than fp32 (docs/history.md,
 'int8'). Weights are quantized per output channel (one scale per conv filter), activations per tensor with MinMax
 ranges calibrated on real training images. S8S8 (int8 activations and weights) is onnxruntime's recommended first
-choice for QDQ.
+choice for QDQ; with GELU on int8 kernels (int8_gelu.py) activations are uint8 (U8S8), which is what onnxruntime's
+x86 kernels run either way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cifar_edge.export.errors import ExportFailedError
+from cifar_edge.export.formats.int8_gelu import SIGMOID_GELU_ALPHA, gelu_to_int8
 from cifar_edge.export.quiet import quiet_tools
 from cifar_edge.runtime.cpu import has_int8_dot_product
 from cifar_edge.runtime.errors import first_line
@@ -59,29 +61,40 @@ def reduce_range_for(features: dict[str, Any]) -> bool:
     return has_int8_dot_product(features) is not True
 
 
-def quantization_settings(calibration_count: int, reduce_range: bool, features: dict[str, Any]) -> dict[str, Any]:
+def activation_type(gelu: str) -> QuantType:
+    """uint8 activations where GELU runs on int8 kernels (int8_gelu.py says why), else int8."""
+    return QuantType.QUInt8 if gelu == "sigmoid" else QuantType.QInt8
+
+
+def quantization_settings(
+    calibration_count: int, reduce_range: bool, features: dict[str, Any], gelu: str
+) -> dict[str, Any]:
     """What provenance records about the quantization, including the CPU it was quantized on and for."""
     return {
         "method": "static",
         "format": "QDQ",
         "per_channel": True,
-        "activation_type": "int8",
+        "activation_type": "uint8" if activation_type(gelu) is QuantType.QUInt8 else "int8",
         "weight_type": "int8",
         "calibration_method": "MinMax",
         "op_types": list(QUANTIZED_OP_TYPES),
         "calibration_images": calibration_count,
         "reduce_range": reduce_range,
+        "gelu": f"x * sigmoid({SIGMOID_GELU_ALPHA} x), int8 (QLinearSigmoid, QLinearMul)"
+        if gelu == "sigmoid"
+        else "float",
         "quantized_on": features,
         "tool": INT8_QUANTIZER,
     }
 
 
 def quantize_int8(
-    model: onnx.ModelProto, input_name: str, calibration_images: np.ndarray, reduce_range: bool
+    model: onnx.ModelProto, input_name: str, calibration_images: np.ndarray, reduce_range: bool, gelu: str
 ) -> onnx.ModelProto:
     """Quantize ``model``; ``calibration_images`` are float32 (N, 3, H, W) already normalised like runtime input.
 
     ``reduce_range``: 7-bit weights, for CPUs without int8 dot-product instructions (runtime/cpu.py).
+    ``gelu``: "sigmoid" moves each GELU onto int8 kernels (int8_gelu.py), "float" leaves it between Q/DQ.
     """
     if len(calibration_images) == 0:
         raise ExportFailedError("int8 quantization needs calibration images, got none")
@@ -102,11 +115,14 @@ def quantize_int8(
                     quant_format=QuantFormat.QDQ,
                     per_channel=True,
                     reduce_range=reduce_range,
-                    activation_type=QuantType.QInt8,
+                    activation_type=activation_type(gelu),
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     op_types_to_quantize=list(QUANTIZED_OP_TYPES),
                 )
         except Exception as error:  # onnxruntime's tooling raises many types; all mean "not quantized"
             raise ExportFailedError(f"int8 quantization failed: {type(error).__name__}: {first_line(error)}") from None
-        return onnx.load_model(quantized)
+        result = onnx.load_model(quantized)
+    if gelu == "sigmoid":
+        gelu_to_int8(result)
+    return result

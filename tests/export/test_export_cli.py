@@ -65,6 +65,8 @@ def test_failed_gate_exits_1_names_the_check_and_writes_nothing(
         (["--quantize", "int8", "--dtype", "fp16"], "do not combine"),
         (["--opset", "5"], "--opset must be between"),
         (["--verify-images", "-1"], "--verify-images must be >= 0"),
+        (["--quantize", "int8", "--int8-weight-bits", "9"], "--int8-weight-bits must be one of auto, 7, 8"),
+        (["--quantize", "int8", "--int8-gelu", "exact"], "--int8-gelu must be one of sigmoid, float"),
     ],
 )
 def test_bad_option_combinations_exit_2(tiny_run_dir: Path, args: list[str], message: str) -> None:

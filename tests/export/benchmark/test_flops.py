@@ -124,3 +124,13 @@ def test_a_node_of_unknown_shape_is_listed_not_guessed() -> None:
     )
     counted = count_flops(model)
     assert counted["uncounted"] == ["mystery"] and counted["mflop_per_image"] == 0
+
+
+def test_a_conv_after_an_op_shape_inference_cannot_see_through_counts() -> None:
+    """A contrib op's output shape is known only from its declared value_info, with the input's batch symbol."""
+    model = _grouped_conv()
+    model.graph.node[0].input[0] = "x_contrib"
+    model.graph.node.insert(0, helper.make_node("Opaque", ["x"], ["x_contrib"], domain="example.contrib"))
+    model.opset_import.append(helper.make_opsetid("example.contrib", 1))
+    model.graph.value_info.append(helper.make_tensor_value_info("x_contrib", TensorProto.FLOAT, ["N", 4, 5, 5]))
+    assert count_flops(model)["mflop_per_image"] == pytest.approx(GROUPED_CONV_FLOPS / 1e6)

@@ -148,16 +148,37 @@ def test_int8_onnx_is_static_qdq_per_channel(trained_run_dir: Path, labelled_dat
     quantized_on = provenance["quantization"]["quantized_on"]
     assert quantized_on == cpu_features()  # the CPU it was quantized on, recorded with its int8 flags
     assert provenance["quantization"]["reduce_range"] is (has_int8_dot_product(quantized_on) is not True)
-    _assert_runs_as_integer_kernels(artifact.path, tmp_path)
+    assert provenance["quantization"]["activation_type"] == "uint8" and "sigmoid" in provenance["quantization"]["gelu"]
+    ops = _runs_as(artifact.path, tmp_path)
+    assert ops.count("QLinearSigmoid") == ops.count("QLinearMul") == CONVOLUTIONS, ops  # one GELU per convolution
+    # Integer from the input's Quantize to the head's Dequantize: no float GELU, no Q/DQ pair between layers.
+    assert "Gelu" not in ops and ops.count("QuantizeLinear") + ops.count("DequantizeLinear") <= 4, ops
 
 
-def _assert_runs_as_integer_kernels(path: Path, tmp_path: Path) -> None:
+def test_int8_float_gelu_keeps_standard_onnx_ops(
+    trained_run_dir: Path, labelled_data_dir: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(trained_run_dir, tmp_path / "run")
+    config = ExportConfig(quantize="int8", int8_gelu="float", calibration_images=48, data=labelled_data_dir)
+    (artifact,) = export_run(run_dir, config).artifacts
+    model = onnx.load(str(artifact.path))
+    assert artifact.written and {opset.domain for opset in model.opset_import} <= {"", "ai.onnx"}
+    assert sum(node.op_type == "Gelu" for node in model.graph.node) == CONVOLUTIONS
+    provenance = json.loads({p.key: p.value for p in model.metadata_props}["cifar_edge.provenance"])
+    assert provenance["quantization"]["gelu"] == "float" and provenance["quantization"]["activation_type"] == "int8"
+    assert _runs_as(artifact.path, tmp_path).count("Gelu") == CONVOLUTIONS
+
+
+CONVOLUTIONS = 7  # AirNet: the whitening stem and two per conv group, each followed by a GELU
+
+
+def _runs_as(path: Path, tmp_path: Path) -> list[str]:
     """What onnxruntime actually runs: every convolution and the head as integer kernels, no float Conv left."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
-    convolutions = 7  # AirNet: the whitening stem and two per conv group
-    assert ops.count("QLinearConv") == convolutions and "Conv" not in ops, ops
+    assert ops.count("QLinearConv") == CONVOLUTIONS and "Conv" not in ops, ops
     assert "QGemm" in ops and "BatchNormalization" not in ops
+    return ops
