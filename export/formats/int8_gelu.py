@@ -96,8 +96,11 @@ def _quantized_chain(
         return None
     if len(readers) != 1 or readers[0].op_type != "QuantizeLinear" or len(readers[0].input) < 3:
         return None
-    scale, zero_point = (initializers.get(name) for name in dequantize.input[1:3])
-    if scale is None or zero_point is None or zero_point.data_type != onnx.TensorProto.UINT8:
+    scale, zero_point, output_zero_point = (
+        initializers.get(name) for name in (*dequantize.input[1:3], readers[0].input[2])
+    )
+    uint8 = onnx.TensorProto.UINT8
+    if scale is None or any(point is None or point.data_type != uint8 for point in (zero_point, output_zero_point)):
         return None
     scale_value = numpy_helper.to_array(scale)
     if scale_value.size != 1:
