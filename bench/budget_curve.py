@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from cifar_edge.runtime.atomic_io import atomic_write_text
+from cifar_edge.runtime.common.atomic_io import atomic_write_text
 from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.config import PRECISIONS, parse_duration
 from cifar_edge.train.data.load import Splits, load_splits

@@ -41,8 +41,8 @@ import numpy as np
 
 from cifar_edge.export.engines import onnx_engine
 from cifar_edge.export.run_data import run_images
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.cpu import cpu_features
-from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.train.run.files import load_run
 

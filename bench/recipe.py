@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from cifar_edge.runtime.atomic_io import atomic_path, atomic_write_text
+from cifar_edge.runtime.common.atomic_io import atomic_path, atomic_write_text
 from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.data.load import Splits, load_splits
 from cifar_edge.train.environment import configure_threads, device_name, resolve_device

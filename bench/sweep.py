@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from cifar_edge.runtime.atomic_io import atomic_write_text
+from cifar_edge.runtime.common.atomic_io import atomic_write_text
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 

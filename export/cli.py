@@ -13,10 +13,8 @@ from rich.console import Console
 
 from cifar_edge.export.config import ALL_FORMATS, DEFAULT_OPSET, FORMATS, ExportConfig, Thresholds
 from cifar_edge.export.errors import ExportError
-from cifar_edge.runtime.atomic_io import WriteError
-from cifar_edge.runtime.entry import run_command
-from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
-from cifar_edge.runtime.extras import missing_extra
+from cifar_edge.runtime.common.atomic_io import WriteError
+from cifar_edge.runtime.common.command import ExitCode, describe_exit_codes, first_line, missing_extra, run_command
 
 DEFAULTS = ExportConfig()
 # Set to re-raise unexpected exceptions with their traceback instead of the one-line error.

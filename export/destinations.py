@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cifar_edge.export.results import Target
-from cifar_edge.runtime.atomic_io import atomic_write_bytes, check_writable, exclusive_lock
-from cifar_edge.runtime.layout import LOCK_SUFFIX, PARITY_SUFFIX, WEIGHTS_FILE
+from cifar_edge.runtime.common.atomic_io import atomic_write_bytes, check_writable, exclusive_lock
+from cifar_edge.runtime.common.names import LOCK_SUFFIX, PARITY_SUFFIX, WEIGHTS_FILE
 from cifar_edge.train.run.files import LoadedRun
 
 

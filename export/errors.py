@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 
 
 class ExportError(Exception):

@@ -40,13 +40,13 @@ from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocess
 from cifar_edge.export.progress import ExportProgress
 from cifar_edge.export.results import ArtifactResult, ExportResult, Target
 from cifar_edge.export.writing import write_artifact
-from cifar_edge.runtime.atomic_io import (
+from cifar_edge.runtime.common.atomic_io import (
     atomic_path,
     atomic_write_text,
 )
+from cifar_edge.runtime.common.command import first_line
+from cifar_edge.runtime.common.names import ARTIFACT_FILES
 from cifar_edge.runtime.contract import ContractError
-from cifar_edge.runtime.errors import first_line
-from cifar_edge.runtime.layout import ARTIFACT_FILES
 from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cifar_edge.export.gate.parity import ParityReport
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 
 
 @dataclass(frozen=True)

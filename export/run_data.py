@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages, stratified_subset
 
 

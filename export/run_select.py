@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cifar_edge.export.errors import ExportUsageError
-from cifar_edge.runtime.layout import LATEST_LINK, RUNS_DIR
+from cifar_edge.runtime.common.names import LATEST_LINK, RUNS_DIR
 from cifar_edge.runtime.model_file import latest_run_dir
 
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.common.command import first_line
 
 # Bump when a field changes meaning; readers refuse contracts from a newer schema than they know.
 SCHEMA_VERSION = 1

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cifar_edge.runtime.common.command import first_line
+from cifar_edge.runtime.common.names import LATEST_LINK, MODEL_ONNX, RUNS_DIR
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
-from cifar_edge.runtime.errors import first_line
-from cifar_edge.runtime.layout import LATEST_LINK, MODEL_ONNX, RUNS_DIR
 
 MODEL_ENV_VAR = "CIFAR_EDGE_MODEL"
 # protobuf refuses messages over 2 GiB; bigger models keep their weights in external data files we do not support.

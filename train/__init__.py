@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cifar_edge.runtime.extras import missing_module
+from cifar_edge.runtime.common.command import missing_module
 from cifar_edge.train.config import TrainConfig
 
 try:

@@ -8,11 +8,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cifar_edge.runtime.atomic_io import WriteError, check_writable
-from cifar_edge.runtime.defaults import default_of
-from cifar_edge.runtime.entry import run_command
-from cifar_edge.runtime.errors import ExitCode, describe_exit_codes, first_line
-from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG, LATEST_LINK, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
+from cifar_edge.runtime.common.atomic_io import WriteError, check_writable
+from cifar_edge.runtime.common.command import ExitCode, default_of, describe_exit_codes, first_line, run_command
+from cifar_edge.runtime.common.names import (
+    CHECKPOINT_FILE,
+    CURVES_PNG,
+    LATEST_LINK,
+    METRICS_CSV,
+    RUN_JSON,
+    WEIGHTS_FILE,
+)
 from cifar_edge.runtime.model_file import latest_run_dir
 from cifar_edge.train import options as opt
 from cifar_edge.train.config import TrainConfig, parse_duration

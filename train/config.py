@@ -10,7 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from cifar_edge.runtime.layout import RUNS_DIR
+from cifar_edge.runtime.common.names import RUNS_DIR
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 PRECISIONS = ("auto", "bf16", "fp32")

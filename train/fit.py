@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
+from cifar_edge.runtime.common.names import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
 from cifar_edge.train.budget.clock import RunClock
 from cifar_edge.train.budget.policy import plan_summary
 from cifar_edge.train.config import TrainConfig

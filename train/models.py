@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import MAX_CLASSES, MAX_IMAGE_SIDE
-from cifar_edge.runtime.errors import first_line
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from cifar_edge.runtime.atomic_io import atomic_path, atomic_write_text
+from cifar_edge.runtime.common.atomic_io import atomic_path, atomic_write_text
 
 METRIC_COLUMNS = (
     "epoch",

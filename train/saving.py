@@ -6,7 +6,7 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG
+from cifar_edge.runtime.common.names import CHECKPOINT_FILE, CURVES_PNG
 from cifar_edge.train.reporting import write_curves
 from cifar_edge.train.run.checkpoint import capture_rng_state, to_cpu, write_checkpoint
 

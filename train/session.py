@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cifar_edge.runtime.common.names import CHECKPOINT_FILE
 from cifar_edge.runtime.contract import Contract, unnormalized_contract
-from cifar_edge.runtime.layout import CHECKPOINT_FILE
 from cifar_edge.train.augment import WHITENING_PICK_EPOCH, epoch_seed, normalize
 from cifar_edge.train.budget.plan import current_total_steps
 from cifar_edge.train.budget.policy import existing_folder, plan_session

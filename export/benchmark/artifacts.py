@@ -16,9 +16,9 @@ from typing import Any
 
 from cifar_edge.export.config import ExportConfig
 from cifar_edge.export.errors import ExportError
+from cifar_edge.runtime.common.command import first_line
+from cifar_edge.runtime.common.names import ARTIFACT_FILES, PARITY_SUFFIX, WEIGHTS_FILE
 from cifar_edge.runtime.contract import PROVENANCE_METADATA_KEY
-from cifar_edge.runtime.errors import first_line
-from cifar_edge.runtime.layout import ARTIFACT_FILES, PARITY_SUFFIX, WEIGHTS_FILE
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,9 @@ import typer
 from rich.console import Console
 
 from cifar_edge.export.benchmark.config import BenchConfig
-from cifar_edge.runtime.atomic_io import check_writable, write_error
-from cifar_edge.runtime.defaults import default_of
-from cifar_edge.runtime.entry import run_command
-from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
-from cifar_edge.runtime.layout import BENCH_JSON, BENCH_MD
+from cifar_edge.runtime.common.atomic_io import check_writable, write_error
+from cifar_edge.runtime.common.command import ExitCode, default_of, describe_exit_codes, run_command
+from cifar_edge.runtime.common.names import BENCH_JSON, BENCH_MD
 
 if TYPE_CHECKING:
     from cifar_edge.export.benchmark.run import BenchResult

@@ -15,7 +15,7 @@ from typing import Any
 from cifar_edge.export.benchmark.artifacts import VARIANTS, Artifact, source_weights_sha256
 from cifar_edge.export.benchmark.flops import count_flops
 from cifar_edge.export.benchmark.peak import measure_peak
-from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.common.command import first_line
 
 FP32_ONNX = VARIANTS["onnx-fp32"]
 

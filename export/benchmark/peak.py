@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.common.command import first_line
 
 # Batch, channels in = out, spatial size, kernel: a 3x3 conv on a 256-channel map is compute-bound on any CPU.
 SHAPE = {"batch": 4, "channels": 256, "size": 32, "kernel": 3}

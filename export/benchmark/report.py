@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from cifar_edge.export.benchmark.machine import describe_machine
-from cifar_edge.runtime.atomic_io import atomic_write_text
-from cifar_edge.runtime.layout import BENCH_JSON, BENCH_MD
+from cifar_edge.runtime.common.atomic_io import atomic_write_text
+from cifar_edge.runtime.common.names import BENCH_JSON, BENCH_MD
 
 
 def _number(value: float | None, digits: int) -> str:

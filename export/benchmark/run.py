@@ -38,7 +38,7 @@ from cifar_edge.export.errors import ExportUsageError
 from cifar_edge.export.evaluate.data import CIFAR10, load_eval_data, materialize, run_validation_data
 from cifar_edge.export.formats.tta import module_for_export, tta_mode
 from cifar_edge.export.run_select import resolve_run_dir
-from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages, LabelledDataError
 from cifar_edge.runtime.passes import TTA_PASSES, passes_per_image
 from cifar_edge.runtime.preprocess import normalize_batch

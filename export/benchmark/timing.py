@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.common.command import first_line
 
 Forward = Callable[[np.ndarray], Any]
 

@@ -12,9 +12,7 @@ from typing import Annotated, Literal
 import typer
 
 from cifar_edge.export.evaluate.command import EvalOptions, run_eval
-from cifar_edge.runtime.defaults import default_of
-from cifar_edge.runtime.entry import run_command
-from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
+from cifar_edge.runtime.common.command import ExitCode, default_of, describe_exit_codes, run_command
 
 
 def _default(name: str) -> object:

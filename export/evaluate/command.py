@@ -17,14 +17,14 @@ from rich.console import Console
 
 from cifar_edge.export.evaluate.data import load_eval_data
 from cifar_edge.export.evaluate.models import ModelLoadError, OpenedModel, open_model
-from cifar_edge.runtime.atomic_io import WriteError, atomic_write_text, check_writable, write_error
-from cifar_edge.runtime.errors import ExitCode, first_line
+from cifar_edge.runtime.common.atomic_io import WriteError, atomic_write_text, check_writable, write_error
+from cifar_edge.runtime.common.command import ExitCode, first_line
+from cifar_edge.runtime.common.names import CONFUSION_PNG, EVAL_JSON, EVAL_SUFFIX, MISCLASSIFIED_PNG
 from cifar_edge.runtime.evaluate.core import evaluation_report, run_model
 from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError, LabelledImages
-from cifar_edge.runtime.layout import CONFUSION_PNG, EVAL_JSON, EVAL_SUFFIX, MISCLASSIFIED_PNG
 from cifar_edge.runtime.providers.strict import ProviderUnavailableError
 
-# cifar-eval's exit codes mean what cifar-infer's do (one definition: runtime/errors.py).
+# cifar-eval's exit codes mean what cifar-infer's do (one definition: runtime/common/command.py).
 _OUTPUT_HINT = "; choose another folder with --output-dir"
 
 

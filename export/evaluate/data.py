@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from cifar_edge.export.run_data import RunDataError, run_images, subset
+from cifar_edge.runtime.common.command import missing_module, needs_extra
 from cifar_edge.runtime.contract import CIFAR10_CLASS_NAMES, Contract
 from cifar_edge.runtime.evaluate.labelled_folder import (
     ArrayImages,
@@ -28,7 +29,6 @@ from cifar_edge.runtime.evaluate.labelled_folder import (
     load_labelled_folder,
     stratified_subset,
 )
-from cifar_edge.runtime.extras import missing_module, needs_extra
 from cifar_edge.runtime.predictions import Failure
 
 CIFAR10 = "cifar10"

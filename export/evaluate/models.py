@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from cifar_edge.export.engines import METADATA_KEYS, Engine, onnx_engine, torch_device, torch_engine
+from cifar_edge.runtime.common.command import first_line, missing_module, needs_extra
+from cifar_edge.runtime.common.names import RUN_JSON, WEIGHTS_FILE
 from cifar_edge.runtime.contract import Contract, ContractError
-from cifar_edge.runtime.errors import first_line
-from cifar_edge.runtime.extras import missing_module, needs_extra
-from cifar_edge.runtime.layout import RUN_JSON, WEIGHTS_FILE
 from cifar_edge.runtime.passes import describe_passes, passes_per_image
 from cifar_edge.runtime.providers.strict import default_intra_op_threads
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cifar_edge.runtime.atomic_io import atomic_path
+from cifar_edge.runtime.common.atomic_io import atomic_path
 
 # Montage: the most confident mistakes first, at most this many (a 5 x 5 grid at 10 classes is readable).
 MONTAGE_IMAGES = 25

@@ -16,8 +16,8 @@ from torch import nn
 from cifar_edge.export.errors import ExportFailedError
 from cifar_edge.export.formats.onnx import BATCH_AXIS_NAME, example_input
 from cifar_edge.export.quiet import quiet_tools
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.errors import first_line
 
 EXPORTED_PROGRAM_EXPORTER = "torch.export.export + torch.export.save"
 

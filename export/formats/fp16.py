@@ -15,7 +15,7 @@ from onnx_ir.passes.common import TopologicalSortPass
 from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from cifar_edge.export.errors import ExportFailedError
-from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.common.command import first_line
 
 FP16_CONVERTER = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)"
 

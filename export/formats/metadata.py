@@ -15,8 +15,8 @@ from typing import Any
 
 import onnx
 
+from cifar_edge.runtime.common.names import WEIGHTS_FILE
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
-from cifar_edge.runtime.layout import WEIGHTS_FILE
 from cifar_edge.train.run.files import LoadedRun
 
 PROVENANCE_SCHEMA = 1

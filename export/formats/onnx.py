@@ -18,8 +18,8 @@ from torch import nn
 
 from cifar_edge.export.errors import ExportFailedError
 from cifar_edge.export.quiet import quiet_tools
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.errors import first_line
 
 ONNX_EXPORTER = "torch.onnx.export(dynamo=True)"
 BATCH_AXIS_NAME = "batch"

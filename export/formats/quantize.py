@@ -23,8 +23,8 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from cifar_edge.export.errors import ExportFailedError
 from cifar_edge.export.formats.int8_gelu import SIGMOID_GELU_ALPHA, gelu_to_int8
 from cifar_edge.export.quiet import quiet_tools
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.cpu import has_int8_dot_product
-from cifar_edge.runtime.errors import first_line
 
 INT8_QUANTIZER = "onnxruntime.quantization.quantize_static"
 # Ops that get int8 inputs. Convolutions and matrix products carry the compute; MaxPool keeps int8 flowing between

@@ -26,8 +26,8 @@ from cifar_edge.export.engines import Engine, artifact_engines, torch_engine
 from cifar_edge.export.formats.metadata import read_entries
 from cifar_edge.export.gate.checks import Check, Comparison, bounded, compare, finite_or_none
 from cifar_edge.export.gate.preprocess import PreprocessReport
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages
 from cifar_edge.runtime.preprocess import normalize_batch
 

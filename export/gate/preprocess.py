@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
 from cifar_edge.runtime.pixels import file_pixels
 from cifar_edge.runtime.preprocess import normalize_batch

@@ -1,6 +1,6 @@
 """``cifar-infer``: classify image files with an exported cifar-edge ONNX model (torch-free).
 
-Exit codes: the README's table (runtime/errors.py); --help lists the ones this command uses.
+Exit codes: the README's table (runtime/common/command.py); --help lists the ones this command uses.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 import typer
 
 from cifar_edge.runtime.classifier import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
-from cifar_edge.runtime.entry import run_command
-from cifar_edge.runtime.errors import ExitCode, describe_exit_codes
+from cifar_edge.runtime.common.command import ExitCode, describe_exit_codes, run_command
 from cifar_edge.runtime.infer.command import InferOptions, run_infer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)

@@ -10,11 +10,11 @@ from typing import BinaryIO, TextIO
 from PIL import Image
 
 from cifar_edge.runtime.classifier import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, Classifier
+from cifar_edge.runtime.common.command import ExitCode
+from cifar_edge.runtime.common.names import RUNS_DIR
 from cifar_edge.runtime.cpu import int8_warning
-from cifar_edge.runtime.errors import ExitCode
 from cifar_edge.runtime.infer.inputs import expand_inputs
 from cifar_edge.runtime.infer.report import Reporter
-from cifar_edge.runtime.layout import RUNS_DIR
 from cifar_edge.runtime.model_file import ModelError, resolve_model_path
 from cifar_edge.runtime.providers.strict import ProviderUnavailableError
 

@@ -18,8 +18,8 @@ import sys
 import sysconfig
 from typing import Any, TextIO
 
-from cifar_edge.runtime.errors import ExitCode
-from cifar_edge.runtime.layout import RUNS_DIR
+from cifar_edge.runtime.common.command import ExitCode
+from cifar_edge.runtime.common.names import RUNS_DIR
 from cifar_edge.runtime.model_file import ModelError, resolve_model_path
 from cifar_edge.runtime.passes import describe_passes, passes_per_image
 from cifar_edge.runtime.providers.diagnosis import (

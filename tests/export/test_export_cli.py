@@ -11,7 +11,7 @@ from export_helpers import copy_run
 from typer.testing import CliRunner
 
 from cifar_edge.export.cli import app
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

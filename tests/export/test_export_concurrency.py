@@ -12,7 +12,7 @@ from pathlib import Path
 from cli_helpers import cli_argv, error_lines, run_cli
 from export_helpers import copy_run
 
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 
 PREVIOUS = b"the previous artifact"
 

@@ -13,7 +13,7 @@ from cli_helpers import error_lines, run_cli
 from export_helpers import copy_run
 from fs_faults import fill, immutable, remount_read_only, tmpfs
 
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 
 PREVIOUS = b"the previous artifact"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 from cifar_edge.train import cli
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.recipes import get_recipe, resolve_recipe

@@ -8,7 +8,7 @@ from pathlib import Path
 from fs_faults import remount_read_only, tmpfs
 from typer.testing import CliRunner
 
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 from cifar_edge.train.cli import app
 
 FAST = ["--recipe", "seed", "--batch-size", "16", "--threads", "1", "--epochs", "1"]

@@ -20,8 +20,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from cifar_edge.runtime.atomic_io import atomic_write_bytes, atomic_write_text
-from cifar_edge.runtime.layout import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
+from cifar_edge.runtime.common.atomic_io import atomic_write_bytes, atomic_write_text
+from cifar_edge.runtime.common.names import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
 from cifar_edge.train.augment import normalize, plan_epoch
 from cifar_edge.train.budget.plan import Candidate, Workload
 from cifar_edge.train.optim.groups import build_optimizer

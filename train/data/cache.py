@@ -23,7 +23,7 @@ from rich.progress import Progress
 
 import cifar_edge.runtime.images as runtime_images
 import cifar_edge.runtime.preprocess as runtime_preprocess
-from cifar_edge.runtime.atomic_io import atomic_path
+from cifar_edge.runtime.common.atomic_io import atomic_path
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.train.data.folder import ImageFolderFiles
 

@@ -31,8 +31,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.errors import first_line
 from cifar_edge.runtime.images import ImageDecodeError
 from cifar_edge.runtime.pixels import file_pixels
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cifar_edge.runtime.atomic_io import atomic_write_bytes
-from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.common.atomic_io import atomic_write_bytes
+from cifar_edge.runtime.common.command import first_line
 
 CHECKPOINT_FORMAT = "cifar-edge-checkpoint"
 CHECKPOINT_SCHEMA = 1

@@ -14,10 +14,10 @@ from typing import Any
 import safetensors.torch
 from torch import nn
 
-from cifar_edge.runtime.atomic_io import atomic_write_bytes, atomic_write_text
+from cifar_edge.runtime.common.atomic_io import atomic_write_bytes, atomic_write_text
+from cifar_edge.runtime.common.command import first_line
+from cifar_edge.runtime.common.names import RUN_JSON, WEIGHTS_FILE
 from cifar_edge.runtime.contract import Contract, ContractError
-from cifar_edge.runtime.errors import first_line
-from cifar_edge.runtime.layout import RUN_JSON, WEIGHTS_FILE
 from cifar_edge.train.models import ArchitectureError, build_model, check_model_arguments, declared_num_classes
 
 RUN_RECORD_SCHEMA = 1

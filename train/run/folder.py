@@ -6,8 +6,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from cifar_edge.runtime.atomic_io import atomic_write_text, write_error
-from cifar_edge.runtime.layout import CHECKPOINT_FILE, LATEST_LINK
+from cifar_edge.runtime.common.atomic_io import atomic_write_text, write_error
+from cifar_edge.runtime.common.names import CHECKPOINT_FILE, LATEST_LINK
 from cifar_edge.runtime.model_file import latest_run_dir
 
 

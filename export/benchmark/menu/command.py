@@ -16,9 +16,9 @@ from cifar_edge.export.benchmark.config import BenchConfig
 from cifar_edge.export.benchmark.menu.report import print_menu, write_menu
 from cifar_edge.export.benchmark.menu.run import MenuResult, run_menu
 from cifar_edge.export.benchmark.report import table_console
-from cifar_edge.runtime.atomic_io import check_writable, write_error
-from cifar_edge.runtime.errors import ExitCode
-from cifar_edge.runtime.layout import MENU_JSON, MENU_MD, MENU_PNG
+from cifar_edge.runtime.common.atomic_io import check_writable, write_error
+from cifar_edge.runtime.common.command import ExitCode
+from cifar_edge.runtime.common.names import MENU_JSON, MENU_MD, MENU_PNG
 
 
 def bench_menu(config: BenchConfig, *, quiet: bool = False, as_json: bool = False) -> int:

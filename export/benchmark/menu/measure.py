@@ -25,9 +25,9 @@ from cifar_edge.export.errors import ExportUsageError
 from cifar_edge.export.formats.tta import module_for_export, tta_mode
 from cifar_edge.export.pipeline import load_export_run
 from cifar_edge.export.run_select import resolve_run_dir
-from cifar_edge.runtime.errors import first_line
+from cifar_edge.runtime.common.command import first_line
+from cifar_edge.runtime.common.names import MENU_ONE_PASS_DIR
 from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages, LabelledDataError
-from cifar_edge.runtime.layout import MENU_ONE_PASS_DIR
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.train.models import AIRNET_SIZES
 from cifar_edge.train.run.files import LoadedRun

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from cifar_edge.export.benchmark.machine import describe_machine
-from cifar_edge.runtime.atomic_io import atomic_write_text
-from cifar_edge.runtime.layout import MENU_JSON, MENU_MD, MENU_PNG
+from cifar_edge.runtime.common.atomic_io import atomic_write_text
+from cifar_edge.runtime.common.names import MENU_JSON, MENU_MD, MENU_PNG
 from cifar_edge.runtime.passes import TTA_PASSES
 
 LEFT_ALIGNED = ("run", "model", "status")

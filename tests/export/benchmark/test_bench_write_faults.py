@@ -9,7 +9,7 @@ from fs_faults import remount_read_only, tmpfs
 from typer.testing import CliRunner
 
 from cifar_edge.export.benchmark.cli import app
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cifar_edge.export.benchmark.cli import app
 from cifar_edge.export.benchmark.menu.record import MenuRow, field_docs
 from cifar_edge.runtime.classifier import Classifier
-from cifar_edge.runtime.layout import MENU_JSON, MENU_MD, MENU_ONE_PASS_DIR, MENU_PNG
+from cifar_edge.runtime.common.names import MENU_JSON, MENU_MD, MENU_ONE_PASS_DIR, MENU_PNG
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 runner = CliRunner()

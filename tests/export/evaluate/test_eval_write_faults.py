@@ -8,8 +8,8 @@ from cli_helpers import run_cli
 from fs_faults import fill, remount_read_only, tmpfs
 from runtime_helpers import build_colour_model, save_model, write_colour_folder
 
+from cifar_edge.runtime.common.command import ExitCode
 from cifar_edge.runtime.contract import unnormalized_contract
-from cifar_edge.runtime.errors import ExitCode
 
 
 def test_eval_into_a_full_then_read_only_folder(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.command import ExitCode
 from cifar_edge.train import cli
 from cifar_edge.train.budget.policy import budget_of, candidate_recipes
 from cifar_edge.train.config import TrainConfig, parse_duration

@@ -13,9 +13,8 @@ import pytest
 import typer
 from cli_helpers import ENTRY_POINTS, TRAIN_EXTRA_MODULES, error_lines, run_cli
 
-from cifar_edge.runtime.atomic_io import WriteError
-from cifar_edge.runtime.entry import run_command
-from cifar_edge.runtime.errors import ExitCode
+from cifar_edge.runtime.common.atomic_io import WriteError
+from cifar_edge.runtime.common.command import ExitCode, run_command
 
 NEEDS_TRAIN = "needs the [train] extra ({module} is not installed): pip install 'cifar-edge[train,cpu]'"
 

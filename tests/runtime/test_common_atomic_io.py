@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fs_faults import fill, immutable, remount_read_only, tmpfs
 
-from cifar_edge.runtime.atomic_io import (
+from cifar_edge.runtime.common.atomic_io import (
     LockedError,
     WriteError,
     atomic_write_bytes,
