@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians, per_second
 from cifar_edge.train.config import PRECISIONS
 from cifar_edge.train.environment import available_cpus, describe_environment, resolve_precision
 from cifar_edge.train.models import build_model
@@ -64,10 +63,13 @@ def timed(setting: tuple[bool, int | None, bool, int], step: Callable[[], None],
     torch.backends.mkldnn.enabled = onednn
     try:
         step()  # warm-up: kernel choice and allocations for this setting
-        started = time.perf_counter()
-        for _ in range(steps):
-            step()
-        return steps * batch / (time.perf_counter() - started)
+
+        def timed_steps() -> int:
+            for _ in range(steps):
+                step()
+            return steps * batch
+
+        return per_second(timed_steps)
     finally:
         torch.backends.mkldnn.enabled = True
 
@@ -81,13 +83,14 @@ def main() -> None:
     args = parser.parse_args()
     dtype = resolve_precision(args.precision, torch.device("cpu"))
     steps = {name: make_step(setting[0], setting[3], dtype) for name, setting in SETTINGS.items()}
-    rates: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for _ in range(args.rounds):
-        for name, setting in SETTINGS.items():
-            rates[name].append(timed(setting, steps[name], args.steps))
-    medians = {name: statistics.median(values) for name, values in rates.items()}
+    jobs = {
+        name: (lambda setting=setting, step=steps[name]: timed(setting, step, args.steps))
+        for name, setting in SETTINGS.items()
+    }
+    rates = interleaved_rounds(jobs, args.rounds).results
+    median_rates = medians(rates)
     environment = describe_environment(torch.device("cpu"), dtype)
-    record = {"environment": environment, "rounds": rates, "median_img_per_s": medians}
+    record = {"environment": environment, "rounds": rates, "median_img_per_s": median_rates}
     if args.json:
         print(json.dumps(record))
         return
@@ -95,8 +98,8 @@ def main() -> None:
         f"{environment['device_name']}, {environment['cpu_count']} CPUs, {environment['precision']}, "
         f"vector ISA {environment.get('cpu_capability')} (oneDNN cap: {environment.get('onednn_max_cpu_isa')})"
     )
-    for name, rate in medians.items():
-        print(f"{name:66} {rate:8,.0f} img/s = {rate / medians[BASELINE]:.2f}x")
+    for name, rate in median_rates.items():
+        print(f"{name:66} {rate:8,.0f} img/s = {rate / median_rates[BASELINE]:.2f}x")
 
 
 if __name__ == "__main__":

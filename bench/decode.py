@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -21,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.cpu import cpu_features
+from cifar_edge.runtime.hardware import cpu_features
 from cifar_edge.runtime.images import open_image_rgb
-from cifar_edge.runtime.pixels import file_pixels
-from cifar_edge.runtime.preprocess import resize_to_contract
+from cifar_edge.runtime.preprocess import file_pixels, resize_to_contract
 
 CIFAR_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg" / "train"
 
@@ -55,22 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     contract = Contract()
     mismatched = sum(not np.array_equal(pillow_pixels(p, contract), file_pixels(p, contract)) for p in files)
     sides = {"pillow": pillow_pixels, "runtime": file_pixels}
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(args.rounds):
-        for name, decode in sides.items():
-            times[name].append(cpu_us_per_image(decode, files, contract))
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    jobs = {name: (lambda decode=decode: cpu_us_per_image(decode, files, contract)) for name, decode in sides.items()}
+    median_us = medians(interleaved_rounds(jobs, args.rounds).results)
     record = {
         "cpu": cpu_features(),
         "images": len(files),
         "folder": str(args.folder),
         "rounds": args.rounds,
-        "cpu_us_per_image": {name: round(value, 1) for name, value in medians.items()},
-        "speedup": round(medians["pillow"] / medians["runtime"], 2),
+        "cpu_us_per_image": {name: round(value, 1) for name, value in median_us.items()},
+        "speedup": round(median_us["pillow"] / median_us["runtime"], 2),
         "pixel_mismatches": mismatched,
     }
     print(f"{len(files)} files from {args.folder}, {args.rounds} alternating rounds, CPU time per image (median)")
-    for name, value in medians.items():
+    for name, value in median_us.items():
         print(f"  {name:8s} {value:7.1f} us")
     print(f"  runtime path: {record['speedup']:.2f}x faster than Pillow's; pixels differ on {mismatched} files")
     if args.json:

@@ -22,10 +22,11 @@ import numpy as np
 import onnxruntime as ort
 
 from cifar_edge.export import ExportConfig, ExportError, export_run
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians
 from cifar_edge.export.gate.data import gather_export_data
-from cifar_edge.export.run_select import resolve_run_dir
+from cifar_edge.export.run_data import resolve_run_dir
 from cifar_edge.runtime.preprocess import normalize_batch
-from cifar_edge.train.run.files import load_run
+from cifar_edge.train.run_folder import load_run
 
 PRECISIONS = (("fp32", None), ("fp16", None), ("fp32", "int8"))
 
@@ -51,11 +52,12 @@ def interleaved_speeds(sessions: list[ort.InferenceSession], batches: list[np.nd
     for session in sessions:  # warm-up: first-run allocations are not throughput
         session.run(None, {session.get_inputs()[0].name: batches[0]})
     rounds = 5
-    samples: list[list[float]] = [[] for _ in sessions]
-    for _ in range(rounds):
-        for index, session in enumerate(sessions):
-            samples[index].append(images_per_second(session, batches, seconds / rounds))
-    return [float(np.median(values)) for values in samples]
+    jobs = {
+        index: (lambda session=session: images_per_second(session, batches, seconds / rounds))
+        for index, session in enumerate(sessions)
+    }
+    speeds = medians(interleaved_rounds(jobs, rounds).results)
+    return [speeds[index] for index in range(len(sessions))]
 
 
 def main() -> int:

@@ -22,15 +22,17 @@ import contextlib
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians, seconds
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -117,7 +119,7 @@ def prepare_model(args: argparse.Namespace, work: Path) -> tuple[Path, Path, dic
     from cifar_edge.export import ExportConfig, export_run
     from cifar_edge.runtime.contract import Contract, unnormalized_contract
     from cifar_edge.train.models import build_model
-    from cifar_edge.train.run.files import load_run, save_model_files
+    from cifar_edge.train.run_folder import load_run, save_model_files
 
     if args.run_dir:
         run_dir, source = args.run_dir, f"weights of {args.run_dir}"
@@ -165,13 +167,20 @@ def cold_start(model_path: Path, weights_path: Path, spec: dict, work: Path, rep
         labels[name] = done.stdout
     ours_label = labels["ours"].splitlines()[2].split("│")[1].strip()
     assert ours_label == labels["torch"].strip(), f"labels differ: {ours_label} vs {labels['torch'].strip()}"
-    times: dict[str, list[float]] = {"ours": [], "torch": []}
-    for _ in range(repeats):  # alternate, so background load hits both sides alike
-        for name, command in (("ours", ours), ("torch", torch_way)):
-            started = time.perf_counter()
-            subprocess.run(command, capture_output=True, env=env, check=True)
-            times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
+
+    def one_run(command: list[str]) -> float:
+        return seconds(lambda: subprocess.run(command, capture_output=True, env=env, check=True))
+
+    sides = {"ours": ours, "torch": torch_way}
+    jobs = {name: (lambda command=command: one_run(command)) for name, command in sides.items()}
+    return medians(interleaved_rounds(jobs, repeats).results)  # alternating, so background load hits both alike
+
+
+def wall_and_cpu(work: Callable[[], object]) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads of this process) of one call of ``work``."""
+    cpu_started = time.process_time()
+    wall = seconds(work)
+    return wall, time.process_time() - cpu_started
 
 
 def jpeg_folder(folder: Path, count: int) -> Path:
@@ -208,7 +217,7 @@ SETTINGS = {  # name -> Classifier keyword arguments; the defaults first
 
 def throughput(model_path: Path, folder: Path, batch_size: int, repeats: int) -> list[str]:
     from cifar_edge.runtime import Classifier
-    from cifar_edge.runtime.infer.inputs import expand_inputs
+    from cifar_edge.runtime.image_files import expand_inputs
     from cifar_edge.runtime.preprocess import normalize_batch
 
     paths = [p for p in expand_inputs([str(folder)]) if isinstance(p, str)]
@@ -227,17 +236,13 @@ def throughput(model_path: Path, folder: Path, batch_size: int, repeats: int) ->
             def end_to_end(classifier=classifier) -> None:
                 assert sum(1 for _ in classifier.predict_iter(paths)) == count
 
-            # Alternate the two, so that load from other processes on a shared machine hits both alike.
-            model_only()  # warm-up: arena allocation, kernel selection
-            end_to_end()
-            timings: dict[str, list[float]] = {"model": [], "api": []}
-            cpu_seconds = {"model": 0.0, "api": 0.0}
-            for _ in range(repeats):
-                for key, work in (("model", model_only), ("api", end_to_end)):
-                    started, cpu_started = time.perf_counter(), time.process_time()
-                    work()
-                    timings[key].append(time.perf_counter() - started)
-                    cpu_seconds[key] += time.process_time() - cpu_started
+            # Alternate the two, so that load from other processes on a shared machine hits both alike; one warm-up
+            # call each first (arena allocation, kernel selection).
+            works = {"model": model_only, "api": end_to_end}
+            jobs = {key: (lambda work=work: wall_and_cpu(work)) for key, work in works.items()}
+            runs = interleaved_rounds(jobs, repeats, warmup=1).results
+            timings = {key: [wall for wall, _ in measured] for key, measured in runs.items()}
+            cpu_seconds = {key: sum(cpu for _, cpu in measured) for key, measured in runs.items()}
             setting_name = f"{setting} ({classifier.streams} x {classifier.intra_op_threads})"
         results[setting_name] = {key: count / min(values) for key, values in timings.items()}
         # CPU time per image, all threads of this process: what each image costs whatever the machine's load.
@@ -283,14 +288,17 @@ def cli_rates(folder: Path, model_path: Path, batch_size: int, repeats: int, cou
     command = [str(CLI), str(folder), "--model", str(model_path), "--provider", "cpu", "--json", "--quiet"]
     command += ["--batch-size", str(batch_size)]
     variants = {"all": command, "one": ["taskset", "-c", str(min(os.sched_getaffinity(0))), *command]}
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):  # alternate, so background load hits both alike
-        for name, variant in variants.items():
-            started = time.perf_counter()
-            done = subprocess.run(variant, capture_output=True, text=True, check=False)
-            seconds[name].append(time.perf_counter() - started)
-            assert done.returncode == 0 and done.stdout.count("\n") == count, done.stderr[-500:]
-    return {name: count / min(values) for name, values in seconds.items()}
+
+    def one_run(variant: list[str]) -> float:
+        started = time.perf_counter()
+        done = subprocess.run(variant, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+        assert done.returncode == 0 and done.stdout.count("\n") == count, done.stderr[-500:]
+        return wall
+
+    jobs = {name: (lambda variant=variant: one_run(variant)) for name, variant in variants.items()}
+    walls = interleaved_rounds(jobs, repeats).results  # alternating, so background load hits both alike
+    return {name: count / min(values) for name, values in walls.items()}
 
 
 def plain_loop_rate(model_path: Path, paths: list[str], batch_size: int, repeats: int) -> float:

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +23,12 @@ import onnx
 import onnxruntime as ort
 
 from cifar_edge.export import ExportConfig, export_run
-from cifar_edge.export.engines import onnx_engine
-from cifar_edge.export.run_data import run_images
-from cifar_edge.export.run_select import resolve_run_dir
-from cifar_edge.runtime.cpu import cpu_features
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians, per_second, save_record
+from cifar_edge.export.engines import Engine, onnx_engine
+from cifar_edge.export.run_data import resolve_run_dir, run_images
+from cifar_edge.runtime.hardware import cpu_features
 from cifar_edge.runtime.preprocess import normalize_batch
-from cifar_edge.train.run.files import load_run
+from cifar_edge.train.run_folder import load_run
 
 VARIANTS = {"fp32": {}, "int8 8-bit": {"quantize": "int8", "int8_weight_bits": "8"}}
 VARIANTS["int8 7-bit"] = {"quantize": "int8", "int8_weight_bits": "7"}
@@ -48,18 +45,18 @@ def runs_as(path: Path, work: Path) -> dict[str, int]:
     return dict(collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node))
 
 
-def throughput(engines: dict[str, object], inputs: np.ndarray, rounds: int) -> dict[str, float]:
+def throughput(engines: dict[str, Engine], inputs: np.ndarray, rounds: int) -> dict[str, float]:
     batch = inputs[:BATCH]
     for engine in engines.values():
         engine.forward(batch)  # warm-up: onnxruntime allocates and tunes on the first run
-    rates: dict[str, list[float]] = {name: [] for name in engines}
-    for _ in range(rounds):
-        for name, engine in engines.items():
-            started = time.perf_counter()
-            for _ in range(4):
-                engine.forward(batch)
-            rates[name].append(4 * len(batch) / (time.perf_counter() - started))
-    return {name: statistics.median(values) for name, values in rates.items()}
+
+    def four_calls(engine: Engine) -> int:
+        for _ in range(4):
+            engine.forward(batch)
+        return 4 * len(batch)
+
+    jobs = {name: (lambda engine=engine: per_second(lambda: four_calls(engine))) for name, engine in engines.items()}
+    return medians(interleaved_rounds(jobs, rounds).results)
 
 
 def main() -> int:
@@ -104,9 +101,7 @@ def main() -> int:
             f"{row['img_per_s']:8.1f} img/s = {row['speed_vs_fp32']:.2f}x fp32; integer kernels {integer}, "
             f"float Conv {row['ops'].get('Conv', 0)}, float Gelu {row['ops'].get('Gelu', 0)}"
         )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    save_record(args.out, record)
     return 0
 
 

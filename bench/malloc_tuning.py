@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
+
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians
 
 CHILD = """
 import json, sys, time
@@ -74,14 +75,13 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object instead of the text report")
     args = parser.parse_args()
 
-    rounds = [
-        {mode: measure(mode, args.steps, args.batch_size) for mode in ("untuned", "tuned")} for _ in range(args.rounds)
-    ]
-    if not all(pair["tuned"]["tuned"] for pair in rounds):
+    jobs = {mode: (lambda mode=mode: measure(mode, args.steps, args.batch_size)) for mode in ("untuned", "tuned")}
+    reports = interleaved_rounds(jobs, args.rounds).results  # each mode's child reports, round by round
+    if not all(report["tuned"] for report in reports["tuned"]):
         sys.exit("tune_malloc() did not take effect here (not glibc, or MALLOC_* set): nothing to compare")
-    speeds = {mode: [pair[mode]["images_per_second"] for pair in rounds] for mode in ("untuned", "tuned")}
-    medians = {mode: statistics.median(values) for mode, values in speeds.items()}
-    first = rounds[0]["tuned"]
+    speeds = {mode: [report["images_per_second"] for report in runs] for mode, runs in reports.items()}
+    median_speeds = medians(speeds)
+    first = reports["tuned"][0]
     result = {
         "device": first["device"],
         "threads": first["threads"],
@@ -90,7 +90,7 @@ def main() -> None:
         "steps_per_child": args.steps,
         "untuned_images_per_second": [round(v, 1) for v in speeds["untuned"]],
         "tuned_images_per_second": [round(v, 1) for v in speeds["tuned"]],
-        "ratio_of_medians": round(medians["tuned"] / medians["untuned"], 3),
+        "ratio_of_medians": round(median_speeds["tuned"] / median_speeds["untuned"], 3),
     }
     if args.json:
         print(json.dumps(result))
@@ -98,7 +98,7 @@ def main() -> None:
     print(f"{result['device']}, {result['threads']} threads, {result['precision']}, batch {args.batch_size}")
     for mode in ("untuned", "tuned"):
         rounds_text = " ".join(f"{v:6.0f}" for v in speeds[mode])
-        print(f"  {mode:8s} img/s per round: {rounds_text}   median {medians[mode]:6.0f}")
+        print(f"  {mode:8s} img/s per round: {rounds_text}   median {median_speeds[mode]:6.0f}")
     print(f"  ratio (tuned / untuned medians): {result['ratio_of_medians']:.3f}x")
 
 

@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians, per_second, save_record
 from cifar_edge.export.engines import onnx_engine
 from cifar_edge.export.run_data import run_images
 from cifar_edge.runtime.common.command import first_line
-from cifar_edge.runtime.cpu import cpu_features
+from cifar_edge.runtime.hardware import cpu_features
 from cifar_edge.runtime.preprocess import normalize_batch
-from cifar_edge.train.run.files import load_run
+from cifar_edge.train.run_folder import load_run
 
 BATCH = 256
 CALLS_PER_ROUND = 3
@@ -216,16 +214,16 @@ def throughput(candidates: list[Candidate], inputs: np.ndarray, rounds: int) -> 
     for candidate in running:
         for _ in range(2):
             candidate.step(batch)  # warm-up: both runtimes allocate and pick kernels on the first calls
-    rates: dict[int, list[float]] = {id(candidate): [] for candidate in running}
-    for _ in range(rounds):
-        for candidate in running:
-            started, images = time.perf_counter(), 0
-            for _ in range(CALLS_PER_ROUND):
-                images += candidate.step(batch)
-            rates[id(candidate)].append(images / (time.perf_counter() - started))
+
+    def calls(candidate: Candidate) -> int:
+        return sum(candidate.step(batch) for _ in range(CALLS_PER_ROUND))
+
+    jobs = {id(candidate): (lambda c=candidate: per_second(lambda: calls(c))) for candidate in running}
+    rates = interleaved_rounds(jobs, rounds).results
+    median_rates = medians(rates)
     ort_rate: dict[str, float] = {}
     for candidate in running:
-        rate = statistics.median(rates[id(candidate)])
+        rate = median_rates[id(candidate)]
         if candidate.engine == "onnxruntime":
             ort_rate[candidate.file] = rate
         candidate.result.update(img_per_s=round(rate, 1), rounds=[round(value, 1) for value in rates[id(candidate)]])
@@ -320,9 +318,7 @@ def main() -> int:
         "rows": rows,
     }
     print_table(record)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    save_record(args.out, record)
     return 0
 
 

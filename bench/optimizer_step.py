@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -25,9 +24,10 @@ from dataclasses import replace
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians
 from cifar_edge.train.environment import device_name, resolve_device
 from cifar_edge.train.models import build_model
-from cifar_edge.train.optim.groups import build_optimizer
+from cifar_edge.train.optim import build_optimizer
 from cifar_edge.train.recipes import get_recipe
 
 VIEW_OPS = {"view", "_unsafe_view", "t", "transpose", "unbind", "select", "slice", "expand", "alias", "detach"}
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     variants = build_optimizers(args.recipe, device)
-    operations, seconds = {}, {label: [] for label in variants}
+    operations = {}
     for label, (optimizer, params) in variants.items():
         for parameter in params:
             parameter.grad = torch.randn_like(parameter)
@@ -102,25 +102,26 @@ def main(argv: list[str] | None = None) -> int:
         with OperationCount() as counter:
             optimizer.step()
         operations[label] = counter.count
-    for _ in range(args.rounds):
-        for label, (optimizer, params) in variants.items():
-            seconds[label].append(time_steps(optimizer, params, args.steps, sync))
-    medians = {label: statistics.median(values) for label, values in seconds.items()}
+    jobs = {
+        label: (lambda optimizer=optimizer, params=params: time_steps(optimizer, params, args.steps, sync))
+        for label, (optimizer, params) in variants.items()
+    }
+    median_seconds = medians(interleaved_rounds(jobs, args.rounds).results)
     loop, batched = "muon, per-parameter loop", "muon, batched (foreach)"
     report = {
         "recipe": args.recipe,
         "device": device_name(device),
         "operations_per_step": operations,
-        "ms_per_step": {label: round(value * 1e3, 3) for label, value in medians.items()},
+        "ms_per_step": {label: round(value * 1e3, 3) for label, value in median_seconds.items()},
         "operations_ratio_loop_over_batched": round(operations[loop] / operations[batched], 2),
-        "time_ratio_loop_over_batched": round(medians[loop] / medians[batched], 2),
+        "time_ratio_loop_over_batched": round(median_seconds[loop] / median_seconds[batched], 2),
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{args.recipe} recipe's parameter groups on {report['device']} ({args.rounds} rounds of {args.steps} steps)")
     for label in variants:
-        print(f"  {label:26s} {operations[label]:5d} ops/step  {medians[label] * 1e3:8.3f} ms/step")
+        print(f"  {label:26s} {operations[label]:5d} ops/step  {median_seconds[label] * 1e3:8.3f} ms/step")
     print(
         f"batched Muon: {report['operations_ratio_loop_over_batched']}x fewer operations, "
         f"{report['time_ratio_loop_over_batched']}x the speed of the loop"

@@ -15,19 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cifar_edge.export.benchmark.timing import interleaved_rounds, medians, per_second, save_record
 from cifar_edge.runtime.classifier import Classifier
-from cifar_edge.runtime.cpu import cpu_features
-from cifar_edge.runtime.providers.strict import usable_cpu_count
+from cifar_edge.runtime.hardware import cpu_features
+from cifar_edge.runtime.session import usable_cpu_count
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TRAIN = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "train"
@@ -48,14 +47,15 @@ def settings(cores: int) -> dict[str, dict[str, Any]]:
 
 def measure(classifier: Classifier, kind: str, batch: int, files: list[Path], decoded: np.ndarray) -> float:
     """img/s of one pass: model only (4 runs on decoded images) or end to end over ``files``."""
-    started = time.perf_counter()
-    if kind == "model only":
-        for _ in range(4):
-            classifier.logits(decoded[:batch])
-        count = 4 * batch
-    else:
-        count = sum(1 for _ in classifier.predict_iter(files, batch_size=batch))
-    return count / (time.perf_counter() - started)
+
+    def one_pass() -> int:
+        if kind == "model only":
+            for _ in range(4):
+                classifier.logits(decoded[:batch])
+            return 4 * batch
+        return sum(1 for _ in classifier.predict_iter(files, batch_size=batch))
+
+    return per_second(one_pass)
 
 
 def sample_files(images: int) -> list[Path]:
@@ -83,17 +83,6 @@ def start_pinned(model: Path, images: int) -> tuple[subprocess.Popen[str], dict[
     )
     assert process.stdout is not None
     return process, json.loads(process.stdout.readline())
-
-
-def interleaved(jobs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Median img/s of each job over ``rounds`` rounds that run every job in turn (after one warm-up each)."""
-    for job in jobs.values():
-        job()
-    rates: dict[str, list[float]] = {name: [] for name in jobs}
-    for _ in range(rounds):
-        for name, job in jobs.items():
-            rates[name].append(job())
-    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def main() -> int:
@@ -124,7 +113,7 @@ def main() -> int:
             jobs: dict[str, Callable[[], float]] = {ONE_CORE: lambda k=kind, b=batch: ask_pinned(k, b)}
             for name, classifier in classifiers.items():
                 jobs[name] = lambda c=classifier, k=kind, b=batch: measure(c, k, b, files, decoded)
-            rates = interleaved(jobs, args.rounds)
+            rates = medians(interleaved_rounds(jobs, args.rounds, warmup=1).results)  # one warm-up pass each
             for name, rate in rates.items():
                 ratio = rate / rates[ONE_CORE]
                 record["rows"].append(
@@ -136,9 +125,7 @@ def main() -> int:
     pinned.wait()
     for classifier in classifiers.values():
         classifier.close()
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    save_record(args.out, record)
     return 0
 
 

@@ -34,8 +34,8 @@ from torchvision.transforms import ToTensor
 from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.data.load import Splits, load_splits
 from cifar_edge.train.environment import configure_threads, device_name, resolve_device
-from cifar_edge.train.loop import StepEvent
 from cifar_edge.train.models import build_model
+from cifar_edge.train.state import StepEvent
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 BATCH_SIZE = 64

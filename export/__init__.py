@@ -3,8 +3,14 @@
 Library entry point: :func:`export_run` (what ``cifar-export`` calls). See docs/export.md.
 """
 
-from cifar_edge.export.config import DEFAULT_OPSET, ExportConfig, Thresholds
-from cifar_edge.export.errors import ExportError, ExportFailedError, ExportUsageError
+from cifar_edge.export.config import (
+    DEFAULT_OPSET,
+    ExportConfig,
+    ExportError,
+    ExportFailedError,
+    ExportUsageError,
+    Thresholds,
+)
 
 # torch and onnx load on first use of these names, so `cifar-export --help` and option errors stay fast.
 _LAZY = {

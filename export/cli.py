@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cifar_edge.export.config import ALL_FORMATS, DEFAULT_OPSET, FORMATS, ExportConfig, Thresholds
-from cifar_edge.export.errors import ExportError
+from cifar_edge.export.config import DEFAULT_OPSET, ExportConfig, ExportError, Thresholds
+from cifar_edge.export.formats import ALL_FORMATS, DTYPES, FORMATS, QUANTIZATIONS, ROWS, labels_accepting
 from cifar_edge.runtime.common.atomic_io import WriteError
 from cifar_edge.runtime.common.command import ExitCode, describe_exit_codes, first_line, missing_extra, run_command
 
@@ -22,20 +22,14 @@ DEBUG_ENV = "CIFAR_EDGE_DEBUG"
 LIMITS = Thresholds()
 
 
-class FormatChoice(str, Enum):
-    onnx = "onnx"
-    torchscript = "torchscript"
-    exportedprogram = "exportedprogram"
-    all = ALL_FORMATS
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """An option's choices for typer, from the format table."""
+    return Enum(name, [(value, value) for value in values], type=str)  # type: ignore[return-value]
 
 
-class DtypeChoice(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-
-
-class QuantizeChoice(str, Enum):
-    int8 = "int8"
+FormatChoice = _choices("FormatChoice", (*FORMATS, ALL_FORMATS))
+DtypeChoice = _choices("DtypeChoice", DTYPES)
+QuantizeChoice = _choices("QuantizeChoice", QUANTIZATIONS)
 
 
 class TtaChoice(str, Enum):
@@ -49,8 +43,14 @@ RunDir = Annotated[
     typer.Argument(metavar="RUN_DIR", help="Run folder (model.safetensors + run.json); default runs/latest."),
 ]
 Format = Annotated[FormatChoice, typer.Option("--format", "-f", help="Artifact format.")]
-Dtype = Annotated[DtypeChoice, typer.Option("--dtype", help="ONNX: fp16 weights/compute, fp32 I/O.")]
-Quantize = Annotated[QuantizeChoice | None, typer.Option("--quantize", help="ONNX: static QDQ int8.")]
+Dtype = Annotated[
+    DtypeChoice,
+    typer.Option("--dtype", help=f"{'/'.join(labels_accepting('--dtype'))}: fp16 weights/compute, fp32 I/O."),
+]
+Quantize = Annotated[
+    QuantizeChoice | None,
+    typer.Option("--quantize", help=f"{'/'.join(labels_accepting('--quantize'))}: static QDQ int8."),
+]
 Calibration = Annotated[int, typer.Option("--calibration", help="Images for int8 calibration.")]
 Int8WeightBits = Annotated[
     str,
@@ -98,7 +98,8 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 
 
 @app.command(
-    help="Export a cifar-train run to ONNX / TorchScript / torch.export, proving parity with the PyTorch model.",
+    help=f"Export a cifar-train run to {' / '.join(dict.fromkeys(row.label for row in ROWS))}, proving parity with "
+    "the PyTorch model.",
     epilog=describe_exit_codes(
         {
             ExitCode.OK: "ok",
@@ -113,8 +114,8 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
 )
 def export(
     run_dir: RunDir = None,
-    output_format: Format = FormatChoice.onnx,
-    dtype: Dtype = DtypeChoice.fp32,
+    output_format: Format = FormatChoice(DEFAULTS.formats[0]),
+    dtype: Dtype = DtypeChoice(DEFAULTS.dtype),
     quantize: Quantize = None,
     calibration: Calibration = DEFAULTS.calibration_images,
     int8_weight_bits: Int8WeightBits = DEFAULTS.int8_weight_bits,
@@ -134,7 +135,7 @@ def export(
     quiet: Quiet = False,
     as_json: AsJson = False,
 ) -> None:
-    formats = FORMATS if output_format is FormatChoice.all else (output_format.value,)
+    formats = FORMATS if output_format.value == ALL_FORMATS else (output_format.value,)
     config = ExportConfig(
         formats=tuple(formats),
         dtype=dtype.value,
@@ -163,9 +164,8 @@ def export(
 def _run(run_dir: Path | None, config: ExportConfig, *, quiet: bool, as_json: bool) -> int:
     """Export the run, print the result (or its JSON) and why any artifact was not written; the exit code."""
     from cifar_edge.export.pipeline import export_run  # heavy imports (torch, onnx) after option parsing
-    from cifar_edge.export.progress import ExportProgress
-    from cifar_edge.export.report import print_result
-    from cifar_edge.export.run_select import resolve_run_dir
+    from cifar_edge.export.results import ExportProgress, print_result
+    from cifar_edge.export.run_data import resolve_run_dir
 
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:

@@ -1,14 +1,16 @@
-"""What ``cifar-export`` does, in one dataclass: formats, precision, opset, and the parity gate's thresholds."""
+"""What ``cifar-export`` does, in one dataclass (formats, precision, opset, the parity gate's thresholds), and how it
+fails: the errors and the exit codes the CLI maps them to (documented in docs/export.md).
+
+The formats and precisions an ExportConfig may name are the format table's (``cifar_edge.export.formats``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMATS = ("onnx", "torchscript", "exportedprogram")
-ALL_FORMATS = "all"
-DTYPES = ("fp32", "fp16")
-QUANTIZATIONS = ("int8",)
+from cifar_edge.runtime.common.command import ExitCode
+
 INT8_WEIGHT_BITS = ("auto", "7", "8")
 INT8_GELU = ("sigmoid", "float")  # ExportConfig.int8_gelu
 
@@ -42,13 +44,14 @@ class Thresholds:
 class ExportConfig:
     """One export request. Defaults are what ``cifar-export RUN_DIR`` does."""
 
-    # Any of FORMATS; "all" is expanded by the CLI. ONNX precision follows dtype/quantize; the torch formats are fp32.
-    formats: tuple[str, ...] = ("onnx",)
+    # Formats of the format table; "all" is expanded by the CLI. A format gets the precision dtype/quantize ask for
+    # where the table has that row (ONNX), else fp32.
+    formats: tuple[str, ...] = ("onnx",)  # the table's first row (a test holds them together)
     # fp16: fp16 weights and compute with fp32 inputs and outputs (ONNX only).
     dtype: str = "fp32"
     # "int8": static QDQ quantization, per-channel weights (ONNX only). None keeps the float model.
     quantize: str | None = None
-    # Where to write: a file for one artifact, a folder for several; None = the run folder with ARTIFACT_FILES.
+    # Where to write: a file for one artifact, a folder for several; None = the run folder, under the table's names.
     output: Path | None = None
     opset: int = DEFAULT_OPSET
     # Test-time augmentation baked into every artifact: None = the run's (run.json architecture.tta, what its
@@ -85,3 +88,21 @@ class ExportConfig:
     @property
     def onnx_precision(self) -> str:
         return "int8" if self.quantize == "int8" else self.dtype
+
+
+class ExportError(Exception):
+    """Base class; ``str()`` is one line and ``exit_code`` is what the CLI returns."""
+
+    exit_code = ExitCode.TOOL_FAILED
+
+
+class ExportUsageError(ExportError):
+    """Bad options, or a run folder that cannot be used (missing files, unknown architecture, bad contract)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ExportFailedError(ExportError):
+    """The exporter, converter or quantizer itself failed, or wrote a file that does not validate."""
+
+    exit_code = ExitCode.TOOL_FAILED

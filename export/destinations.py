@@ -1,15 +1,92 @@
-"""Where artifacts go: checked writable before any work, locked while written, parity reports kept in step."""
+"""Where artifacts go: one Target per artifact, decided from the options and the format table, checked writable
+before any work, locked while written, parity reports kept in step."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cifar_edge.export.results import Target
+import onnx
+
+from cifar_edge.export.config import INT8_GELU, INT8_WEIGHT_BITS, MIN_OPSET, ExportConfig, ExportUsageError
+from cifar_edge.export.formats import DTYPES, FORMATS, FP32, QUANTIZATIONS, ROWS, ArtifactFormat, find_row, row_of
 from cifar_edge.runtime.common.atomic_io import atomic_write_bytes, check_writable, exclusive_lock
 from cifar_edge.runtime.common.names import LOCK_SUFFIX, PARITY_SUFFIX, WEIGHTS_FILE
-from cifar_edge.train.run.files import LoadedRun
+
+if TYPE_CHECKING:
+    from cifar_edge.train.run_folder import LoadedRun
+
+
+@dataclass(frozen=True)
+class Target:
+    """One artifact to write: its format and precision (a row of the format table) and its final path."""
+
+    format: str
+    precision: str
+    path: Path
+
+    @property
+    def row(self) -> ArtifactFormat:
+        return row_of(self.format, self.precision)
+
+
+def targets_for(config: ExportConfig, run_dir: Path) -> list[Target]:
+    """Validate the option combination and decide each artifact's final path."""
+    _check_options(config)
+    precision = config.onnx_precision
+    formats = list(dict.fromkeys(config.formats))
+    output = Path(config.output) if config.output is not None else None
+    if output is not None and len(formats) > 1 and output.suffix and not output.is_dir():
+        raise ExportUsageError(f"--output {config.output}: several formats need a folder, not a file name")
+    targets = []
+    for name in formats:
+        row = find_row(name, precision) or row_of(name)  # formats without that precision stay fp32
+        if output is None:
+            path = run_dir / row.file_name
+        elif len(formats) > 1 or output.is_dir():
+            path = output / row.file_name  # several artifacts: --output names their folder
+        else:
+            path = output
+        targets.append(Target(row.format, row.precision, path))
+    return targets
+
+
+def _check_options(config: ExportConfig) -> None:
+    unknown = [name for name in config.formats if name not in FORMATS]
+    if unknown or not config.formats:
+        raise ExportUsageError(
+            f"--format must be one of {', '.join(FORMATS)} or all, got {', '.join(unknown) or 'none'}"
+        )
+    if config.dtype not in DTYPES:
+        raise ExportUsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
+    if config.quantize is not None and config.quantize not in QUANTIZATIONS:
+        raise ExportUsageError(f"--quantize must be {' or '.join(QUANTIZATIONS)}, got {config.quantize!r}")
+    if config.int8_weight_bits not in INT8_WEIGHT_BITS:
+        raise ExportUsageError(f"--int8-weight-bits must be one of {', '.join(INT8_WEIGHT_BITS)}")
+    if config.int8_gelu not in INT8_GELU:
+        raise ExportUsageError(f"--int8-gelu must be one of {', '.join(INT8_GELU)}")
+    if config.quantize and config.dtype != FP32:
+        raise ExportUsageError("--quantize int8 starts from the fp32 model: do not combine it with --dtype fp16")
+    if config.onnx_precision != FP32 and not any(find_row(name, config.onnx_precision) for name in config.formats):
+        raise ExportUsageError(_no_row_for_precision())
+    newest_opset = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= config.opset <= newest_opset:
+        raise ExportUsageError(f"--opset must be between {MIN_OPSET} and {newest_opset}, got {config.opset}")
+    for name, value in (("--verify-images", config.verify_images), ("--calibration", config.calibration_images)):
+        if value < 0:
+            raise ExportUsageError(f"{name} must be >= 0, got {value}")
+
+
+def _no_row_for_precision() -> str:
+    """The usage error for --dtype/--quantize without a format that has such a row (today: ONNX only)."""
+    selectors = [f"--{field} {value}" for row in ROWS for field, value in row.selected_by]
+    rows = [row for row in ROWS if row.selected_by]
+    labels = "/".join(dict.fromkeys(row.label for row in rows))
+    formats = " or ".join(dict.fromkeys(f"--format {row.format}" for row in rows))
+    return f"{' and '.join(selectors)} apply to {labels} only: add {formats} (or all)"
 
 
 def check_destinations(targets: list[Target], run: LoadedRun | None = None) -> None:

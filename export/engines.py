@@ -1,9 +1,10 @@
-"""One way to run any model kind on float32 NCHW batches: the parity gate, ``cifar-eval`` and ``cifar-bench`` use it.
+"""An Engine: a model ready to run on float32 NCHW batches, whatever its kind. The format table's openers return one;
+the parity gate, ``cifar-eval`` and ``cifar-bench`` run them all the same way.
 
-ONNX runs through the runtime's ``Classifier`` (strict providers: a CUDA or TensorRT engine exists only when
-onnxruntime really has that provider active); PyTorch modules, TorchScript and ``torch.export`` programs run with
-torch, on CUDA only when torch sees a GPU. TorchScript and ``.pt2`` files can run code when loaded: open only files
-you made or trust. torch is imported only by the torch kinds: running an ONNX file loads none of it.
+The two ways to run: ONNX through the runtime's ``Classifier`` (strict providers: a CUDA or TensorRT engine exists
+only when onnxruntime really has that provider active), and torch modules (a run's network, TorchScript, ``.pt2``)
+with torch, on CUDA only when torch sees a GPU. torch is imported only by the torch kinds: running an ONNX file loads
+none of it.
 """
 
 from __future__ import annotations
@@ -11,20 +12,28 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cifar_edge.runtime.batching import Forward, run_in_batches
-from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY
-from cifar_edge.runtime.providers.strict import ProviderUnavailableError
+from cifar_edge.runtime.session import Forward, ProviderUnavailableError, forward_in_batches
 
 if TYPE_CHECKING:
     import torch
 
-METADATA_KEYS = (CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY)
 # Images per forward pass when a whole set is run (bounded memory; big enough to keep the CPU busy).
 BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    """How to open a model: where it runs and with how many threads (what every opener of the format table takes)."""
+
+    provider: str = "cpu"  # auto | cpu | cuda | tensorrt; explicit ones are strict (ProviderUnavailableError)
+    threads: int | None = None  # intra-op threads; None: the runtime's default
+    batch_size: int | None = None  # ONNX: the Classifier's batch size; None: its default
+    max_pixels: int | None = None  # ONNX: the Classifier's decoded-image limit
 
 
 @dataclass
@@ -40,7 +49,7 @@ class Engine:
 
     def run(self, inputs: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         """Scores for all ``inputs``, ``batch_size`` images per forward call, as float32."""
-        return run_in_batches(self.forward, inputs, batch_size).astype(np.float32, copy=False)
+        return forward_in_batches(self.forward, inputs, batch_size).astype(np.float32, copy=False)
 
 
 def torch_device(provider: str) -> str:
@@ -81,20 +90,6 @@ def torch_engine(
     return Engine(name, forward, metadata or {}, device)
 
 
-def torchscript_engine(path: str | os.PathLike[str], device: str = "cpu") -> Engine:
-    from cifar_edge.export.formats.torchscript import load_torchscript
-
-    module, extra_files = load_torchscript(path, METADATA_KEYS)
-    return torch_engine(module.to(device), device, name="torch.jit", metadata=extra_files)
-
-
-def exported_program_engine(path: str | os.PathLike[str], device: str = "cpu") -> Engine:
-    from cifar_edge.export.formats.exported_program import load_program
-
-    module, extra_files = load_program(path, METADATA_KEYS)
-    return torch_engine(module.to(device), device, name="torch.export", metadata=extra_files)
-
-
 def onnx_engine(path: str | os.PathLike[str], provider: str = "cpu", **classifier_options: Any) -> Engine:
     """An ONNX file through the runtime's Classifier; ProviderUnavailableError when ``provider`` is not active."""
     from cifar_edge.runtime.classifier import Classifier
@@ -110,20 +105,7 @@ def onnx_engine(path: str | os.PathLike[str], provider: str = "cpu", **classifie
     )
 
 
-def artifact_engines(artifact_format: str, path: str | os.PathLike[str]) -> tuple[list[Engine], list[str]]:
-    """Every way the gate runs an artifact here: ONNX on the CPU, and on CUDA where it is really active."""
-    if artifact_format == "torchscript":
-        return [torchscript_engine(path)], []
-    if artifact_format == "exportedprogram":
-        return [exported_program_engine(path)], []
-    if artifact_format != "onnx":
-        raise ValueError(f"unknown format {artifact_format!r}")
-    from cifar_edge.export.formats.onnx import validate_onnx_file
-
-    validate_onnx_file(path)  # onnx.checker before onnxruntime is trusted with the file
-    engines, notes = [onnx_engine(path, "cpu")], []
-    try:
-        engines.append(onnx_engine(path, "cuda"))
-    except ProviderUnavailableError as error:
-        notes.append(f"CUDA: not active ({error.cause}); verified on CPU only")
-    return engines, notes
+def open_onnx(path: Path, options: OpenOptions) -> Engine:
+    """The opener of the format table's ONNX rows: the torch-free runtime's Classifier, as ``options`` ask."""
+    sizes = {"batch_size": options.batch_size} if options.batch_size is not None else {}
+    return onnx_engine(path, options.provider, intra_op_threads=options.threads, max_pixels=options.max_pixels, **sizes)

@@ -21,33 +21,27 @@ from pathlib import Path
 import onnx
 from torch import nn
 
-from cifar_edge.export.config import (
-    DTYPES,
-    FORMATS,
-    INT8_GELU,
-    INT8_WEIGHT_BITS,
-    MIN_OPSET,
-    QUANTIZATIONS,
-    ExportConfig,
+from cifar_edge.export.config import ExportConfig, ExportFailedError, ExportUsageError
+from cifar_edge.export.destinations import (
+    Target,
+    artifact_locks,
+    check_destinations,
+    parity_path_of,
+    read_if_file,
+    restore,
+    targets_for,
 )
-from cifar_edge.export.destinations import artifact_locks, check_destinations, parity_path_of, read_if_file, restore
-from cifar_edge.export.errors import ExportFailedError, ExportUsageError
+from cifar_edge.export.formats import WriteJob
 from cifar_edge.export.formats.fold import inference_form
-from cifar_edge.export.formats.tta import module_for_export, tta_mode
+from cifar_edge.export.formats.onnx import export_onnx_fp32
 from cifar_edge.export.gate.data import ExportData, gather_export_data
 from cifar_edge.export.gate.parity import GateInputs, ParityReport, prepare_gate_inputs, run_gate
 from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocessing
-from cifar_edge.export.progress import ExportProgress
-from cifar_edge.export.results import ArtifactResult, ExportResult, Target
-from cifar_edge.export.writing import write_artifact
-from cifar_edge.runtime.common.atomic_io import (
-    atomic_path,
-    atomic_write_text,
-)
-from cifar_edge.runtime.common.command import first_line
-from cifar_edge.runtime.common.names import ARTIFACT_FILES
-from cifar_edge.runtime.contract import ContractError
-from cifar_edge.train.run.files import LoadedRun, RunFolderError, load_run
+from cifar_edge.export.results import ArtifactResult, ExportProgress, ExportResult
+from cifar_edge.export.run_data import load_export_run
+from cifar_edge.runtime.common.atomic_io import atomic_path, atomic_write_text
+from cifar_edge.train.run_folder import LoadedRun
+from cifar_edge.train.tta import module_for_export, tta_mode
 
 
 @dataclass
@@ -67,56 +61,23 @@ class ExportContext:
     export_module: nn.Module | None = None
     fp32_cache: onnx.ModelProto | None = None
 
+    def fp32_graph(self, module: nn.Module) -> onnx.ModelProto:
+        """The fp32 ONNX graph of ``module``, exported once per run and reused by the fp16/int8 conversions."""
+        if module is not self.export_module:
+            return export_onnx_fp32(module, self.run.contract, self.config.opset)
+        if self.fp32_cache is None:
+            self.fp32_cache = export_onnx_fp32(module, self.run.contract, self.config.opset)
+        return self.fp32_cache
 
-def plan_targets(config: ExportConfig, run_dir: Path) -> list[Target]:
-    """Validate the option combination and decide each artifact's final path."""
-    unknown = [name for name in config.formats if name not in FORMATS]
-    if unknown or not config.formats:
-        raise ExportUsageError(
-            f"--format must be one of {', '.join(FORMATS)} or all, got {', '.join(unknown) or 'none'}"
+    def write_job(self, module: nn.Module) -> WriteJob:
+        return WriteJob(
+            run=self.run,
+            module=module,
+            config=self.config,
+            tta=self.tta,
+            calibration=self.data.calibration,
+            fp32_graph=lambda: self.fp32_graph(module),
         )
-    if config.dtype not in DTYPES:
-        raise ExportUsageError(f"--dtype must be one of {', '.join(DTYPES)}, got {config.dtype!r}")
-    if config.quantize is not None and config.quantize not in QUANTIZATIONS:
-        raise ExportUsageError(f"--quantize must be int8, got {config.quantize!r}")
-    if config.int8_weight_bits not in INT8_WEIGHT_BITS:
-        raise ExportUsageError(f"--int8-weight-bits must be one of {', '.join(INT8_WEIGHT_BITS)}")
-    if config.int8_gelu not in INT8_GELU:
-        raise ExportUsageError(f"--int8-gelu must be one of {', '.join(INT8_GELU)}")
-    if config.quantize and config.dtype != "fp32":
-        raise ExportUsageError("--quantize int8 starts from the fp32 model: do not combine it with --dtype fp16")
-    if config.onnx_precision != "fp32" and "onnx" not in config.formats:
-        raise ExportUsageError("--dtype fp16 and --quantize int8 apply to ONNX only: add --format onnx (or all)")
-    newest_opset = onnx.defs.onnx_opset_version()
-    if not MIN_OPSET <= config.opset <= newest_opset:
-        raise ExportUsageError(f"--opset must be between {MIN_OPSET} and {newest_opset}, got {config.opset}")
-    for name, value in (("--verify-images", config.verify_images), ("--calibration", config.calibration_images)):
-        if value < 0:
-            raise ExportUsageError(f"{name} must be >= 0, got {value}")
-    output = Path(config.output) if config.output is not None else None
-    if output is not None and len(set(config.formats)) > 1 and output.suffix and not output.is_dir():
-        raise ExportUsageError(f"--output {config.output}: several formats need a folder, not a file name")
-    precisions = {name: (config.onnx_precision if name == "onnx" else "fp32") for name in config.formats}
-    formats = list(dict.fromkeys(config.formats))
-    targets = []
-    for name in formats:
-        default_name = ARTIFACT_FILES[(name, precisions[name])]
-        if output is None:
-            path = run_dir / default_name
-        elif len(formats) > 1 or output.is_dir():
-            path = output / default_name  # several artifacts: --output names their folder
-        else:
-            path = output
-        targets.append(Target(name, precisions[name], path))
-    return targets
-
-
-def load_export_run(run_dir: Path) -> LoadedRun:
-    """The run folder's model and record; ExportUsageError (one line naming the file and field) when unusable."""
-    try:
-        return load_run(run_dir)
-    except (RunFolderError, ContractError, ValueError, OSError) as error:
-        raise ExportUsageError(first_line(error)) from None
 
 
 def prepare_export(
@@ -125,7 +86,10 @@ def prepare_export(
     """Load the run (unless given), the real images and the reference outputs; ExportUsageError when unusable."""
     progress = progress or ExportProgress(enabled=False)
     run = run if run is not None else load_export_run(run_dir)
-    tta = tta_mode(run.record, config.tta)
+    try:
+        tta = tta_mode(run.record, config.tta)
+    except ValueError as error:  # a --tta this version does not know
+        raise ExportUsageError(str(error)) from None
     module = module_for_export(run.model, run.record, config.tta)
     needs_calibration = config.quantize == "int8"
     with progress.step("loading real images"):
@@ -159,9 +123,18 @@ def prepare_export(
     notes = list(data.notes)
     if not config.verify:
         notes.append("--no-verify: artifacts are written without the parity gate")
-    context = ExportContext(run, config, module, tta, data, gate_inputs, preprocessing, progress, notes)
-    context.export_module = inference_form(module)
-    return context
+    return ExportContext(
+        run,
+        config,
+        module,
+        tta,
+        data,
+        gate_inputs=gate_inputs,
+        preprocessing=preprocessing,
+        progress=progress,
+        notes=notes,
+        export_module=inference_form(module),
+    )
 
 
 def export_run(
@@ -170,7 +143,7 @@ def export_run(
     """Export ``run_dir`` as ``config`` asks; gate failures are in the result (``exit_code`` 1), not raised."""
     config = config or ExportConfig()
     run_dir = Path(run_dir)
-    targets = plan_targets(config, run_dir)
+    targets = targets_for(config, run_dir)
     run = load_export_run(run_dir)
     check_destinations(targets, run)
     with artifact_locks(targets):
@@ -200,7 +173,7 @@ def export_artifact(context: ExportContext, target: Target, module: nn.Module | 
     with context.progress.step(f"{target.format} {target.precision} -> {target.path.name}"):
         try:
             with atomic_path(target.path) as temp_path:
-                write_artifact(context, target, module, temp_path)
+                target.row.write(context.write_job(module), temp_path)
                 report = _gate(context, target, temp_path)
                 if report is not None and not report.passed:
                     raise _GateFailed
@@ -240,13 +213,12 @@ def _gate(context: ExportContext, target: Target, path: Path) -> ParityReport | 
         return None
     assert context.gate_inputs is not None
     return run_gate(
-        target.format,
-        target.precision,
+        target.row,
         path,
         context.run.contract,
         context.gate_inputs,
-        context.config.thresholds,
-        context.preprocessing,
+        thresholds=context.config.thresholds,
+        preprocessing=context.preprocessing,
         artifact_name=target.path.name,
     )
 

@@ -1,15 +1,55 @@
-"""The run's own images, rebuilt from run.json's data record: used by the parity gate, cifar-eval and cifar-bench."""
+"""The run an export, cifar-eval or cifar-bench reads: which folder, loaded how, and its own images.
+
+Which folder: the one given, else the latest run (``runs/latest``, relative to the current folder), read by the
+runtime's own ``latest_run_dir`` (a symlink to the run folder or, where symlinks fail, a text file holding its name),
+so ``cifar-export`` and ``cifar-infer`` always agree on what "latest" means. Its images: both splits rebuilt from
+run.json's data record (used by the parity gate, cifar-eval and cifar-bench).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cifar_edge.export.config import ExportUsageError
 from cifar_edge.runtime.common.command import first_line
-from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages, stratified_subset
+from cifar_edge.runtime.common.names import LATEST_LINK, RUNS_DIR
+from cifar_edge.runtime.contract import Contract, ContractError
+from cifar_edge.runtime.labelled import ArrayImages, stratified_subset
+from cifar_edge.runtime.model_file import latest_run_dir
+
+if TYPE_CHECKING:
+    from cifar_edge.train.run_folder import LoadedRun
+
+
+def resolve_run_dir(run_dir: str | Path | None, runs_dir: str | Path = RUNS_DIR) -> Path:
+    """``run_dir`` itself when given, else the latest run; ExportUsageError (one line) when there is none."""
+    if run_dir is not None:
+        path = Path(run_dir)
+        if not path.is_dir():
+            raise ExportUsageError(f"{path}: run folder not found")
+        return path
+    latest = latest_run_dir(runs_dir)
+    if latest is None:
+        where = Path(runs_dir) / LATEST_LINK
+        raise ExportUsageError(
+            f"no RUN_DIR given and {where} does not point to a run folder (looked under {Path.cwd()}); "
+            "pass the run folder written by cifar-train"
+        )
+    return latest
+
+
+def load_export_run(run_dir: Path) -> LoadedRun:
+    """The run folder's model and record; ExportUsageError (one line naming the file and field) when unusable."""
+    from cifar_edge.train.run_folder import RunFolderError, load_run  # torch: cifar-eval of an ONNX file needs none
+
+    try:
+        return load_run(run_dir)
+    except (RunFolderError, ContractError, ValueError, OSError) as error:
+        raise ExportUsageError(first_line(error)) from None
 
 
 class RunDataError(ValueError):

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cifar_edge.runtime.images import ImageDecodeError
     from cifar_edge.runtime.model_file import ModelError
     from cifar_edge.runtime.predictions import ClassScore, Failure, Prediction
-    from cifar_edge.runtime.providers.strict import ProviderUnavailableError
+    from cifar_edge.runtime.session import ProviderUnavailableError
 
 _LAZY = {
     "Classifier": "cifar_edge.runtime.classifier",
@@ -32,7 +32,7 @@ _LAZY = {
     "Prediction": "cifar_edge.runtime.predictions",
     "ImageDecodeError": "cifar_edge.runtime.images",
     "ModelError": "cifar_edge.runtime.model_file",
-    "ProviderUnavailableError": "cifar_edge.runtime.providers.strict",
+    "ProviderUnavailableError": "cifar_edge.runtime.session",
 }
 
 __all__ = [

@@ -1,25 +1,29 @@
-"""``Classifier``: one onnxruntime session, reused, that classifies paths, PIL images and uint8 arrays.
+"""``Classifier``: one onnxruntime session, reused, that classifies paths, encoded bytes, PIL images and uint8 arrays.
 
 Inputs are decoded and resized by a thread pool (Pillow and onnxruntime both release the GIL for their heavy
 work). On the CPU each pool thread then runs the session on its own share of the batch (``streams``); on a GPU
 the main thread runs whole batches while the pool decodes the next ones.
+
+One Classifier may be shared by several threads (a server's request handlers): every public method but ``close``
+may be called from several threads at once. onnxruntime runs one session from many threads; each call keeps its
+own state; the one piece of shared state created late, the thread pool, is created under a lock.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
 
-from cifar_edge.runtime.batching import run_in_batches
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError
 from cifar_edge.runtime.model_file import (
@@ -31,12 +35,15 @@ from cifar_edge.runtime.model_file import (
     read_contract,
     read_provenance,
 )
-from cifar_edge.runtime.pixels import bytes_pixels, file_pixels
-from cifar_edge.runtime.predictions import Failure, Prediction, softmax, top_k_predictions
-from cifar_edge.runtime.preprocess import normalize_batch, resize_to_contract
-from cifar_edge.runtime.providers.strict import create_session, usable_cpu_count
-from cifar_edge.runtime.sources import ImageInput, array_to_image, describe_source, is_single_item, pil_to_rgb
-from cifar_edge.runtime.streams import plan_threads, split_bounds
+from cifar_edge.runtime.predictions import Failure, Prediction, predictions_from_scores
+from cifar_edge.runtime.preprocess import ImageInput, describe_source, input_pixels, normalize_batch
+from cifar_edge.runtime.session import (
+    choose_concurrency,
+    create_session,
+    forward_in_batches,
+    split_bounds,
+    usable_cpu_count,
+)
 
 DEFAULT_BATCH_SIZE = 64  # images per session run: large enough to amortise the call, small enough for edge memory
 DEFAULT_TOP_K = 3
@@ -66,6 +73,10 @@ class Classifier:
     onnxruntime's threads spin-wait (its default). Attributes: ``contract``, ``provenance`` (dict or None),
     ``provider`` (the one running), ``providers`` (the session's active list), ``intra_op_threads``,
     ``streams``, ``path``, ``sha256``, ``note``.
+
+    Thread safety: ``classify_batch``, ``predict``, ``predict_iter``, ``prepare``, ``logits`` and ``forward`` may
+    be called from several threads at once on one Classifier, and each returns what it would return alone. Only
+    ``close`` must wait until the other calls have returned.
     """
 
     def __init__(
@@ -84,9 +95,9 @@ class Classifier:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.path = Path(model)
         self.sha256 = check_model_file(self.path)
-        plan = plan_threads(provider, intra_op_threads, streams, usable_cpu_count())
+        concurrency = choose_concurrency(provider, intra_op_threads, streams, usable_cpu_count())
         try:
-            opened = create_session(self.path, provider, intra_op_threads=plan.intra_op_threads, spin=spin)
+            opened = create_session(self.path, provider, intra_op_threads=concurrency.intra_op_threads, spin=spin)
         except ModelError:
             raise
         except Exception as error:
@@ -109,11 +120,38 @@ class Classifier:
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         # Streams the caller did not ask for are for the CPU: a session that "auto" opened on a GPU runs one.
-        self.streams = plan.streams if streams is not None or self.provider == "cpu" else 1
+        self.streams = concurrency.streams if streams is not None or self.provider == "cpu" else 1
         self.decode_workers = max(decode_workers or usable_cpu_count(), self.streams)
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()  # two threads' first calls must not both create a pool
 
     # -- public API -----------------------------------------------------------------------------------------------
+
+    def classify_batch(
+        self, images: Sequence[Image.Image | np.ndarray] | np.ndarray, *, top_k: int = DEFAULT_TOP_K
+    ) -> list[Prediction]:
+        """Decoded images -> one Prediction each, in order; safe to call from several threads at once.
+
+        ``images``: a list of PIL images or uint8 arrays ((H, W, 3), (H, W) or (H, W, 4), any size: each is
+        resized to the contract's, as :meth:`predict` does), or one uint8 (N, H, W, 3) array. Each call decodes in
+        its own thread and runs the model in batches of ``batch_size`` (with ``streams``, split over the pool).
+        Raises ImageDecodeError naming the first image that cannot be classified (a wrong dtype or shape, or
+        scores that are not finite), TypeError for paths or bytes (pass those to :meth:`predict`).
+        """
+        if isinstance(images, np.ndarray) and images.ndim != 4:
+            raise ValueError(f"classify_batch takes a list of images or a uint8 (N, H, W, 3) array, got {images.shape}")
+        if isinstance(images, str | bytes | os.PathLike | Image.Image):
+            raise TypeError("classify_batch takes a list of decoded images (PIL images or uint8 arrays)")
+        results: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            sources = [describe_source(image, start + offset) for offset, image in enumerate(chunk)]
+            scores = self.logits(self._pixels(chunk))
+            for result in predictions_from_scores(scores, sources, self.contract, top_k=top_k):
+                if isinstance(result, Failure):
+                    raise ImageDecodeError(result.source, result.reason)
+                results.append(result)
+        return results
 
     def predict(self, items: ImageInput | Iterable[ImageInput], *, top_k: int = DEFAULT_TOP_K) -> Any:
         """One input -> one Prediction; a list (or an (N, H, W, 3) uint8 array) -> a list of Predictions.
@@ -121,9 +159,12 @@ class Classifier:
         Raises ImageDecodeError for the first input that cannot be decoded. Use :meth:`predict_iter` to get a
         Failure in its place and carry on.
         """
-        single = is_single_item(items)
+        single = isinstance(items, str | os.PathLike | bytes | Image.Image) or (
+            isinstance(items, np.ndarray) and items.ndim != 4
+        )
+        inputs = [cast(ImageInput, items)] if single else cast(Iterable[ImageInput], items)
         results = []
-        for result in self.predict_iter([items] if single else items, top_k=top_k):
+        for result in self.predict_iter(inputs, top_k=top_k):
             if isinstance(result, Failure):
                 raise ImageDecodeError(result.source, result.reason)
             results.append(result)
@@ -168,7 +209,7 @@ class Classifier:
             refill()
             chunks = [future.result() for future in futures]
             sources = [source for chunk in chunks for source, failure in chunk.entries if failure is None]
-            predictions = iter(self._classify_chunks(chunks, sources, top_k) if sources else [])
+            predictions = iter(predictions_from_scores(self._chunk_scores(chunks), sources, self.contract, top_k=top_k))
             for chunk in chunks:
                 for _source, failure in chunk.entries:
                     yield failure if failure is not None else next(predictions)
@@ -178,33 +219,22 @@ class Classifier:
 
         Inputs: a path; the bytes of an encoded image file; a PIL image; a uint8 array (H, W, 3), (H, W) or (H, W, 4).
         """
-        contract = self.contract
-        if isinstance(item, str | os.PathLike):
-            return file_pixels(item, contract, max_pixels=self.max_pixels)
-        if isinstance(item, bytes):
-            return bytes_pixels(item, "<bytes>", contract, max_pixels=self.max_pixels)
-        if isinstance(item, np.ndarray):
-            image = array_to_image(item, contract.alpha_background)
-        elif isinstance(item, Image.Image):
-            image = pil_to_rgb(item, contract.alpha_background)
-        else:
-            raise TypeError(
-                f"cannot classify a {type(item).__name__}: pass a path, encoded bytes, a PIL image or a uint8 array"
-            )
-        return resize_to_contract(image, contract)
+        return input_pixels(item, self.contract, max_pixels=self.max_pixels)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) images at the contract size -> the model's raw (N, classes) output."""
-        return self._run_batches(normalize_batch(images, self.contract).astype(self._input_dtype, copy=False))
+        return self._forward_split(normalize_batch(images, self.contract).astype(self._input_dtype, copy=False))
 
     def forward(self, inputs: np.ndarray) -> np.ndarray:
         """Normalised float32 (N, 3, H, W) inputs -> the model's raw (N, classes) output (cast to its input type)."""
-        return self._run_batches(np.ascontiguousarray(inputs).astype(self._input_dtype, copy=False))
+        return self._forward_split(np.ascontiguousarray(inputs).astype(self._input_dtype, copy=False))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop the thread pool (a later call starts a new one); call it once the other calls have returned."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> Classifier:
         return self
@@ -216,6 +246,21 @@ class Classifier:
         return f"Classifier({str(self.path)!r}, provider={self.provider!r}, classes={self.contract.num_classes})"
 
     # -- internals ------------------------------------------------------------------------------------------------
+
+    def _pixels(self, images: Sequence[Image.Image | np.ndarray] | np.ndarray) -> np.ndarray:
+        """Decoded images -> uint8 (n, H, W, 3) at the contract size; a batch already that size is used as it is."""
+        height, width = self.contract.image_size
+        if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.shape[1:] == (height, width, 3):
+            return images
+        for image in images:
+            if not isinstance(image, Image.Image | np.ndarray):
+                raise TypeError(
+                    f"classify_batch takes decoded images (PIL images or uint8 arrays), got a {type(image).__name__}; "
+                    "pass paths and bytes to predict"
+                )
+        if len(images) == 0:
+            return np.zeros((0, height, width, 3), dtype=np.uint8)
+        return np.stack([self.prepare(image) for image in images])
 
     def _prepare_chunk(self, chunk: list[tuple[int, ImageInput | Failure]], run: bool) -> _PreparedChunk:
         entries: list[tuple[str, Failure | None]] = []
@@ -235,9 +280,9 @@ class Classifier:
         else:
             height, width = self.contract.image_size
             inputs = np.empty((0, 3, height, width), self._input_dtype)
-        return _PreparedChunk(entries, inputs, self._run_serial(inputs) if run and len(inputs) else None)
+        return _PreparedChunk(entries, inputs, self._forward_whole(inputs) if run and len(inputs) else None)
 
-    def _run(self, inputs: np.ndarray) -> np.ndarray:
+    def _forward_once(self, inputs: np.ndarray) -> np.ndarray:
         (output,) = self.session.run([self.io.output_name], {self.io.input_name: inputs})
         output = np.asarray(output)
         if output.ndim != 2 or output.shape != (len(inputs), self.contract.num_classes):
@@ -247,39 +292,35 @@ class Classifier:
             )
         return output
 
-    def _run_serial(self, inputs: np.ndarray) -> np.ndarray:
+    def _forward_whole(self, inputs: np.ndarray) -> np.ndarray:
+        """All of ``inputs`` in the calling thread: one session run, or whole batches of a fixed-batch model."""
         fixed = self.io.fixed_batch_size
         if fixed is None:
-            return self._run(inputs)
+            return self._forward_once(inputs)
         # A model exported with a fixed batch size: run in chunks of exactly that size, padding the last one.
-        return run_in_batches(self._run, inputs, fixed, pad=True)
+        return forward_in_batches(self._forward_once, inputs, fixed, pad=True)
 
-    def _run_batches(self, inputs: np.ndarray) -> np.ndarray:
+    def _forward_split(self, inputs: np.ndarray) -> np.ndarray:
+        """``inputs`` split between the streams, each share run by a pool thread (one share: the calling thread)."""
         bounds = split_bounds(len(inputs), self.streams, self.io.fixed_batch_size or 1)
         if len(bounds) < 2:
-            return self._run_serial(inputs)
+            return self._forward_whole(inputs)
         pool = self._decode_pool()
-        futures = [pool.submit(self._run_serial, inputs[start:stop]) for start, stop in bounds]
+        futures = [pool.submit(self._forward_whole, inputs[start:stop]) for start, stop in bounds]
         return np.concatenate([future.result() for future in futures])
 
-    def _classify_chunks(self, chunks: list[_PreparedChunk], sources: list[str], top_k: int) -> list[Any]:
+    def _chunk_scores(self, chunks: list[_PreparedChunk]) -> np.ndarray:
+        """The model's scores for the decoded images of ``chunks``, run by the pool threads or here."""
         ran = [chunk.scores for chunk in chunks if chunk.scores is not None]
         if ran:
-            scores = np.concatenate(ran)
-        else:
-            scores = self._run_batches(np.concatenate([chunk.inputs for chunk in chunks if len(chunk.inputs)]))
-        # A NaN or infinite score means no prediction: that input fails (one line), it is never reported as a number.
-        finite = np.isfinite(scores).all(axis=1)
-        kept = scores[finite]
-        probabilities = softmax(kept) if self.contract.output_kind == "logits" else kept.astype(np.float64)
-        kept_sources = [source for source, ok in zip(sources, finite, strict=True) if ok]
-        predictions = iter(top_k_predictions(probabilities, kept_sources, self.contract.class_names, top_k))
-        return [
-            next(predictions) if ok else Failure(source, "the model's scores are not finite (NaN or infinity)")
-            for source, ok in zip(sources, finite, strict=True)
-        ]
+            return np.concatenate(ran)
+        inputs = [chunk.inputs for chunk in chunks if len(chunk.inputs)]
+        if not inputs:
+            return np.zeros((0, self.contract.num_classes), dtype=np.float32)
+        return self._forward_split(np.concatenate(inputs))
 
     def _decode_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="cifar-decode")
-        return self._pool
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="cifar-decode")
+            return self._pool

@@ -112,7 +112,7 @@ class Contract:
         if missing:
             raise ContractError(f"contract is missing fields: {', '.join(sorted(missing))}")
         try:
-            values = {
+            values: dict[str, Any] = {
                 key: tuple(value) if isinstance(value, list) else value for key, value in data.items() if key in known
             }
             return cls(**values)

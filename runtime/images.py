@@ -27,6 +27,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -119,7 +120,7 @@ def decode_image_bytes(
 
 
 def decode_image(
-    stream: io.BufferedIOBase | io.BytesIO,
+    stream: BinaryIO,
     source: str,
     background: tuple[int, int, int] = DEFAULT_BACKGROUND,
     *,
@@ -135,10 +136,10 @@ def decode_image(
     limit = effective_pixel_limit(max_pixels)
     try:
         with _decompression_bomb_warnings_as_errors():
-            image = Image.open(stream)
-            check_pixel_count(image.size, limit, source)
-            image.load()  # first frame only: Image.open leaves a multi-frame file on frame 0
-            check_pixel_count(image.size, limit, source)
+            opened = Image.open(stream)
+            check_pixel_count(opened.size, limit, source)
+            opened.load()  # first frame only: Image.open leaves a multi-frame file on frame 0
+            check_pixel_count(opened.size, limit, source)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -152,12 +153,12 @@ def decode_image(
         # struct.error, EOFError, IndexError, ...); for input from the wild all of them mean "cannot decode".
         raise ImageDecodeError(source, _describe_decode_failure(error)) from None
     try:
-        image = _apply_exif_orientation(image)
+        image = _apply_exif_orientation(opened)
         if image.mode == "RGB" and "transparency" not in image.info:
             return image  # freshly decoded and ours alone: no copy needed
         return to_rgb(image, background)
     except Exception as error:
-        raise ImageDecodeError(source, f"cannot convert {image.mode} image to RGB ({_one_line(error)})") from None
+        raise ImageDecodeError(source, f"cannot convert {opened.mode} image to RGB ({_one_line(error)})") from None
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = DEFAULT_BACKGROUND) -> Image.Image:

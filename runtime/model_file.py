@@ -1,4 +1,5 @@
-"""Find, validate and open an ONNX model file, and read the contract it carries.
+"""Find, validate and open an ONNX model file, and read what it carries: its contract and its provenance (whose TTA
+mode says how many network passes it runs per image).
 
 Resolution order (first match wins): ``--model PATH``, the ``CIFAR_EDGE_MODEL`` environment variable, then
 ``runs/latest/model.onnx`` relative to the current directory, where ``runs/latest`` is a symlink to the run folder
@@ -31,6 +32,8 @@ MAX_MODEL_BYTES = 2**31 - 1
 _IR_VERSION_FIELD = 1
 _GRAPH_FIELD = 7
 _SUPPORTED_OUTPUT_KINDS = ("logits", "probabilities")
+# Mode -> network passes per image: the mirror image doubles it; flip + shift adds two shifted flipped pairs.
+TTA_PASSES: dict[str, int] = {"none": 1, "flip": 2, "flip_shift": 6}
 
 
 class ModelError(ValueError):
@@ -147,6 +150,22 @@ def read_provenance(metadata: dict[str, str]) -> dict[str, Any] | None:
     except (json.JSONDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def passes_per_image(provenance: dict[str, Any] | None) -> int | None:
+    """The passes a model file runs per image, from its provenance's TTA mode; None when it does not say."""
+    if not isinstance(provenance, dict):
+        return None
+    return TTA_PASSES.get(provenance.get("tta") or "none") if "tta" in provenance else None
+
+
+def describe_passes(provenance: dict[str, Any] | None) -> str:
+    """'1 pass (no TTA)', '6 passes (flip_shift TTA)' or 'unknown (no provenance)', for reports."""
+    passes = passes_per_image(provenance)
+    if passes is None or provenance is None:
+        return "unknown (the file records no TTA mode)"
+    mode = provenance["tta"] or "none"
+    return f"{passes} pass{'es' if passes > 1 else ''} ({'no' if mode == 'none' else mode} TTA)"
 
 
 def check_graph_matches_contract(io: ModelIO, contract: Contract, path: str | os.PathLike[str]) -> None:

@@ -30,7 +30,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 @dataclass(frozen=True)
-class EpochPlan:
+class EpochDraw:
     """Everything random about one epoch, indexed by position in the epoch (on the training device)."""
 
     order: torch.Tensor  # int64 (N,): which image comes at each position
@@ -45,14 +45,14 @@ class EpochPlan:
         return gather_batch(
             images,
             self.order[section],
-            None if self.shift_y is None else self.shift_y[section],
-            None if self.shift_x is None else self.shift_x[section],
-            None if self.flip is None else self.flip[section],
-            self.padding,
+            shift_y=None if self.shift_y is None else self.shift_y[section],
+            shift_x=None if self.shift_x is None else self.shift_x[section],
+            flip=None if self.flip is None else self.flip[section],
+            padding=self.padding,
         )
 
 
-def plan_epoch(
+def draw_epoch(
     num_images: int,
     seed: int,
     epoch: int,
@@ -62,7 +62,7 @@ def plan_epoch(
     flip: bool = False,
     flip_mode: str = "random",
     device: torch.device | str = "cpu",
-) -> EpochPlan:
+) -> EpochDraw:
     """Draw an epoch's order and augmentation parameters from a generator seeded by (seed, epoch).
 
     ``flip_mode="alternating"``: each image has one coin drawn from ``seed`` alone; even epochs follow it, odd
@@ -84,7 +84,7 @@ def plan_epoch(
         flips = (per_image[order] ^ bool(epoch % 2)).to(device)
     elif flip:
         flips = (torch.rand(num_images, generator=generator) < 0.5).to(device)
-    return EpochPlan(order.to(device), shift_y, shift_x, flips, crop_padding)
+    return EpochDraw(order.to(device), shift_y, shift_x, flips, crop_padding)
 
 
 def gather_batch(

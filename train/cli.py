@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,7 +19,6 @@ from cifar_edge.runtime.common.names import (
     WEIGHTS_FILE,
 )
 from cifar_edge.runtime.model_file import latest_run_dir
-from cifar_edge.train import options as opt
 from cifar_edge.train.config import TrainConfig, parse_duration
 from cifar_edge.train.recipes import DEFAULT
 
@@ -47,6 +46,85 @@ EPILOG = describe_exit_codes(
 )
 
 
+# The options' declarations (type, flags, help); their defaults are TrainConfig's (_default).
+Model = Annotated[
+    str | None,
+    typer.Option(
+        help="Architecture: airnet-s, airnet-m or airnet-l (the size menu), airnet (widths from --model-kwargs) or "
+        "seed. (default: the recipe's)"
+    ),
+]
+ModelKwargs = Annotated[
+    str | None,
+    typer.Option("--model-kwargs", help="Architecture arguments as JSON, e.g. '{\"widths\": [64, 256, 256]}'."),
+]
+RecipeName = Annotated[str, typer.Option(help="Training recipe: default (CPU), airbench (GPU) or seed.")]
+Epochs = Annotated[int | None, typer.Option(help="Epochs to train (on --resume: extend to this many).")]
+Budget = Annotated[
+    str | None,
+    typer.Option(
+        "--budget",
+        metavar="DURATION",
+        help="Train to a wall-clock budget (90s, 10m, 1h30m): a few timed steps first (outside the clock), then the "
+        f"steps that fit. (default: {DEFAULT.cpu_budget_s / 60:g}m for the default recipe on a CPU, none on a GPU; "
+        "--epochs fixes the length instead)",
+    ),
+]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Images per step. (default: the recipe's)")]
+Lr = Annotated[
+    float | None,
+    typer.Option(help="Peak learning rate of the weights (BatchNorm shifts: x bias_lr_scale). (default: the recipe's)"),
+]
+RecipeSettings = Annotated[
+    list[str],
+    typer.Option(
+        "--set", metavar="FIELD=VALUE", help="Override any recipe field, e.g. --set label_smoothing=0.1 (repeat)."
+    ),
+]
+Data = Annotated[str, typer.Option(help="'cifar10' (downloaded) or an ImageFolder path (PATH/train/<class>/).")]
+DataRoot = Annotated[str | None, typer.Option("--data-root", help="Where CIFAR-10 lives or is downloaded to.")]
+CacheDir = Annotated[str | None, typer.Option("--cache-dir", help="Folder for the decoded-image cache.")]
+LimitPerClass = Annotated[
+    int | None,
+    typer.Option("--limit-per-class", help="Use only the first N images of each class (quick experiments)."),
+]
+ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share of train held out when there is no val/.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+RunDir = Annotated[str | None, typer.Option("--run-dir", help="Run folder. (default: runs/<timestamp> + runs/latest)")]
+Resume = Annotated[str | None, typer.Option("--resume", metavar="RUN_DIR", help="Continue a run from its checkpoint.")]
+Seed = Annotated[int, typer.Option(help="Seed for init, validation split, shuffling and augmentation.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or per-epoch lines.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout (implies --quiet).")]
+Precision = Annotated[
+    str,
+    typer.Option(help="Training arithmetic: auto (bf16 where the GPU/CPU has it natively, else fp32), bf16 or fp32."),
+]
+Compile = Annotated[
+    bool,
+    typer.Option("--compile/--no-compile", help="torch.compile the model (compiled in the warm-up, before the clock)."),
+]
+CompileMode = Annotated[
+    str | None,
+    typer.Option(
+        "--compile-mode",
+        help="torch.compile mode (implies --compile): default, reduce-overhead (CUDA graphs on a GPU), max-autotune "
+        "or max-autotune-no-cudagraphs.",
+    ),
+]
+Threads = Annotated[int | None, typer.Option(help="CPU threads. (default: all cores, shared by torchrun's processes)")]
+SyncBn = Annotated[
+    bool,
+    typer.Option("--sync-bn/--no-sync-bn", help="Under torchrun on CUDA: BatchNorm statistics over the global batch."),
+]
+TuneMalloc = Annotated[
+    bool,
+    typer.Option(
+        "--tune-malloc/--no-tune-malloc",
+        help="CPU, glibc: keep freed memory for reuse instead of page-faulting it back every step.",
+    ),
+]
+
+
 def _default(name: str) -> Any:
     return default_of(TrainConfig, name)
 
@@ -56,43 +134,41 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 def train(
-    model: opt.Model = _default("model"),
-    model_kwargs: opt.ModelKwargs = _default("model_kwargs"),
-    recipe: opt.Recipe = _default("recipe"),
-    epochs: opt.Epochs = _default("epochs"),
-    budget: opt.Budget = _default("budget_s"),
-    stop_after: opt.StopAfter = _default("stop_after_s"),
-    batch_size: opt.BatchSize = _default("batch_size"),
-    lr: opt.Lr = _default("lr"),
-    recipe_settings: opt.RecipeSettings = [],  # typer's default, never mutated  # noqa: B006
-    data: opt.Data = _default("data"),
-    data_root: opt.DataRoot = _default("data_root"),
-    cache_dir: opt.CacheDir = _default("cache_dir"),
-    limit_per_class: opt.LimitPerClass = _default("limit_per_class"),
-    val_fraction: opt.ValFraction = _default("val_fraction"),
-    device: opt.Device = _default("device"),
-    run_dir: opt.RunDir = _default("run_dir"),
-    resume: opt.Resume = _default("resume"),
-    seed: opt.Seed = _default("seed"),
-    quiet: opt.Quiet = _default("quiet"),
-    json_output: opt.JsonOutput = False,
-    precision: opt.Precision = _default("precision"),
-    compile_model: opt.Compile = _default("compile"),
-    compile_mode: opt.CompileMode = None,
-    threads: opt.Threads = _default("threads"),
-    sync_bn: opt.SyncBn = _default("sync_batchnorm"),
-    tune_malloc: opt.TuneMalloc = _default("tune_malloc"),
+    model: Model = _default("model"),
+    model_kwargs: ModelKwargs = _default("model_kwargs"),
+    recipe: RecipeName = _default("recipe"),
+    epochs: Epochs = _default("epochs"),
+    budget: Budget = _default("budget_s"),
+    batch_size: BatchSize = _default("batch_size"),
+    lr: Lr = _default("lr"),
+    recipe_settings: RecipeSettings = [],  # typer's default, never mutated  # noqa: B006
+    data: Data = _default("data"),
+    data_root: DataRoot = _default("data_root"),
+    cache_dir: CacheDir = _default("cache_dir"),
+    limit_per_class: LimitPerClass = _default("limit_per_class"),
+    val_fraction: ValFraction = _default("val_fraction"),
+    device: Device = _default("device"),
+    run_dir: RunDir = _default("run_dir"),
+    resume: Resume = _default("resume"),
+    seed: Seed = _default("seed"),
+    quiet: Quiet = _default("quiet"),
+    json_output: JsonOutput = False,
+    precision: Precision = _default("precision"),
+    compile_model: Compile = _default("compile"),
+    compile_mode: CompileMode = None,
+    threads: Threads = _default("threads"),
+    sync_bn: SyncBn = _default("sync_batchnorm"),
+    tune_malloc: TuneMalloc = _default("tune_malloc"),
 ) -> None:
     """Train an image classifier on CIFAR-10 or your own ImageFolder and write a self-describing run folder."""
     config = _config(**locals())  # first statement: locals() is exactly the options, by parameter name
-    raise typer.Exit(_run(config, json_output))
+    raise typer.Exit(_train_and_report(config, json_output))
 
 
 def _config(
     *,
     model_kwargs: str | None,
     budget: str | None,
-    stop_after: str | None,
     recipe_settings: list[str],
     quiet: bool,
     json_output: bool,
@@ -110,7 +186,6 @@ def _config(
             **fields,
             model_kwargs=_json_object(model_kwargs, "--model-kwargs") if model_kwargs is not None else None,
             budget_s=None if budget is None else parse_duration(budget, "--budget"),
-            stop_after_s=None if stop_after is None else parse_duration(stop_after, "--stop-after"),
             recipe_overrides=_settings(recipe_settings),
             quiet=quiet or json_output,
             compile=compile_model or compile_mode is not None,
@@ -123,7 +198,7 @@ def _config(
     return config
 
 
-def _run(config: TrainConfig, json_output: bool) -> int:
+def _train_and_report(config: TrainConfig, json_output: bool) -> int:
     from cifar_edge.train.fit import TrainingFailed, TrainingInterrupted, fit
 
     try:
@@ -131,7 +206,7 @@ def _run(config: TrainConfig, json_output: bool) -> int:
         result = fit(config)
     except TrainingInterrupted as interrupted:
         message = f"interrupted after step {interrupted.global_step}; checkpoint saved in {interrupted.run_dir}"
-        extra = {"run_dir": str(interrupted.run_dir), "resume_command": interrupted.resume_command}
+        extra: dict[str, Any] = {"run_dir": str(interrupted.run_dir), "resume_command": interrupted.resume_command}
         _report(ExitCode.INTERRUPTED, f"{message}\nresume with: {interrupted.resume_command}", json_output, extra)
         return ExitCode.INTERRUPTED
     except KeyboardInterrupt:
@@ -208,7 +283,8 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
 
 
 def _report(code: int, message: str, json_output: bool, extra: dict[str, Any] | None = None) -> None:
-    status = {ExitCode.FAILED: "failed", ExitCode.INTERRUPTED: "interrupted"}.get(code, "error")
+    statuses: dict[int, str] = {ExitCode.FAILED: "failed", ExitCode.INTERRUPTED: "interrupted"}
+    status = statuses.get(code, "error")
     prefix = "" if code == ExitCode.INTERRUPTED else "error: "
     typer.echo(f"cifar-train: {prefix}{message}", err=True)
     if json_output:

@@ -1,4 +1,5 @@
-"""The one training configuration: every ``cifar-train`` option and every ``fit()`` argument lives here.
+"""The one training configuration: every ``cifar-train`` option and every ``fit()`` argument lives here, and the
+recipe it resolves to.
 
 Fields left at ``None`` mean "use the recipe's value" (see :mod:`cifar_edge.train.recipes`), so a recipe supplies
 its defaults and explicit options override them. Nothing here imports torch: the CLI's ``--help`` stays fast.
@@ -7,10 +8,11 @@ its defaults and explicit options override them. Nothing here imports torch: the
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from cifar_edge.runtime.common.names import RUNS_DIR
+from cifar_edge.train.recipes import Recipe, get_recipe
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -19,8 +21,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 CUDA_GRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 # A duration: 90s, 10m, 1h, 1h30m, 1.5h (hours, minutes, seconds in that order, each optional), or bare seconds.
 DURATION_PATTERN = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
-# Recipe fields that fix a run's length, so neither a time budget nor the recipe's CPU budget applies with them.
-LENGTH_FIELDS = ("epochs", "max_train_images")
 
 
 @dataclass
@@ -39,9 +39,6 @@ class TrainConfig:
     # then plans its steps to end within it (budget/plan.py). None = the recipe's cpu_budget_s on a CPU (the
     # default recipe: 10 minutes), no budget on a GPU. Exclusive with epochs.
     budget_s: float | None = None
-    # Stop when the training clock passes this many seconds, the schedule left as it is: the weights at that point
-    # are evaluated as the last epoch (bench/budget_curve.py's fixed-schedule baseline). None = never.
-    stop_after_s: float | None = None
     # Images per optimizer step; None = recipe value.
     batch_size: int | None = None
     # Peak learning rate (after warmup); None = recipe value.
@@ -130,7 +127,6 @@ class TrainConfig:
                 "--set": self.recipe_overrides or None,
                 "--limit-per-class": self.limit_per_class,
                 "--budget": self.budget_s,
-                "--stop-after": self.stop_after_s,
             }
             given = [option for option, value in fixed.items() if value is not None]
             if given:
@@ -141,12 +137,11 @@ class TrainConfig:
 
     def _validate_length(self) -> None:
         """A budget and an explicit length are two answers to one question: refuse the pair."""
-        for option, value in (("--budget", self.budget_s), ("--stop-after", self.stop_after_s)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{option} must be > 0 seconds, got {value}")
-        fixed = [f"--set {name}" for name in LENGTH_FIELDS if name in self.recipe_overrides]
-        if self.epochs is not None:
-            fixed.insert(0, "--epochs")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise ValueError(f"--budget must be > 0 seconds, got {self.budget_s}")
+        fixed = ["--epochs"] if self.epochs is not None else []
+        if "epochs" in self.recipe_overrides:
+            fixed.append("--set epochs")
         if self.budget_s is not None and fixed:
             raise ValueError(f"--budget and {' and '.join(fixed)} both set the run's length; give one of them")
 
@@ -170,3 +165,40 @@ def parse_duration(text: str, option: str = "--budget") -> float:
         raise ValueError(f"{option}: expected a duration such as 90s, 10m, 1h or 1h30m, got {text!r}")
     parts = (match.group("h"), match.group("m"), match.group("s"))
     return sum(float(value) * unit for value, unit in zip(parts, (3600, 60, 1), strict=True) if value)
+
+
+def resolve_recipe(config: TrainConfig) -> Recipe:
+    """The named recipe with ``config.recipe_overrides`` and the explicit config options applied."""
+    recipe = get_recipe(config.recipe)
+    recipe = apply_overrides(recipe, config.recipe_overrides)
+    explicit: dict[str, Any] = {}
+    if config.model is not None and config.model != recipe.model:
+        # The recipe's kwargs describe its own architecture; another architecture starts from its defaults.
+        explicit["model"] = config.model
+        explicit["model_kwargs"] = {}
+    if config.model_kwargs is not None:
+        explicit["model_kwargs"] = dict(config.model_kwargs)
+    for name in ("epochs", "batch_size", "lr"):
+        value = getattr(config, name)
+        if value is not None:
+            explicit[name] = value
+    return replace(recipe, **explicit)
+
+
+def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
+    """Replace recipe fields by name; values are checked against the field's type (ints may stand for floats)."""
+    if not overrides:
+        return recipe
+    types = {f.name: type(getattr(recipe, f.name)) for f in fields(recipe)}
+    values: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in types or key == "name":
+            known = ", ".join(sorted(name for name in types if name != "name"))
+            raise ValueError(f"unknown recipe field {key!r}; known fields: {known}")
+        expected = types[key]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ValueError(f"recipe field {key!r} needs a {expected.__name__}, got {value!r}")
+        values[key] = value
+    return replace(recipe, **values)

@@ -6,7 +6,10 @@ cut into N equal, consecutive chunks and rank r trains on chunk r (so a step see
 single-process step would). DistributedDataParallel averages the gradients, every rank applies the same update and
 the weights stay identical; BatchNorm statistics are per rank during a step (or synchronised with SyncBatchNorm)
 and averaged over the ranks before they are averaged into the lookahead state, evaluated or saved. Only rank 0
-writes the run folder and prints.
+writes the run folder and prints; where the ranks must agree (the run folder, a budget plan, a re-plan, a stop) rank 0
+decides and the others follow.
+
+Every multi-process hook lives here; a single process goes through the same calls, which then do nothing.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+T = TypeVar("T")
 
 # torchrun's environment: the global rank, the number of processes, the rank on this machine.
 RANK_ENV, WORLD_SIZE_ENV, LOCAL_RANK_ENV, LOCAL_WORLD_SIZE_ENV = "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"
@@ -59,11 +64,12 @@ def launched_as_worker() -> bool:
     return requested_world_size() > 1 and os.environ.get(RANK_ENV, "0") != "0"
 
 
-def start(device_type: str) -> DistributedContext:
-    """Join torchrun's process group (nccl on CUDA, gloo on the CPU); the single-process context otherwise."""
+def start(device: torch.device) -> tuple[DistributedContext, torch.device]:
+    """Join torchrun's process group (nccl on CUDA, gloo on the CPU) and pin this rank's GPU (cuda:LOCAL_RANK); the
+    single-process context and ``device`` as it is otherwise."""
     world_size = requested_world_size()
     if world_size == 1:
-        return SINGLE_PROCESS
+        return SINGLE_PROCESS, device
     try:
         rank, local_rank = int(os.environ[RANK_ENV]), int(os.environ[LOCAL_RANK_ENV])
     except (KeyError, ValueError):
@@ -73,11 +79,12 @@ def start(device_type: str) -> DistributedContext:
     local_world_size = int(os.environ.get(LOCAL_WORLD_SIZE_ENV, str(world_size)))
     owns = not dist.is_initialized()
     if owns:
-        backend = "nccl" if device_type == "cuda" else "gloo"
-        if device_type == "cuda":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
-    return DistributedContext(rank, world_size, local_rank, local_world_size, owns)
+    context = DistributedContext(rank, world_size, local_rank, local_world_size, owns)
+    return context, torch.device("cuda", local_rank) if device.type == "cuda" else device  # one GPU per process
 
 
 def stop(context: DistributedContext) -> None:
@@ -92,6 +99,13 @@ def local_batch_size(batch_size: int, world_size: int) -> int:
             f"--batch-size {batch_size} does not split over {world_size} processes; use a multiple of {world_size}"
         )
     return batch_size // world_size
+
+
+def check_options(context: DistributedContext, batch_size: int, sync_batchnorm: bool, device: torch.device) -> None:
+    """ValueError (one line) for options this world cannot run: a batch that does not split, SyncBatchNorm off CUDA."""
+    local_batch_size(batch_size, context.world_size)
+    if sync_batchnorm and context.enabled and device.type != "cuda":
+        raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm does not run on the CPU); drop it on the CPU")
 
 
 def rank_slice(start: int, stop: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -117,6 +131,50 @@ def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.T
     if context.enabled:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def backward(loss: torch.Tensor, chunk: int, batch: int, context: DistributedContext) -> None:
+    """``loss.backward()`` for this rank's ``chunk`` images of a global ``batch``: DDP averages gradients over ranks,
+    and weighting by the chunk's share makes that the global batch's mean even when the last batch splits unevenly."""
+    if context.enabled:
+        loss = loss * (chunk * context.world_size / batch)
+    loss.backward()
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """A step's global batch: its size, mean loss and hits, and (under torchrun) the ranks' votes to stop."""
+
+    size: int
+    loss: torch.Tensor
+    hits: torch.Tensor
+    stop_votes: torch.Tensor | None = None  # None alone: the process asks its own stop flag
+
+    def stop_agreed(self, stop_requested: Callable[[], bool], readable: bool) -> bool:
+        """Alone: whether a stop was requested. Under torchrun: whether any rank voted to stop, read only when
+        ``readable`` (where the loss is checked anyway: reading synchronises the GPU), so all ranks stop together."""
+        if self.stop_votes is None:
+            return stop_requested()
+        return readable and bool(self.stop_votes > 0)
+
+
+def batch_stats(
+    loss: torch.Tensor,
+    hits: torch.Tensor,
+    *,
+    chunk: int,
+    batch: int,
+    stop_requested: Callable[[], bool],
+    context: DistributedContext,
+) -> BatchStats:
+    """The global batch's stats from this rank's ``chunk`` (its mean ``loss`` and ``hits``): alone, as they are;
+    under torchrun one small all-reduce of the loss, the hits and the stop votes, so every rank logs, checks for NaN
+    and stops at the same step."""
+    if not context.enabled:
+        return BatchStats(batch, loss, hits)
+    votes = torch.tensor(float(stop_requested()), dtype=torch.float64, device=loss.device)
+    stats = all_reduce_sum(torch.stack([loss.double() * chunk, hits.double(), votes]), context)
+    return BatchStats(batch, (stats[0] / batch).float(), stats[1].long(), stats[2])
 
 
 def any_rank(flag: bool, context: DistributedContext, device: torch.device | str = "cpu") -> bool:
@@ -150,6 +208,13 @@ def broadcast_object(value: Any, context: DistributedContext) -> Any:
     return holder[0]
 
 
+def main_decides(context: DistributedContext, decide: Callable[[], T]) -> T:
+    """Rank 0's ``decide()`` on every rank (the others do not call it): one decision all ranks follow, e.g. the run
+    folder's name or a re-plan judged by rank 0's clock."""
+    decision: T = broadcast_object(decide() if context.is_main else None, context)
+    return decision
+
+
 def main_first(context: DistributedContext, work: Callable[[], Any]) -> Any:
     """Run ``work`` on rank 0 first, then on the other ranks (e.g. rank 0 fills a cache the others then read).
 
@@ -171,6 +236,15 @@ def main_first(context: DistributedContext, work: Callable[[], Any]) -> Any:
     return work()
 
 
+def prepare_model(model: nn.Module, context: DistributedContext, sync_batchnorm: bool) -> nn.Module:
+    """Under torchrun with ``sync_batchnorm``: BatchNorm statistics over the global batch (SyncBatchNorm keeps the
+    same parameters and state_dict names, so an optimizer built before stays valid); ``model`` otherwise."""
+    if sync_batchnorm and context.enabled:
+        synced: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return synced
+    return model
+
+
 def data_parallel_wrapper(
     context: DistributedContext, device: torch.device, compile_model: bool, compile_mode: str = "default"
 ) -> Callable[[nn.Module], Callable[[torch.Tensor], torch.Tensor]]:
@@ -188,7 +262,8 @@ def data_parallel_wrapper(
             # (torch >= 2.14 renamed the switch; syncing them once at construction is harmless: they are equal).
             parameters = inspect.signature(nn.parallel.DistributedDataParallel).parameters
             no_buffer_sync = "forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers"
-            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, **{no_buffer_sync: False})
+            options: dict[str, Any] = {no_buffer_sync: False}
+            wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, **options)
         return torch.compile(wrapped, mode=compile_mode) if compile_model else wrapped
 
     return wrap

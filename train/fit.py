@@ -1,7 +1,8 @@
-"""``fit(config)``: one training run from options to a self-describing run folder.
+"""``fit(config)``: one training run from options to a self-describing run folder, epoch by epoch.
 
 The run folder holds ``checkpoint.pt`` (full state, for --resume), ``model.safetensors`` + ``run.json`` (what
 ``cifar-export`` reads), ``metrics.csv`` and ``curves.png``; all of them are rewritten atomically after every epoch.
+Ctrl-C asks the loop to stop after the current step: it saves a checkpoint and raises TrainingInterrupted (exit 130).
 """
 
 from __future__ import annotations
@@ -15,18 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from cifar_edge.runtime.common.names import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
 from cifar_edge.train.budget.clock import RunClock
-from cifar_edge.train.budget.policy import plan_summary
+from cifar_edge.train.checkpoint import write_checkpoint
 from cifar_edge.train.config import TrainConfig
-from cifar_edge.train.distributed import any_rank, broadcast_object, launched_as_worker
-from cifar_edge.train.environment import describe_environment
-from cifar_edge.train.interrupts import StopRequest
-from cifar_edge.train.recipes import TTA_MODES
-from cifar_edge.train.reporting import Reporter, write_metrics_csv
-from cifar_edge.train.run.files import save_model_files
-from cifar_edge.train.run.folder import new_run_dir, point_latest
-from cifar_edge.train.saving import Curves, run_record, save_checkpoint, val_summary
-from cifar_edge.train.session import Session, close_session, open_session
+from cifar_edge.train.distributed import any_rank, launched_as_worker, main_decides
+from cifar_edge.train.environment import StopRequest, describe_environment
+from cifar_edge.train.prepare import close_session, open_session
+from cifar_edge.train.reporting import Curves, Reporter, write_metrics_csv
+from cifar_edge.train.run_folder import new_run_dir, point_latest, save_model_files
+from cifar_edge.train.session import Session
 from cifar_edge.train.state import EpochTotals, NonFiniteLossError, StepEvent
+from cifar_edge.train.tta import VIEWS
 
 if TYPE_CHECKING:
     from cifar_edge.train.data.load import Splits
@@ -99,9 +98,9 @@ def fit(
     """Train as ``config`` says and return the run's paths and metrics.
 
     ``splits``: prepared data (tests, benchmarks); None loads it with ``load_splits`` from the config's data
-    options. ``on_step`` is called after every optimizer step. ``clock``: what a time budget and --stop-after are
-    measured by (tests pass a fake one). Raises ValueError (bad options, data or run folder; a budget that fits
-    no epoch), TrainingFailed (non-finite loss) or TrainingInterrupted (Ctrl-C, after saving a checkpoint).
+    options. ``on_step`` is called after every optimizer step. ``clock``: what a time budget is measured by (tests
+    pass a fake one). Raises ValueError (bad options, data or run folder; a budget that fits no epoch),
+    TrainingFailed (non-finite loss) or TrainingInterrupted (Ctrl-C, after saving a checkpoint).
 
     Under ``torchrun`` every process calls ``fit`` with the same arguments: they train one model together
     (DistributedDataParallel, see :mod:`cifar_edge.train.distributed`), only rank 0 prints and writes the run
@@ -111,170 +110,181 @@ def fit(
     session_start = time.perf_counter()
     session = open_session(config, splits, reporter, clock)
     try:
-        return _train(session, session_start, reporter, on_step, RunClock(session, clock, reporter))
+        run_clock = RunClock(clock, session.previous_clock_s, session.distributed, reporter)
+        return _Epochs(session, reporter, run_clock, session_start).train(on_step)
     finally:
         close_session(session)
 
 
-def _train(
-    session: Session,
-    session_start: float,
-    reporter: Reporter,
-    on_step: Callable[[StepEvent], None] | None,
-    run_clock: RunClock,
-) -> FitResult:
-    _open_run_dir(session)
-    environment = describe_environment(session.trainer.device, session.trainer.precision)
-    environment["malloc_tuned"] = session.malloc_tuned
-    _announce(session, environment, reporter)
+@dataclass
+class _Epochs:
+    """One session's epochs, from the warm-up to the result: what every part of the run reads from one place."""
 
-    def wall_time() -> float:
-        return session.previous_wall_time_s + time.perf_counter() - session_start
+    session: Session
+    reporter: Reporter
+    clock: RunClock
+    started: float  # this session's start (time.perf_counter)
 
-    if session.config.compile or session.trainer.device.type == "cuda":
-        # torch.compile's compilations and cuDNN's algorithm search happen here, not inside the timed epochs.
-        warm_up_started = time.perf_counter()
-        session.trainer.warm_up(session.train_data, session.position.epoch)
-        environment["warm_up_seconds"] = round(time.perf_counter() - warm_up_started, 3)
-        reporter.line(f"warmed up in {environment['warm_up_seconds']:.1f} s (outside the epochs' training seconds)")
-    run_clock.start()
-    _run_epochs(session, environment, wall_time, reporter, run_clock.step_hook(on_step), run_clock)
-    return replace(_result(session, wall_time()), train_clock_s=run_clock.elapsed())
+    def wall_time(self) -> float:
+        """Training wall time over all sessions of the run."""
+        return self.session.previous_wall_time_s + time.perf_counter() - self.started
+
+    def train(self, on_step: Callable[[StepEvent], None] | None) -> FitResult:
+        session, trainer = self.session, self.session.trainer
+        run_dir = _open_run_dir(session)
+        environment = describe_environment(trainer.device, trainer.precision)
+        environment["malloc_tuned"] = session.malloc_tuned
+        self._announce(environment)
+        if session.config.compile or trainer.device.type == "cuda":
+            # torch.compile's compilations and cuDNN's algorithm search happen here, not inside the timed epochs.
+            warm_up_started = time.perf_counter()
+            trainer.warm_up(session.train_data, session.position.epoch)
+            environment["warm_up_seconds"] = round(time.perf_counter() - warm_up_started, 3)
+            self.reporter.line(
+                f"warmed up in {environment['warm_up_seconds']:.1f} s (outside the epochs' training seconds)"
+            )
+        self.clock.start()
+        self._run_epochs(run_dir, environment, self.clock.step_hook(on_step))
+        return replace(_result(session, run_dir, self.wall_time()), train_clock_s=self.clock.elapsed())
+
+    def _announce(self, environment: dict[str, Any]) -> None:
+        session = self.session
+        recipe, position = session.recipe, session.position
+        verb = "resuming" if position.epoch or position.step else "training"
+        processes = session.distributed.world_size
+        workers = f", x {processes} processes" if processes > 1 else ""
+        self.reporter.line(
+            f"{verb} {session.architecture['name']} ({recipe.name} recipe) on {environment['device_name']} "
+            f"[{environment['device']}, {environment['precision']}, {session.threads} threads{workers}]: "
+            f"{len(session.train_data)} train / "
+            f"{len(session.val_data)} val images, {recipe.epochs} epochs -> {session.run_dir}"
+        )
+        if session.plan is not None:
+            self.reporter.line(f"plan: {session.plan.summary()}; {session.plan.reason}")
+
+    def _run_epochs(
+        self, run_dir: Path, environment: dict[str, Any], on_step: Callable[[StepEvent], None] | None
+    ) -> None:
+        """Train the remaining epochs; a NaN/Inf loss raises TrainingFailed, Ctrl-C TrainingInterrupted (saved).
+        The run's length may change on the way (a re-plan): session.recipe.epochs is read afresh."""
+        session, trainer = self.session, self.session.trainer
+        position = session.position
+        title = f"{session.architecture['name']} / {session.recipe.name} recipe"
+        curves = Curves(run_dir / CURVES_PNG, title, session.distributed.is_main, len(session.metrics))
+
+        def announce_stop() -> None:
+            self.reporter.progress_console.print("Ctrl-C: finishing this step and saving a checkpoint (again to abort)")
+
+        with StopRequest(on_first_signal=announce_stop) as stop:
+            while position.epoch < session.recipe.epochs:
+                epoch_started = time.perf_counter()
+                self.clock.start_epoch(session.totals.seen)
+                try:
+                    completed = trainer.train_epoch(
+                        session.train_data,
+                        position,
+                        session.totals,
+                        self.reporter,
+                        on_step=on_step,
+                        stop_requested=lambda: stop.requested,
+                    )
+                except NonFiniteLossError as error:
+                    curves.draw(session.metrics)
+                    raise _failure(run_dir, session.position.epoch, error) from None
+                if not completed:
+                    session.clock_s = self.clock.elapsed()
+                    self._save_checkpoint(run_dir, self.wall_time())
+                    curves.draw(session.metrics)
+                    raise TrainingInterrupted(run_dir, position.global_step)
+                self._finish_epoch(run_dir, environment, epoch_started)
+                last = position.epoch >= session.recipe.epochs
+                if any_rank(stop.requested, session.distributed, trainer.device) and not last:
+                    curves.draw(session.metrics)
+                    raise TrainingInterrupted(run_dir, position.global_step)
+                curves.draw(session.metrics, force=last)
+
+    def _finish_epoch(self, run_dir: Path, environment: dict[str, Any], epoch_started: float) -> None:
+        session = self.session
+        trainer, totals, position, recipe = session.trainer, session.totals, session.position, session.recipe
+        # Every eval_every epochs the bare network is scored (one pass; mid-run in the training precision, a
+        # monitor); the last epoch scores in float32, bare and with every TTA view, so the run says what each export
+        # choice buys. TTA costs 2-6 passes: too dear for every epoch of a 10-minute budget.
+        final = position.epoch + 1 >= recipe.epochs
+        val_loss, val_accuracy = None, None
+        if final or (position.epoch + 1) % recipe.eval_every == 0:  # the recipe's monitor interval (eval_every)
+            val_loss, val_accuracy = trainer.evaluate(session.val_data, in_training_precision=not final)
+        by_tta = {mode: trainer.evaluate(session.val_data, mode)[1] for mode in (VIEWS if final else ())}
+        seconds, wall_time_s = time.perf_counter() - epoch_started, self.wall_time()  # training + evaluation
+        seen = max(1, totals.seen)
+        row = {
+            "epoch": position.epoch + 1,
+            "train_loss": totals.loss_sum.item() / seen,
+            "train_accuracy": totals.correct.item() / seen,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "val_tta_accuracy": by_tta.get(recipe.tta),  # what the recipe's default export computes
+            "val_flip_accuracy": by_tta.get("flip"),
+            "val_flip_shift_accuracy": by_tta.get("flip_shift"),
+            "lr": trainer.last_lr if trainer.last_lr is not None else trainer.optimizer.param_groups[0]["lr"],
+            "seconds": round(seconds, 3),
+            "train_seconds": round(totals.train_seconds, 3),  # in the optimizer steps alone (no evaluation or saving)
+            "train_images_per_second": round(totals.seen / max(totals.train_seconds, 1e-9), 1),
+            "elapsed_seconds": round(wall_time_s, 3),
+        }
+        session.metrics.append(row)
+        position.epoch, position.step = position.epoch + 1, 0
+        # The clock; a planned run that slowed down (or sped up) re-plans its rest here, once.
+        replanned = self.clock.end_epoch(
+            trainer=trainer,
+            plan=session.plan,
+            position=position,
+            seen=totals.seen,
+            train_images=len(session.train_data),
+        )
+        session.clock_s = self.clock.recorded_s
+        if replanned is not None and session.plan is not None:
+            session.plan = replace(session.plan, replanned=replanned)
+        session.totals = EpochTotals()
+        self._save_checkpoint(run_dir, wall_time_s)
+        if session.distributed.is_main:
+            save_model_files(run_dir, trainer.model, session.run_record(environment, wall_time_s))
+            write_metrics_csv(run_dir / METRICS_CSV, session.metrics)
+        self.reporter.epoch_summary(row, session.recipe.epochs)
+
+    def _save_checkpoint(self, run_dir: Path, wall_time_s: float) -> None:
+        if self.session.distributed.is_main:  # under torchrun only rank 0 touches the run folder
+            write_checkpoint(run_dir / CHECKPOINT_FILE, self.session.checkpoint_payload(wall_time_s))
 
 
-def _open_run_dir(session: Session) -> None:
+def _open_run_dir(session: Session) -> Path:
     """Pick (rank 0, for a fresh run) and create the run folder; every rank learns it and records it."""
-    writes = session.distributed.is_main  # under torchrun only rank 0 touches the run folder
-    if session.run_dir is None and writes:
-        session.run_dir = new_run_dir(session.config.runs_root)
-        point_latest(session.config.runs_root, session.run_dir)
-    chosen = None if session.run_dir is None else str(session.run_dir)
-    session.run_dir = Path(broadcast_object(chosen, session.distributed))  # rank 0's choice, on every rank
-    if writes:
-        session.run_dir.mkdir(parents=True, exist_ok=True)
-    session.config = replace(session.config, run_dir=str(session.run_dir))
+    config = session.config
 
+    def choose() -> str:
+        if session.run_dir is None:
+            session.run_dir = new_run_dir(config.runs_root)
+            point_latest(config.runs_root, session.run_dir)
+        return str(session.run_dir)
 
-def _announce(session: Session, environment: dict[str, Any], reporter: Reporter) -> None:
-    recipe, position = session.recipe, session.position
-    verb = "resuming" if position.epoch or position.step else "training"
-    processes = session.distributed.world_size
-    workers = f", x {processes} processes" if processes > 1 else ""
-    reporter.line(
-        f"{verb} {session.architecture['name']} ({recipe.name} recipe) on {environment['device_name']} "
-        f"[{environment['device']}, {environment['precision']}, {session.threads} threads{workers}]: "
-        f"{len(session.train_data)} train / "
-        f"{len(session.val_data)} val images, {recipe.epochs} epochs -> {session.run_dir}"
-    )
-    if session.plan is not None:
-        reporter.line(f"plan: {plan_summary(session.plan)}; {session.plan['reason']}")
-
-
-def _run_epochs(
-    session: Session,
-    environment: dict[str, Any],
-    wall_time: Callable[[], float],
-    reporter: Reporter,
-    on_step: Callable[[StepEvent], None] | None,
-    run_clock: RunClock,
-) -> None:
-    """Train the remaining epochs; a NaN/Inf loss raises TrainingFailed, Ctrl-C TrainingInterrupted (saved).
-    The run's length may change on the way (a re-plan, --stop-after): session.recipe.epochs is read afresh."""
-    position = session.position
-
-    def announce_stop() -> None:
-        reporter.progress_console.print("Ctrl-C: finishing this step and saving a checkpoint (again to abort)")
-
-    curves = Curves(session)
-    with StopRequest(on_first_signal=announce_stop) as stop:
-        while position.epoch < session.recipe.epochs:
-            epoch_started = time.perf_counter()
-            run_clock.start_epoch()
-            try:
-                completed = session.trainer.train_epoch(
-                    session.train_data,
-                    position,
-                    session.totals,
-                    reporter,
-                    on_step=on_step,
-                    stop_requested=lambda: stop.requested,
-                )
-            except NonFiniteLossError as error:
-                curves.draw()
-                raise _failure(session, error) from None
-            if not completed:
-                session.clock_s = run_clock.elapsed()
-                save_checkpoint(session, wall_time())
-                curves.draw()
-                raise TrainingInterrupted(session.run_dir, position.global_step)
-            run_clock.finish_if_stopped()
-            _finish_epoch(session, environment, epoch_started, wall_time, reporter, run_clock)
-            last = position.epoch >= session.recipe.epochs
-            if any_rank(stop.requested, session.distributed, session.trainer.device) and not last:
-                curves.draw()
-                raise TrainingInterrupted(session.run_dir, position.global_step)
-            curves.draw(force=last)
-
-
-def _finish_epoch(
-    session: Session,
-    environment: dict[str, Any],
-    epoch_started: float,
-    wall_time: Callable[[], float],
-    reporter: Reporter,
-    run_clock: RunClock,
-) -> None:
-    trainer, totals, position, recipe = session.trainer, session.totals, session.position, session.recipe
-    # Every eval_every epochs the bare network is scored (one pass; mid-run in the training precision, a
-    # monitor); the last epoch scores in float32, bare and with every TTA mode, so the run says what each export
-    # choice buys. TTA costs 2-6 passes: too dear for every epoch of a 10-minute budget.
-    final = position.epoch + 1 >= recipe.epochs
-    val_loss, val_accuracy = None, None
-    if final or (position.epoch + 1) % recipe.eval_every == 0:  # the recipe's monitor interval (eval_every)
-        val_loss, val_accuracy = trainer.evaluate(session.val_data, in_training_precision=not final)
-    views = [mode for mode in TTA_MODES if mode != "none"] if final else []
-    by_tta = {mode: trainer.evaluate(session.val_data, mode)[1] for mode in views}
-    seconds, wall_time_s = time.perf_counter() - epoch_started, wall_time()  # training + evaluation
-    seen = max(1, totals.seen)
-    row = {
-        "epoch": position.epoch + 1,
-        "train_loss": totals.loss_sum.item() / seen,
-        "train_accuracy": totals.correct.item() / seen,
-        "val_loss": val_loss,
-        "val_accuracy": val_accuracy,
-        "val_tta_accuracy": by_tta.get(recipe.tta),  # what the recipe's default export computes
-        "val_flip_accuracy": by_tta.get("flip"),
-        "val_flip_shift_accuracy": by_tta.get("flip_shift"),
-        "lr": trainer.last_lr if trainer.last_lr is not None else trainer.optimizer.param_groups[0]["lr"],
-        "seconds": round(seconds, 3),
-        "train_seconds": round(totals.train_seconds, 3),  # in the optimizer steps alone (no evaluation or saving)
-        "train_images_per_second": round(totals.seen / max(totals.train_seconds, 1e-9), 1),
-        "elapsed_seconds": round(wall_time_s, 3),
-    }
-    session.metrics.append(row)
-    position.epoch, position.step = position.epoch + 1, 0
-    run_clock.end_epoch()  # the clock; a planned run that slowed down re-plans its rest here, once
-    session.totals = EpochTotals()
-    save_checkpoint(session, wall_time_s)
+    run_dir = session.run_dir = Path(main_decides(session.distributed, choose))  # rank 0's choice, on every rank
     if session.distributed.is_main:
-        save_model_files(session.run_dir, trainer.evaluation_model(), run_record(session, environment, wall_time_s))
-        write_metrics_csv(session.run_dir / METRICS_CSV, session.metrics)
-    reporter.epoch_summary(row, session.recipe.epochs)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    session.config = replace(config, run_dir=str(run_dir))
+    return run_dir
 
 
-def _failure(session: Session, error: NonFiniteLossError) -> TrainingFailed:
-    checkpoint = session.run_dir / CHECKPOINT_FILE
+def _failure(run_dir: Path, epochs_done: int, error: NonFiniteLossError) -> TrainingFailed:
+    checkpoint = run_dir / CHECKPOINT_FILE
     if checkpoint.exists():
-        kept = f"the last good checkpoint ({checkpoint}, after epoch {session.position.epoch}) is unchanged"
+        kept = f"the last good checkpoint ({checkpoint}, after epoch {epochs_done}) is unchanged"
     else:
         kept = "no checkpoint had been saved yet"
     message = f"training diverged: {error}; {kept}. Try a lower --lr"
-    return TrainingFailed(message, session.run_dir, error.global_step)
+    return TrainingFailed(message, run_dir, error.global_step)
 
 
-def _result(session: Session, wall_time_s: float) -> FitResult:
-    run_dir = session.run_dir
-    best_val_accuracy, best_epoch, final_val_accuracy = val_summary(session.metrics)
+def _result(session: Session, run_dir: Path, wall_time_s: float) -> FitResult:
+    summary = session.val_summary()
     return FitResult(
         run_dir=run_dir,
         checkpoint=run_dir / CHECKPOINT_FILE,
@@ -283,9 +293,9 @@ def _result(session: Session, wall_time_s: float) -> FitResult:
         metrics_csv=run_dir / METRICS_CSV,
         curves_png=run_dir / CURVES_PNG,
         metrics=list(session.metrics),
-        best_val_accuracy=best_val_accuracy,
-        best_epoch=best_epoch,
-        final_val_accuracy=final_val_accuracy,
+        best_val_accuracy=summary.best_accuracy,
+        best_epoch=summary.best_epoch,
+        final_val_accuracy=summary.final_accuracy,
         epochs=session.position.epoch,
         wall_time_s=wall_time_s,
         device=str(session.trainer.device),

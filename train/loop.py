@@ -1,65 +1,76 @@
-"""The epoch loop: batches gathered and augmented on the device, one optimizer step each, evaluation after."""
+"""The training core, top to bottom: a Trainer runs an epoch of optimizer steps on data held on the device (one step
+each), warms up before the clock, scores a split, re-plans its length when the budget clock asks, and saves and
+restores its state. fit.py drives it epoch by epoch; prepare.py builds it; state.py holds the records it works with.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cifar_edge.train.augment import EpochPlan, normalize, plan_epoch
-from cifar_edge.train.distill import SoftTargets, mixed_loss
+from cifar_edge.train.augment import EpochDraw, draw_epoch, normalize
+from cifar_edge.train.checkpoint import to_cpu
 from cifar_edge.train.distributed import (
     SINGLE_PROCESS,
+    BatchStats,
     DistributedContext,
     all_reduce_sum,
     average_buffers,
+    backward,
+    batch_stats,
     rank_slice,
     steps_per_epoch,
     usable_images,
 )
-from cifar_edge.train.evaluation import evaluate
-from cifar_edge.train.optim.averaging import LookaheadAverage, WeightAverage
+from cifar_edge.train.optim import LookaheadAverage, LrSchedule, parameter_groups
 from cifar_edge.train.recipes import Recipe
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.state import DeviceData, EpochTotals, Position, StepEvent, check_finite
-from cifar_edge.train.state import NonFiniteLossError as NonFiniteLossError  # callers catch it from here
-from cifar_edge.train.warm_up import warm_up
+from cifar_edge.train.tta import with_tta
 
 
 @dataclass
 class _Epoch:
-    """The epoch in progress: its fixed shape, its plan and the running tensors its steps add to."""
+    """The epoch in progress: its draw and shape, and the running tensors its steps add to (on the device)."""
 
-    plan: EpochPlan
+    draw: EpochDraw
+    position: Position  # the run's, advanced by every step
     count: int  # images the epoch uses (see distributed.usable_images)
-    steps: int  # the epoch ends after this many (fewer than a full epoch's in a planned run's last epoch, or stopped)
+    steps: int  # the epoch ends after this many (a planned run's last epoch may be partial)
     total_steps: int  # of the whole run
     averaging: bool  # lookahead averaging is active this epoch
-    first_step: int  # where this call started (after a mid-epoch resume, not 0)
-    losses: torch.Tensor  # per step, on the device
+    losses: torch.Tensor  # per step
     loss_sum: torch.Tensor
     correct: torch.Tensor
-    checked: int  # steps before this one have been checked for NaN/Inf
-    done: int  # steps of this epoch taken so far
+    first_step: int = field(init=False)  # where this call started (after a mid-epoch resume, not 0)
+    checked: int = field(init=False)  # steps before this one have been checked for NaN/Inf
+    done: int = field(init=False)  # steps of this epoch taken so far
+
+    def __post_init__(self) -> None:
+        self.first_step = self.checked = self.done = self.position.step
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
+    """One model's training: its optimizer, schedule and average, and the epochs and steps that change them."""
+
     model: nn.Module
-    train_model: Callable[[torch.Tensor], torch.Tensor]  # the model, or its torch.compile wrapper
+    train_model: Callable[[torch.Tensor], torch.Tensor]  # the model, or its DDP / torch.compile wrapper
     optimizer: torch.optim.Optimizer
+    schedule: LrSchedule  # the learning-rate factor per step; scheduler applies it
     scheduler: torch.optim.lr_scheduler.LambdaLR
     recipe: Recipe
     seed: int
     device: torch.device
     mean: torch.Tensor  # (1, 3, 1, 1) on the device
     std: torch.Tensor
-    average: WeightAverage | None = None
     lookahead: LookaheadAverage | None = None
     distributed: DistributedContext = SINGLE_PROCESS
     # Rebuilds train_model from model (DDP, torch.compile) when the trainable parameters change; None = never.
@@ -72,8 +83,6 @@ class Trainer:
     cuda_graphs: bool = False
     # The run's length in optimizer steps when planned to a budget (its last epoch partial); 0 = recipe.epochs whole.
     total_steps: int = 0
-    # The one-pass teacher (Recipe.distill; None = labels only).
-    soft_targets: SoftTargets | None = None
 
     def __post_init__(self) -> None:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.recipe.label_smoothing)
@@ -81,7 +90,6 @@ class Trainer:
         # A CPU check is free; on CUDA each check syncs the device, so look every few steps (and before saving).
         self.finite_check_every = 1 if self.device.type == "cpu" else 25
         self.last_lr: float | None = None  # learning rate of the latest step (weights group)
-        self._epoch: _Epoch | None = None  # the epoch train_epoch is running
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == torch.bfloat16:
@@ -95,13 +103,12 @@ class Trainer:
         """The run's optimizer steps: as planned, or every step of recipe.epochs epochs."""
         return self.total_steps or self.recipe.epochs * self.steps_per_epoch(num_images)
 
-    def end_epoch_now(self) -> None:
-        """From on_step: make the step just taken the last of its epoch (a deadline; the schedule is left alone)."""
-        if self._epoch is not None:
-            self._epoch.steps = self._epoch.done
-
-    def evaluation_model(self) -> nn.Module:
-        return self.model if self.average is None else self.average.model
+    def replan(self, *, at_step: int, total_steps: int, epochs: int) -> None:
+        """Make the run ``total_steps`` long over ``epochs`` epochs from global step ``at_step`` on: the learning
+        rate's rest is compressed or stretched to the new end without a jump (the budget clock's one re-plan)."""
+        self.schedule.replan(at_step, total_steps)
+        self.total_steps = total_steps
+        self.recipe = replace(self.recipe, epochs=epochs)
 
     def train_epoch(
         self,
@@ -113,172 +120,115 @@ class Trainer:
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Run the rest of epoch ``position.epoch``; True when it completed, False when a stop was requested."""
-        epoch = self._epoch = self._start_epoch(data, position, totals)
+        epoch = self._start_epoch(data, position, totals)
         started = time.perf_counter()
         description = f"epoch {position.epoch + 1}/{self.recipe.epochs}"
         done_images = min(epoch.count, epoch.first_step * self.recipe.batch_size)
         with reporter.epoch_progress(description, epoch.count, done_images) as progress:
-            while epoch.done < epoch.steps:  # epoch.steps may shrink under us (end_epoch_now)
-                step = epoch.done
-                size, detached, hits, stats = self._train_step(data, epoch, step, position, stop_requested)
-                self._record_step(epoch, step, size, detached, hits, position, totals, reporter)
-                progress.advance(size)
+            while epoch.done < epoch.steps:
+                stats = self._train_step(data, epoch, stop_requested)
+                self._record_step(epoch, stats, totals, reporter)
+                progress.advance(stats.size)
                 if on_step is not None:
-                    on_step(StepEvent(position.epoch + 1, step + 1, position.global_step, self.model, self.optimizer))
-                if self._stop_agreed(stats, stop_requested, step + 1 - epoch.first_step) and step + 1 < epoch.steps:
-                    check_finite(epoch.losses, epoch.checked, step + 1, position)
+                    on_step(StepEvent(position.epoch + 1, epoch.done, position.global_step, self.model, self.optimizer))
+                readable = (epoch.done - epoch.first_step) % self.finite_check_every == 0
+                if stats.stop_agreed(stop_requested, readable) and epoch.done < epoch.steps:
+                    check_finite(epoch.losses, epoch.checked, epoch.done, position)
                     break
-        return self._end_epoch(epoch, position, totals, started)
+        return self._end_epoch(epoch, totals, started)
 
     def _start_epoch(self, data: DeviceData, position: Position, totals: EpochTotals) -> _Epoch:
-        """Set the epoch's trainability, draw its plan and move its running sums to the device."""
+        """Set the epoch's trainability, draw its order and augmentation, move its running sums to the device."""
         recipe = self.recipe
-        count = usable_images(len(data), recipe.batch_size, self.distributed.world_size)
         full_steps, total_steps = self.steps_per_epoch(len(data)), self.run_steps(len(data))
-        # The epoch's steps: all of them, or what the run has left (a planned run's last epoch).
-        steps = max(position.step, min(full_steps, total_steps - (position.global_step - position.step)))
         self.prepare_epoch(position.epoch)
-        plan = plan_epoch(
-            len(data),
-            self.seed,
-            position.epoch,
-            crop_padding=recipe.crop_padding,
-            flip=recipe.flip,
-            flip_mode=recipe.flip_mode,
-            device=self.device,
-        )
-        averaging = self.lookahead is not None and position.epoch >= recipe.average_start_epoch
-        losses = torch.zeros(full_steps, dtype=torch.float32, device=self.device)
-        loss_sum, correct = totals.loss_sum.to(self.device), totals.correct.to(self.device)
         self.model.train()
-        first = position.step
-        return _Epoch(plan, count, steps, total_steps, averaging, first, losses, loss_sum, correct, first, first)
+        return _Epoch(
+            draw=draw_epoch(
+                len(data),
+                self.seed,
+                position.epoch,
+                crop_padding=recipe.crop_padding,
+                flip=recipe.flip,
+                flip_mode=recipe.flip_mode,
+                device=self.device,
+            ),
+            position=position,
+            count=usable_images(len(data), recipe.batch_size, self.distributed.world_size),
+            # All of the epoch's steps, or what the run has left (a planned run's last epoch).
+            steps=max(position.step, min(full_steps, total_steps - (position.global_step - position.step))),
+            total_steps=total_steps,
+            averaging=self.lookahead is not None and position.epoch >= recipe.average_start_epoch,
+            losses=torch.zeros(full_steps, dtype=torch.float32, device=self.device),
+            loss_sum=totals.loss_sum.to(self.device),
+            correct=totals.correct.to(self.device),
+        )
 
-    def _train_step(
-        self, data: DeviceData, epoch: _Epoch, step: int, position: Position, stop_requested: Callable[[], bool]
-    ) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One optimizer step on batch ``step`` and the averages' updates; returns the global batch's size, mean
-        loss and hits, and (under torchrun) the all-reduced stats that carry the ranks' stop votes."""
-        recipe, distributed = self.recipe, self.distributed
-        start, stop = step * recipe.batch_size, min(epoch.count, (step + 1) * recipe.batch_size)
+    def _train_step(self, data: DeviceData, epoch: _Epoch, stop_requested: Callable[[], bool]) -> BatchStats:
+        """One optimizer step on the epoch's next batch, then the lookahead average when due; the global batch's
+        size, mean loss and hits."""
+        batch, position, step = self.recipe.batch_size, epoch.position, epoch.done
+        start, stop = step * batch, min(epoch.count, (step + 1) * batch)
         # Under torchrun this rank trains on its chunk of the global batch; alone, on all of it.
-        first, last = rank_slice(start, stop, distributed.rank, distributed.world_size)
-        inputs = normalize(epoch.plan.batch(data.images, first, last), self.mean, self.std)
-        indices = epoch.plan.order[first:last]
-        labels = data.labels[indices]
-        teacher = self._teacher(inputs, indices, position.global_step, epoch.total_steps)
-        logits, loss = self._forward(inputs, labels, teacher)
+        first, last = rank_slice(start, stop, self.distributed.rank, self.distributed.world_size)
+        inputs = normalize(epoch.draw.batch(data.images, first, last), self.mean, self.std)
+        labels = data.labels[epoch.draw.order[first:last]]
+        logits, loss = self._forward(inputs, labels)
         self.optimizer.zero_grad(set_to_none=True)
-        if distributed.enabled:
-            # DDP averages gradients over ranks; weighting by the chunk's share makes that the global
-            # batch's mean even when the last batch splits unevenly.
-            (loss * ((last - first) * distributed.world_size / (stop - start))).backward()
-        else:
-            loss.backward()
+        backward(loss, last - first, stop - start, self.distributed)
         self.last_lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         position.step, position.global_step = step + 1, position.global_step + 1
-        if self.average is not None:
-            self.average.update(self.model, position.global_step)
-        if self.soft_targets is not None:
-            self._record_predictions(logits, epoch.plan.order[start:stop], start, first, last, position.global_step)
-        if epoch.averaging and self.lookahead.due(position.global_step):
-            average_buffers(self.model, distributed)
+        if epoch.averaging and self.lookahead is not None and self.lookahead.due(position.global_step):
+            average_buffers(self.model, self.distributed)
             self.lookahead.update(self.model, position.global_step, epoch.total_steps)
         hits = (logits.detach().argmax(dim=1) == labels).sum()
-        if not distributed.enabled:
-            return stop - start, loss.detach(), hits, None
-        # One small all-reduce: the global batch's loss and hits, and whether any rank wants to stop,
-        # so every rank logs, checks for NaN and stops at the same step.
-        votes = torch.tensor(float(stop_requested()), dtype=torch.float64, device=self.device)
-        stats = torch.stack([loss.detach().double() * (last - first), hits.double(), votes])
-        all_reduce_sum(stats, distributed)
-        return stop - start, (stats[0] / (stop - start)).float(), stats[1].long(), stats
+        return batch_stats(
+            loss.detach(),
+            hits,
+            chunk=last - first,
+            batch=stop - start,
+            stop_requested=stop_requested,
+            context=self.distributed,
+        )
 
-    def _record_step(
-        self,
-        epoch: _Epoch,
-        step: int,
-        size: int,
-        loss: torch.Tensor,
-        hits: torch.Tensor,
-        position: Position,
-        totals: EpochTotals,
-        reporter: Reporter,
-    ) -> None:
-        """Add step ``step``'s loss and hits to the epoch's sums, check for NaN/Inf when due, log when due."""
-        epoch.losses[step], epoch.done = loss, step + 1
-        epoch.loss_sum += loss.double() * size
-        epoch.correct += hits
-        totals.seen += size
-        if (step + 1 - epoch.first_step) % self.finite_check_every == 0 or step + 1 == epoch.steps:
-            epoch.checked = check_finite(epoch.losses, epoch.checked, step + 1, position)
+    def _record_step(self, epoch: _Epoch, stats: BatchStats, totals: EpochTotals, reporter: Reporter) -> None:
+        """Add the step's loss and hits to the epoch's sums, check for NaN/Inf when due, log when due."""
+        step, position = epoch.done, epoch.position
+        epoch.losses[step], epoch.done = stats.loss, step + 1
+        epoch.loss_sum += stats.loss.double() * stats.size
+        epoch.correct += stats.hits
+        totals.seen += stats.size
+        if (epoch.done - epoch.first_step) % self.finite_check_every == 0 or epoch.done == epoch.steps:
+            epoch.checked = check_finite(epoch.losses, epoch.checked, epoch.done, position)
         log_every = self.recipe.log_every
-        if log_every and (step + 1) % log_every == 0:
-            window = epoch.losses[max(epoch.first_step, step + 1 - log_every) : step + 1]
-            reporter.step_loss(position.epoch + 1, step + 1, epoch.steps, window.mean().item())
+        if log_every and epoch.done % log_every == 0:
+            window = epoch.losses[max(epoch.first_step, epoch.done - log_every) : epoch.done]
+            reporter.step_loss(position.epoch + 1, epoch.done, epoch.steps, window.mean().item())
 
-    def _end_epoch(self, epoch: _Epoch, position: Position, totals: EpochTotals, started: float) -> bool:
-        """Store the epoch's sums and time; at its end, agree the BatchNorm statistics and settle the averages."""
+    def _end_epoch(self, epoch: _Epoch, totals: EpochTotals, started: float) -> bool:
+        """Store the epoch's sums and time; at its end, agree the BatchNorm statistics and settle the average."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         totals.train_seconds += time.perf_counter() - started
         totals.loss_sum, totals.correct = epoch.loss_sum, epoch.correct
-        completed = position.step >= epoch.steps
+        completed = epoch.position.step >= epoch.steps
         if completed:
             average_buffers(self.model, self.distributed)  # every rank ends the epoch with the same statistics
-            if self.average is not None:
-                average_buffers(self.average.model, self.distributed)
-            if epoch.averaging:
+            if epoch.averaging and self.lookahead is not None:
                 self.lookahead.settle(self.model)
         return completed
 
-    def warm_up(self, data: DeviceData, from_epoch: int) -> None:
-        """Compile and autotune before the clock, changing nothing: :func:`cifar_edge.train.warm_up.warm_up`."""
-        warm_up(self, data, from_epoch)
-
-    def _forward(
-        self, inputs: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training forward (in the training precision) and its loss (mixed with the teacher's soft targets
-        when given): one definition for the steps and the warm-up, so the warm-up compiles exactly the graph the
-        steps run. With CUDA graphs each call starts a new graph iteration."""
+    def _forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training forward (in the training precision) and its loss: one definition for the steps and the
+        warm-up, so the warm-up compiles exactly the graph the steps run. With CUDA graphs each call starts a new
+        graph iteration."""
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         with self.autocast():
             logits = self.train_model(inputs)
-        loss = self.criterion(logits.float(), labels)
-        return logits, mixed_loss(loss, logits, teacher, self.recipe.distill_weight)
-
-    def _teacher(
-        self, inputs: torch.Tensor, indices: torch.Tensor, global_step: int, total_steps: int
-    ) -> torch.Tensor | None:
-        """The soft targets of this step's batch, from distill_start (a share of the run's steps) on."""
-        if self.soft_targets is None or global_step < self.recipe.distill_start * total_steps:
-            return None
-        return self.soft_targets.targets(self.model, inputs, indices, self.autocast)
-
-    def _record_predictions(
-        self, logits: torch.Tensor, indices: torch.Tensor, start: int, first: int, last: int, global_step: int
-    ) -> None:
-        """Fold the step into the teacher; under torchrun the global batch's logits are summed from the ranks'
-        rows first (``indices`` are the global batch's), so every rank's per-image table stays the same."""
-        batch = logits.detach().float()
-        if self.distributed.enabled and self.soft_targets.table is not None:
-            batch = torch.zeros(len(indices), logits.shape[1], device=self.device)
-            batch[first - start : last - start] = logits.detach().float()
-            all_reduce_sum(batch, self.distributed)
-        elif self.distributed.enabled:
-            indices = indices[first - start : last - start]
-        self.soft_targets.record(self.model, batch, indices, global_step)
-
-    def _stop_agreed(self, stats: torch.Tensor | None, stop_requested: Callable[[], bool], done: int) -> bool:
-        """Alone: whether a stop was requested. Under torchrun: whether any rank voted to stop, read only where
-        the loss is checked anyway (reading it synchronises the GPU), so all ranks stop at the same step."""
-        if stats is None:
-            return stop_requested()
-        return done % self.finite_check_every == 0 and bool(stats[2] > 0)
+        return logits, self.criterion(logits.float(), labels)
 
     def _trainable_signature(self) -> tuple[bool, ...]:
         return tuple(parameter.requires_grad for parameter in self.model.parameters())
@@ -293,8 +243,91 @@ class Trainer:
         if self.wrap is not None and signature != self.wrapped_for:
             self.train_model, self.wrapped_for = self.wrap(self.model), signature
 
+    def warm_up(self, data: DeviceData, from_epoch: int) -> None:
+        """Run the training forward and backward once per batch shape and per set of trainable parameters that
+        epochs ``from_epoch`` onwards will use, then restore the weights and BatchNorm statistics.
+
+        This moves cuDNN's algorithm search and every torch.compile (re)compilation in front of the run (airbench
+        times its runs the same way): otherwise the first step, the last partial batch and the epoch where the
+        whitening bias freezes each stall inside the timed epochs (for seconds, compiled). It changes nothing the
+        run computes: no optimizer step, no random numbers, and the state is put back exactly.
+        """
+        batch, distributed = self.recipe.batch_size, self.distributed
+        count, steps = usable_images(len(data), batch, distributed.world_size), self.steps_per_epoch(len(data))
+        if steps == 0:
+            return
+        sizes = set()
+        for start in (0, (steps - 1) * batch):  # a full batch and the last, maybe partial, one
+            first, last = rank_slice(start, min(count, start + batch), distributed.rank, distributed.world_size)
+            sizes.add(last - first)
+        saved = {name: value.clone() for name, value in self.model.state_dict().items()}
+        signatures = set()
+        self.model.train()
+        for epoch in range(from_epoch, self.recipe.epochs):
+            self.prepare_epoch(epoch)
+            signature = self._trainable_signature()
+            if signature in signatures:
+                continue
+            signatures.add(signature)
+            for size in sorted(sizes, reverse=True):
+                inputs = normalize(data.images[:size].permute(0, 3, 1, 2), self.mean, self.std)
+                for _ in range(2 if self.cuda_graphs else 1):
+                    self._forward(inputs, data.labels[:size])[1].backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.load_state_dict(saved)
+        self.prepare_epoch(from_epoch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
     def evaluate(
         self, data: DeviceData, tta: str = "none", in_training_precision: bool = False
     ) -> tuple[float | None, float | None]:
-        """(loss, accuracy) of the evaluation model on ``data``: see :func:`cifar_edge.train.evaluation.evaluate`."""
-        return evaluate(self, data, tta, in_training_precision)
+        """(mean cross-entropy without label smoothing, accuracy) of the model on ``data``, averaged over the
+        test-time augmentation ``tta``; (None, None) when ``data`` is empty. In float32 (what the export computes)
+        unless ``in_training_precision``: bf16 halves the cost of mid-run monitoring."""
+        if len(data) == 0:
+            return None, None
+        self.model.eval()
+        scored = with_tta(self.model, tta)
+        # Under torchrun each rank scores its slice of the validation set and the sums are added up.
+        first, last = rank_slice(0, len(data), self.distributed.rank, self.distributed.world_size)
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct
+        batch = self.recipe.eval_batch_size
+        for start in range(first, last, batch):
+            images = data.images[start : min(last, start + batch)].permute(0, 3, 1, 2)
+            labels = data.labels[start : min(last, start + batch)]
+            with self.autocast() if in_training_precision else contextlib.nullcontext():
+                logits = scored(normalize(images, self.mean, self.std)).float()
+            sums[0] += F.cross_entropy(logits, labels, reduction="sum").double()
+            sums[1] += (logits.argmax(dim=1) == labels).sum()
+        self.model.train()
+        loss_sum, correct = all_reduce_sum(sums, self.distributed).tolist()
+        return loss_sum / len(data), correct / len(data)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's part of checkpoint.pt, as CPU copies: weights, optimizer, schedule, lookahead average."""
+        return {
+            "model": to_cpu(self.model.state_dict()),
+            "optimizer": to_cpu(self.optimizer.state_dict()),
+            "scheduler": self.scheduler.state_dict(),
+            "lookahead": None if self.lookahead is None else to_cpu(self.lookahead.state_dict()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], train_images: int, plain_schedule: bool) -> None:
+        """Put a checkpoint's state back. The run's length is this trainer's (--epochs may have grown it, --lr
+        changed the rate): the schedule covers run_steps (its plain shape when ``plain_schedule``, else as saved,
+        re-plan included), and the rates are re-derived from the recipe with a fresh start's arithmetic, so
+        unchanged values stay bit-identical."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if plain_schedule:
+            self.schedule.extend(self.run_steps(train_images))
+        base_lrs = [group["lr"] for group in parameter_groups(self.model, self.recipe)]
+        self.scheduler.base_lrs = base_lrs
+        for group, base_lr in zip(self.optimizer.param_groups, base_lrs, strict=True):
+            group["initial_lr"] = base_lr
+            group["lr"] = base_lr * self.schedule(self.scheduler.last_epoch)
+        if self.lookahead is not None and state.get("lookahead") is not None:
+            self.lookahead.load_state_dict(state["lookahead"], self.device)

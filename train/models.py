@@ -80,7 +80,8 @@ def check_model_arguments(name: str, kwargs: dict[str, Any]) -> ModelFactory:
 def declared_num_classes(name: str, kwargs: dict[str, Any]) -> int | None:
     """How many scores the architecture outputs with ``kwargs`` (its default when they do not say)."""
     if "num_classes" in kwargs:
-        return kwargs["num_classes"]
+        classes: int = kwargs["num_classes"]
+        return classes
     factory = _REGISTRY.get(name)
     default = inspect.signature(factory).parameters.get("num_classes") if factory is not None else None
     return default.default if default is not None and isinstance(default.default, int) else None
@@ -153,7 +154,8 @@ class ConvGroup(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(self.pool(x)) if self.pool_first else self.pool(self.conv1(x))
         x = self.activation(self.norm1(x))
-        return self.activation(self.norm2(self.conv2(x)))
+        out: torch.Tensor = self.activation(self.norm2(self.conv2(x)))
+        return out
 
 
 class AirNet(nn.Module):
@@ -204,7 +206,8 @@ class AirNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.activation(self.whiten(x))
         x = self.pool(self.groups(x)).flatten(1)
-        return self.head(x) * self.logit_scale
+        logits: torch.Tensor = self.head(x) * self.logit_scale
+        return logits
 
 
 _AIRNET_RULES = {

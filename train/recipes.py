@@ -7,14 +7,16 @@ A :class:`Recipe` is plain data, so the values can be tuned (``--set KEY=VALUE``
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cifar_edge.train.ranges import FLIP_MODES as FLIP_MODES  # re-exported: callers import them from here
-from cifar_edge.train.ranges import TTA_MODES as TTA_MODES
-from cifar_edge.train.ranges import recipe_problems
+from cifar_edge.runtime.model_file import TTA_PASSES
 
-if TYPE_CHECKING:
-    from cifar_edge.train.config import TrainConfig
+# The values a choice field may take.
+SCHEDULES = ("constant", "triangle")
+OPTIMIZERS = ("sgd", "muon")
+NORMALIZATIONS = ("cifar10", "none")
+TTA_MODES = tuple(TTA_PASSES)
+FLIP_MODES = ("random", "alternating")
 
 
 @dataclass(frozen=True)
@@ -25,13 +27,9 @@ class Recipe:
     # Input scaling recorded in the contract: "cifar10" = (x/255 - CIFAR mean) / CIFAR std; "none" = x/255 in [0, 1].
     normalization: str = "cifar10"
     epochs: int = 10
-    # A training budget in images (epochs x training images; 0 = none): on a training set so large that ``epochs``
-    # would exceed it, the run takes only as many whole epochs as fit (at least one). Applies to the recipe's own
-    # epochs, never to ones given with --epochs or --set, nor to a run planned to a time budget.
-    max_train_images: int = 0
     # A wall-clock budget in seconds for runs on a CPU (0 = none; GPU runs keep the fixed schedule): the run measures
     # its step speed first, then plans its steps to end within it (budget/plan.py), the epoch-counted knobs scaled
-    # from ``epochs``, the length this recipe was designed at. --epochs, --set epochs or max_train_images turn it off.
+    # from ``epochs``, the length this recipe was designed at. --epochs or --set epochs turn it off.
     cpu_budget_s: float = 0.0
     # Batch sizes the budget plan also times besides batch_size (lr and lookahead_every scaled to each; budget/plan.py
     # says when one replaces the recipe's own). Empty = only batch_size.
@@ -61,12 +59,10 @@ class Recipe:
     # large steps to move at the pace of the weights it follows (airbench's "bias scaler").
     bias_lr_scale: float = 1.0
     label_smoothing: float = 0.0
-    # Learning-rate factor per step: "constant"; "warmup_linear" (linear ramp from ~0 to 1 over warmup_epochs, then
-    # linear decay to 0); "triangle" (linear from lr_start_factor at step 0 up to 1.0 at lr_peak_fraction of the
-    # steps, then linear down to lr_end_factor at the last step; lr_peak_fraction 0 = no ramp: linear from 1.0 at
-    # step 0 down to lr_end_factor, and lr_start_factor is unused).
+    # Learning-rate factor per step: "constant"; "triangle" (linear from lr_start_factor at step 0 up to 1.0 at
+    # lr_peak_fraction of the steps, then linear down to lr_end_factor at the last step; lr_peak_fraction 0 = no
+    # ramp: linear from 1.0 at step 0 down to lr_end_factor, and lr_start_factor is unused).
     schedule: str = "constant"
-    warmup_epochs: float = 0.0
     # The triangle's shape, defined here only (LrSchedule reads these). It starts above 0 because a whitened,
     # dirac-initialised net trains from step 0, and ends above 0 because lookahead averaging still profits from small
     # moves at the end; no milestones to re-tune when the epoch count changes.
@@ -83,12 +79,9 @@ class Recipe:
     whitening_images: int = 0
     # The whitening stem's bias trains for this many epochs, then is frozen (0 = it trains throughout).
     whiten_bias_epochs: int = 0
-    # Exponential moving average of the weights, updated every step (0 = off). Evaluation and the exported
-    # weights then use the averaged model.
-    ema_decay: float = 0.0
     # Lookahead averaging (0 = off): from epoch index average_start_epoch on, every lookahead_every steps the model
-    # is pulled into a slow average and continues from it (see averaging.LookaheadAverage for the formula with
-    # lookahead_decay and lookahead_power). Exclusive with ema_decay.
+    # is pulled into a slow average and continues from it (see optim.LookaheadAverage for the formula with
+    # lookahead_decay and lookahead_power).
     lookahead_every: int = 0
     lookahead_decay: float = 0.95
     lookahead_power: float = 3.0
@@ -97,17 +90,6 @@ class Recipe:
     # passes); "flip_shift" also averages flipped pairs shifted by one pixel (6 passes; see tta.FlipShiftAverage).
     # Recorded in run.json (architecture.tta) so the export wraps the model the same way.
     tta: str = "none"
-    # Soft targets for a one-pass model (distill.py): "none"; "temporal" (each image's predictions averaged over
-    # epochs, no extra pass); "flip" (the model on the mirrored batch, one extra no-gradient pass per step); "ema"
-    # (a slow weight average on the same batch, one extra pass). The loss mixes in KL(teacher || student) at
-    # distill_weight from distill_start (a share of the run's steps) on.
-    distill: str = "none"
-    distill_weight: float = 0.5
-    distill_start: float = 0.5
-    # "temporal": each image's average keeps this share of its previous value per epoch.
-    distill_momentum: float = 0.6
-    # "ema": the teacher's decay per step (~100 steps, about an epoch at batch 512).
-    distill_ema_decay: float = 0.99
     # Print the mean training loss every this many steps (0 = only the per-epoch line).
     log_every: int = 0
     # Images per forward pass at evaluation (no gradients: larger is faster and uses little memory).
@@ -118,7 +100,7 @@ class Recipe:
     description: str = ""
 
     def __post_init__(self) -> None:
-        problems = recipe_problems(self)
+        problems = _choice_problems(self) + _range_problems(self)
         if problems:
             raise ValueError(f"recipe {self.name!r}: " + "; ".join(problems))
 
@@ -131,8 +113,61 @@ class Recipe:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"recipe has fields this version does not know: {', '.join(unknown)}")
-        return cls(**data)
+            # A checkpoint is a mid-run state: one written by a version with other knobs resumes with that version.
+            raise ValueError(
+                f"recipe has fields this version does not know (saved by another version?): {', '.join(unknown)}"
+            )
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def _choice_problems(recipe: Recipe) -> list[str]:
+    choices = {
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "normalization": NORMALIZATIONS,
+        "tta": TTA_MODES,
+        "flip_mode": FLIP_MODES,
+    }
+    return [
+        f"{name} must be one of {allowed}, got {getattr(recipe, name)!r}"
+        for name, allowed in choices.items()
+        if getattr(recipe, name) not in allowed
+    ]
+
+
+def _range_problems(recipe: Recipe) -> list[str]:
+    """Every numeric field of ``recipe`` out of its range, one phrase each."""
+    problems = []
+    if not recipe.muon_lr > 0 or not 0 <= recipe.muon_momentum < 1:
+        problems.append("muon_lr must be > 0 and muon_momentum in [0, 1)")
+    if not 0 <= recipe.lr_peak_fraction < 1 or recipe.lr_start_factor < 0 or recipe.lr_end_factor < 0:
+        problems.append("lr_peak_fraction must be in [0, 1) and lr_start_factor, lr_end_factor >= 0")
+    if recipe.lookahead_every < 0 or recipe.average_start_epoch < 0 or recipe.whiten_bias_epochs < 0:
+        problems.append("lookahead_every, average_start_epoch and whiten_bias_epochs must be >= 0")
+    if not 0 < recipe.lookahead_decay <= 1 or recipe.lookahead_power < 0:
+        problems.append("lookahead_decay must be in (0, 1] and lookahead_power >= 0")
+    if not recipe.bias_lr_scale > 0:
+        problems.append(f"bias_lr_scale must be > 0, got {recipe.bias_lr_scale}")
+    if not recipe.cpu_budget_s >= 0:
+        problems.append(f"cpu_budget_s must be >= 0, got {recipe.cpu_budget_s}")
+    batches = recipe.budget_batch_sizes
+    if not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in batches):
+        problems.append(f"budget_batch_sizes must be a list of integers >= 1, got {batches!r}")
+    if not recipe.budget_min_epochs >= 0:
+        problems.append(f"budget_min_epochs must be >= 0, got {recipe.budget_min_epochs}")
+    if recipe.epochs < 1 or recipe.batch_size < 1 or recipe.eval_batch_size < 1 or recipe.eval_every < 1:
+        problems.append("epochs, batch_size, eval_batch_size and eval_every must be >= 1")
+    if not recipe.lr > 0:
+        problems.append(f"lr must be > 0, got {recipe.lr}")
+    if not 0 <= recipe.momentum < 1:
+        problems.append(f"momentum must be in [0, 1), got {recipe.momentum}")
+    if recipe.nesterov and recipe.momentum == 0:
+        problems.append("nesterov needs momentum > 0")
+    if recipe.weight_decay < 0 or recipe.crop_padding < 0 or recipe.log_every < 0:
+        problems.append("weight_decay, crop_padding and log_every must be >= 0")
+    if not 0 <= recipe.label_smoothing < 1:
+        problems.append(f"label_smoothing must be in [0, 1), got {recipe.label_smoothing}")
+    return problems
 
 
 # The original tutorial, reproduced: no normalisation, no augmentation, plain SGD, constant learning rate.
@@ -248,48 +283,3 @@ def get_recipe(name: str) -> Recipe:
         return RECIPES[name]
     except KeyError:
         raise ValueError(f"unknown recipe {name!r}; available: {', '.join(sorted(RECIPES))}") from None
-
-
-def resolve_recipe(config: TrainConfig) -> Recipe:
-    """The named recipe with ``config.recipe_overrides`` and the explicit config options applied."""
-    recipe = get_recipe(config.recipe)
-    recipe = apply_overrides(recipe, config.recipe_overrides)
-    explicit: dict[str, Any] = {}
-    if config.model is not None and config.model != recipe.model:
-        # The recipe's kwargs describe its own architecture; another architecture starts from its defaults.
-        explicit["model"] = config.model
-        explicit["model_kwargs"] = {}
-    if config.model_kwargs is not None:
-        explicit["model_kwargs"] = dict(config.model_kwargs)
-    for name in ("epochs", "batch_size", "lr"):
-        value = getattr(config, name)
-        if value is not None:
-            explicit[name] = value
-    return replace(recipe, **explicit)
-
-
-def epochs_within_budget(recipe: Recipe, train_images: int) -> Recipe:
-    """The recipe with ``epochs`` cut to the whole epochs of ``train_images`` that fit in ``max_train_images``."""
-    if recipe.max_train_images <= 0 or train_images <= 0:
-        return recipe
-    fitting = max(1, recipe.max_train_images // train_images)
-    return recipe if fitting >= recipe.epochs else replace(recipe, epochs=fitting)
-
-
-def apply_overrides(recipe: Recipe, overrides: dict[str, Any]) -> Recipe:
-    """Replace recipe fields by name; values are checked against the field's type (ints may stand for floats)."""
-    if not overrides:
-        return recipe
-    types = {f.name: type(getattr(recipe, f.name)) for f in fields(recipe)}
-    values: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key not in types or key == "name":
-            known = ", ".join(sorted(name for name in types if name != "name"))
-            raise ValueError(f"unknown recipe field {key!r}; known fields: {known}")
-        expected = types[key]
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ValueError(f"recipe field {key!r} needs a {expected.__name__}, got {value!r}")
-        values[key] = value
-    return replace(recipe, **values)

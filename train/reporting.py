@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from cifar_edge.runtime.common.atomic_io import atomic_path, atomic_write_text
+
+# curves.png is redrawn after an epoch only when this much time passed since the last drawing (each costs time), and
+# always at the end, on Ctrl-C and on failure: long runs get a live plot, tiny runs do not pay for one per epoch.
+CURVES_REFRESH_S = 10.0
 
 METRIC_COLUMNS = (
     "epoch",
@@ -137,3 +142,21 @@ def write_curves(path: str | Path, metrics: Sequence[dict[str, Any]], title: str
         figure.suptitle(title)
     with atomic_path(path) as temp_path:
         figure.savefig(temp_path, format="png")
+
+
+class Curves:
+    """Redraws curves.png at ``path`` from the metrics so far (see CURVES_REFRESH_S); only where ``enabled`` (under
+    torchrun, rank 0). ``epochs_so_far``: the metrics an existing curves.png already shows (a resumed run)."""
+
+    def __init__(self, path: Path, title: str, enabled: bool, epochs_so_far: int) -> None:
+        self.path, self.title, self.enabled = path, title, enabled
+        self.drawn_epochs = epochs_so_far if path.exists() else -1
+        self.drawn_at = time.perf_counter()
+
+    def draw(self, metrics: Sequence[dict[str, Any]], force: bool = True) -> None:
+        if not self.enabled or not metrics or len(metrics) == self.drawn_epochs:
+            return
+        if not force and time.perf_counter() - self.drawn_at < CURVES_REFRESH_S:
+            return
+        write_curves(self.path, metrics, title=self.title)
+        self.drawn_epochs, self.drawn_at = len(metrics), time.perf_counter()

@@ -1,4 +1,5 @@
-"""The training loop's plain state: data on the device, position, epoch totals, step events, the NaN check."""
+"""The training run's plain records: a split held on the device, where training stands, the running sums of the
+epoch in progress, the event passed after every step, and the NaN/Inf check of the losses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The artifacts ``cifar-bench`` measures: found in the run folder, or exported there through ``export_run``.
+"""What ``cifar-bench`` measures: the invocation (BenchConfig), its row families (Variant: eager PyTorch and every
+row of the format table), and their artifacts, found in the run folder or exported there through ``export_run``.
 
 An artifact is reused when it exists under cifar-export's default name and was exported from the run's current
 weights (the sha256 in its provenance); a missing or stale one is exported with the export package's own library
@@ -14,40 +15,87 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cifar_edge.export.config import ExportConfig
-from cifar_edge.export.errors import ExportError
+from cifar_edge.export.benchmark.timing import FULL, QUICK, Repeats
+from cifar_edge.export.config import ExportConfig, ExportError
+from cifar_edge.export.formats import FP32, ONNX, ROWS, ArtifactFormat, row_of
 from cifar_edge.runtime.common.command import first_line
-from cifar_edge.runtime.common.names import ARTIFACT_FILES, PARITY_SUFFIX, WEIGHTS_FILE
+from cifar_edge.runtime.common.names import PARITY_SUFFIX, WEIGHTS_FILE
 from cifar_edge.runtime.contract import PROVENANCE_METADATA_KEY
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One row family of the table: a format at a precision."""
+    """One row family of the table: a format at a precision (a row of the format table), or the run's own weights."""
 
     key: str  # what --formats takes
     label: str  # the table's "format" column
     precision: str
-    engine: str  # "pytorch", "torchscript" or "onnx": how it is loaded and timed
-    export_format: str | None = None  # cifar-export's --format; None: the run's own weights (no export)
+    artifact: ArtifactFormat | None = None  # None: the run's own weights, run by eager PyTorch (never exported)
 
     @property
     def file_name(self) -> str:
-        if self.export_format is None:
-            return WEIGHTS_FILE
-        return ARTIFACT_FILES[(self.export_format, self.precision)]
+        return WEIGHTS_FILE if self.artifact is None else self.artifact.file_name
+
+    @property
+    def needs_torch(self) -> bool:
+        return self.artifact is None or self.artifact.needs_torch
 
 
+PYTORCH = Variant("pytorch", "PyTorch", FP32)
+# Eager PyTorch, then the format table's rows (the torch formats first, beside it).
 VARIANTS: dict[str, Variant] = {
     variant.key: variant
     for variant in (
-        Variant("pytorch", "PyTorch", "fp32", "pytorch"),
-        Variant("torchscript", "TorchScript", "fp32", "torchscript", "torchscript"),
-        Variant("onnx-fp32", "ONNX", "fp32", "onnx", "onnx"),
-        Variant("onnx-fp16", "ONNX", "fp16", "onnx", "onnx"),
-        Variant("onnx-int8", "ONNX", "int8", "onnx", "onnx"),
+        PYTORCH,
+        *(
+            Variant(row.bench_key, row.label, row.precision, row)
+            for row in sorted(ROWS, key=lambda row: not row.needs_torch)
+        ),
     )
 }
+FP32_ONNX = VARIANTS[row_of(ONNX).bench_key]
+INT8_ONNX = VARIANTS[row_of(ONNX, "int8").bench_key]
+
+PROVIDERS = ("cpu", "cuda")
+# Eval images when --quick (a smoke run); a full run uses every eval image.
+QUICK_IMAGES = 64
+# What a menu (several run folders) times for each run: one pass per image, fp32 and int8 ONNX on the CPU.
+MENU_VARIANTS = (FP32_ONNX.key, INT8_ONNX.key)
+MENU_PROVIDER = "cpu"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One ``cifar-bench`` invocation. Defaults are what ``cifar-bench`` does with no options."""
+
+    # Run folder; None: the latest run (runs/latest).
+    run_dir: Path | None = None
+    # Several run folders: measured as a menu (menu.md, menu.json, menu.png) instead of one run's table.
+    run_dirs: tuple[Path, ...] = ()
+    # Providers to measure on; a provider that is not really active gives skipped rows that say why.
+    providers: tuple[str, ...] = PROVIDERS
+    # Variants (rows) to measure: keys of VARIANTS.
+    formats: tuple[str, ...] = tuple(VARIANTS)
+    # Eval images: None = the run's validation split; "cifar10" = the official test split; or an image folder.
+    data: str | None = None
+    # Where CIFAR-10 lives (for data="cifar10" and runs trained on it).
+    data_root: str | None = None
+    # Where bench.md and bench.json go; None: the run folder (a menu: the current folder).
+    output_dir: Path | None = None
+    # Threads for torch and onnxruntime alike; None: the runtime's default (all usable cores).
+    threads: int | None = None
+    # Batch size of the throughput column (and of the accuracy pass).
+    batch_size: int = 256
+    # Cap on eval images (class-stratified); None: all (--quick: QUICK_IMAGES).
+    images: int | None = None
+    # Small smoke run: few images, few repeats, smaller export verification.
+    quick: bool = False
+    # Measure the cold start of fresh processes (several seconds per torch row).
+    cold_start: bool = True
+
+    @property
+    def repeats(self) -> Repeats:
+        return QUICK if self.quick else FULL
 
 
 @dataclass
@@ -63,35 +111,34 @@ class Artifact:
         return self.error is None and self.path.is_file()
 
 
-def artifact_provenance(path: Path, engine: str) -> dict[str, Any] | None:
-    """The provenance an exported artifact carries (None when it carries none or cannot be read)."""
+def artifact_provenance(path: Path, variant: Variant) -> dict[str, Any] | None:
+    """The provenance an exported artifact carries, read through its row's opener (None when it carries none or
+    cannot be opened)."""
+    if variant.artifact is None:
+        return None
     try:
-        if engine == "onnx":
-            import onnx
-
-            model = onnx.load(str(path), load_external_data=False)
-            text: str | bytes | None = next(
-                (prop.value for prop in model.metadata_props if prop.key == PROVENANCE_METADATA_KEY), None
-            )
-        else:
-            from cifar_edge.export.formats.torchscript import load_torchscript
-
-            text = load_torchscript(path, (PROVENANCE_METADATA_KEY,))[1].get(PROVENANCE_METADATA_KEY)
-        provenance = json.loads(text) if text else None
+        engine = variant.artifact.open(path)
     except Exception:  # unreadable: callers treat it as stale, an export replaces it (through the gate)
         return None
+    try:
+        text = engine.metadata.get(PROVENANCE_METADATA_KEY)
+        provenance = json.loads(text) if text else None
+    except ValueError:
+        return None
+    finally:
+        engine.close()
     return provenance if isinstance(provenance, dict) else None
 
 
-def source_weights_sha256(path: Path, engine: str) -> str | None:
+def source_weights_sha256(path: Path, variant: Variant) -> str | None:
     """The run weights' sha256 an exported artifact records in its provenance (None when it records none)."""
-    source = (artifact_provenance(path, engine) or {}).get("source")
+    source = (artifact_provenance(path, variant) or {}).get("source")
     return source.get("weights_sha256") if isinstance(source, dict) else None
 
 
 def _stale_reason(artifact: Artifact, weights_sha256: str, tta: str | None) -> str | None:
     """Why an existing artifact cannot be reused (None: it can): other weights, or another TTA than asked for."""
-    provenance = artifact_provenance(artifact.path, artifact.variant.engine) or {}
+    provenance = artifact_provenance(artifact.path, artifact.variant) or {}
     source = provenance.get("source")
     if not isinstance(source, dict) or source.get("weights_sha256") != weights_sha256:
         return "re-exported (the existing file came from other weights)"
@@ -101,12 +148,13 @@ def _stale_reason(artifact: Artifact, weights_sha256: str, tta: str | None) -> s
 
 
 def _export_config(
-    variant: Variant, formats: tuple[str, ...], data: Path | None, quick: bool, tta: str | None, output: Path | None
+    group: list[Variant], *, data: Path | None, quick: bool, tta: str | None, output: Path | None
 ) -> ExportConfig:
+    """One export of a precision's variants (they share the options that select it: the table's ``selected_by``)."""
     sizes: dict[str, Any] = {"verify_images": 200, "calibration_images": 100} if quick else {}
-    precision = {"dtype": "fp16"} if variant.precision == "fp16" else {}
-    if variant.precision == "int8":
-        precision = {"quantize": "int8"}
+    artifacts = [variant.artifact for variant in group if variant.artifact is not None]
+    formats = tuple(dict.fromkeys(artifact.format for artifact in artifacts))
+    precision = dict(artifacts[0].selected_by)
     return ExportConfig(formats=formats, data=data, tta=tta, output=output, **precision, **sizes)
 
 
@@ -131,7 +179,7 @@ def ensure_artifacts(
     for variant in variants:
         artifact = Artifact(variant, (folder or run_dir) / variant.file_name)
         artifacts[variant.key] = artifact
-        if variant.export_format is None:
+        if variant.artifact is None:
             continue
         if not artifact.path.is_file():
             artifact.notes.append("exported now (was missing)")
@@ -146,12 +194,9 @@ def ensure_artifacts(
         group_artifacts = [artifacts[variant.key] for variant in group]
         if step is not None:
             step(f"exporting {', '.join(artifact.path.name for artifact in group_artifacts)} (with the parity gate)")
-        _export_group(run_dir, _export_config(group[0], _formats(group), data, quick, tta, folder), group_artifacts)
+        config = _export_config(group, data=data, quick=quick, tta=tta, output=folder)
+        _export_group(run_dir, config, group_artifacts)
     return artifacts
-
-
-def _formats(group: list[Variant]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(variant.export_format for variant in group if variant.export_format))
 
 
 def _export_group(run_dir: Path, config: ExportConfig, group: list[Artifact]) -> None:

@@ -1,7 +1,7 @@
 """``cifar-bench``: every format and provider of a run in one table (``yolo benchmark`` style), or several runs
 as a menu (one row per run: size, FLOPs, accuracy at 1/2/6 passes, one-pass fp32 and int8 speed).
 
-Thin CLI: parses options and calls ``benchmark.run_benchmark`` (one run) or ``menu_command.bench_menu`` (several).
+Thin CLI: parses options and calls ``measure.run_benchmark`` (one run) or ``menu_report.bench_menu`` (several).
 Exit codes: 0 every row measured or skipped with a reason; 1 some row failed (an export failed its parity gate, an
 artifact did not load or run, a menu's run folder was unusable); 2 usage error, unusable run folder or data (one
 run); 5 the run or output folder cannot be written; 130 interrupted. See README.md.
@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from cifar_edge.export.benchmark.config import BenchConfig
+from cifar_edge.export.benchmark.artifacts import BenchConfig
 from cifar_edge.runtime.common.atomic_io import check_writable, write_error
 from cifar_edge.runtime.common.command import ExitCode, default_of, describe_exit_codes, run_command
 from cifar_edge.runtime.common.names import BENCH_JSON, BENCH_MD
 
 if TYPE_CHECKING:
-    from cifar_edge.export.benchmark.run import BenchResult
+    from cifar_edge.export.benchmark.measure import BenchResult
 
 ALL_FORMATS = ",".join(default_of(BenchConfig, "formats"))
 
@@ -109,7 +109,8 @@ def bench(
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
-    """Benchmark PyTorch, TorchScript and ONNX fp32/fp16/int8 of one run on CPU and CUDA, or several runs as a menu."""
+    """Benchmark eager PyTorch and every format and precision cifar-export writes, of one run on CPU and CUDA, or
+    several runs as a menu."""
     runs = tuple(run_dirs or ())
     config = BenchConfig(
         run_dir=runs[0] if runs else None,
@@ -126,7 +127,7 @@ def bench(
         cold_start=measure_cold_start,
     )
     if config.run_dirs:
-        from cifar_edge.export.benchmark.menu.command import bench_menu  # torch loads with it, after parsing
+        from cifar_edge.export.benchmark.menu_report import bench_menu  # torch loads with it, after parsing
 
         raise typer.Exit(bench_menu(config, quiet=quiet, as_json=as_json))
     raise typer.Exit(_bench_one(config, quiet=quiet, as_json=as_json))
@@ -135,11 +136,11 @@ def bench(
 def _bench_one(config: BenchConfig, *, quiet: bool, as_json: bool) -> int:
     """One run's table: check the output folder, measure, write bench.md / bench.json, print; the exit code."""
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    from cifar_edge.export.benchmark.measure import run_benchmark
     from cifar_edge.export.benchmark.report import write_report  # torch loads with these, after parsing
-    from cifar_edge.export.benchmark.run import run_benchmark
-    from cifar_edge.export.errors import ExportError
-    from cifar_edge.export.run_select import resolve_run_dir
-    from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError
+    from cifar_edge.export.config import ExportError
+    from cifar_edge.export.run_data import resolve_run_dir
+    from cifar_edge.runtime.labelled import LabelledDataError
 
     show_progress = not (quiet or as_json) and errors.is_terminal
     destination: Path | None = None

@@ -1,35 +1,100 @@
-"""Timing for ``cifar-bench``: latency at batch 1, throughput at a large batch, and process cold start.
+"""Interleaved timing: the helper that ``cifar-bench`` and the ``bench/`` scripts share, and cifar-bench's three
+measurements (latency at batch 1, throughput at a large batch, process cold start).
 
+- Whatever is compared is timed in interleaved rounds (A, B, C, A, B, C, ...), not one after the other: on a shared
+  or throttled machine a slow spell then hits every contender alike instead of one, which keeps the ratios honest.
+  Medians over the rounds absorb the remaining noise (``interleaved_rounds``, ``medians``). This module imports no
+  torch, so scripts that time onnxruntime alone can use it.
 - Latency and throughput are model-only: the inputs are already preprocessed float32 arrays in memory, so the
   numbers compare the engines, not the image decoder. Each engine gets warm-up calls that are not counted.
-- Engines are timed in interleaved rounds (A, B, C, A, B, C, ...), not one after the other: on a shared or
-  throttled machine a slow spell then hits every engine alike instead of one, which keeps the ratios between rows
-  honest. Medians over the rounds absorb the remaining noise.
 - Latency: single-image calls, ``latency_block`` per engine per round; p50 and p95 of all of them.
 - Throughput: one call on the same batch per engine per round; images / median call time.
 - Cold start: wall time of a fresh Python process that loads the artifact and classifies one image file, end to end
-  (interpreter start, imports, model load, decode, inference); the median of ``cold_starts`` processes. ONNX goes
-  through the torch-free runtime only (the process reports whether torch got imported); PyTorch and TorchScript
-  load with torch, the way a PyTorch user would.
+  (interpreter start, imports, model load, decode, inference); the median of ``cold_starts`` processes. A format the
+  torch-free runtime runs (ONNX) goes through the runtime only (the process reports whether torch got imported); a
+  run folder and the torch formats load with torch through cifar-eval's opener, the way a PyTorch user would.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from cifar_edge.runtime.common.command import first_line
 
 Forward = Callable[[np.ndarray], Any]
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+@dataclass
+class Rounds(Generic[K, T]):
+    """What ``interleaved_rounds`` measured: each job's result per round, in round order."""
+
+    results: dict[K, list[T]]
+    failed: dict[K, str] = field(default_factory=dict)  # with catch=True: jobs dropped, and the first line why
+
+
+def interleaved_rounds(
+    jobs: Mapping[K, Callable[[], T]], rounds: int, *, warmup: int = 0, catch: bool = False
+) -> Rounds[K, T]:
+    """Call every job once per round, in turn, after ``warmup`` uncounted calls of each (job by job).
+
+    ``catch``: a job that raises is dropped from the later rounds with its error (the others go on); otherwise the
+    error propagates.
+    """
+    measured: Rounds[K, T] = Rounds({key: [] for key in jobs})
+    for key, job in jobs.items():
+        _call(measured, key, lambda job=job: [job() for _ in range(warmup)], catch)
+    for _ in range(rounds):
+        for key, job in jobs.items():
+            if key not in measured.failed:
+                _call(measured, key, lambda key=key, job=job: measured.results[key].append(job()), catch)
+    return measured
+
+
+def _call(measured: Rounds[Any, Any], key: Any, work: Callable[[], object], catch: bool) -> None:
+    try:
+        work()
+    except Exception as error:
+        if not catch:
+            raise
+        measured.failed[key] = first_line(error)
+
+
+def medians(results: Mapping[K, Sequence[float]]) -> dict[K, float]:
+    return {key: statistics.median(values) for key, values in results.items()}
+
+
+def save_record(path: Path | None, record: dict[str, Any]) -> None:
+    """A bench script's ``--out``: its record as indented JSON at ``path`` (folders made); nothing when None."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def seconds(work: Callable[[], object]) -> float:
+    """Wall time of one call of ``work``."""
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def per_second(work: Callable[[], int]) -> float:
+    """Items per second of one call of ``work``, which returns how many items it processed."""
+    started = time.perf_counter()
+    count = work()
+    return count / (time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -50,34 +115,31 @@ QUICK = Repeats(
 )
 
 
-def _timed(forward: Forward, batch: np.ndarray) -> float:
-    started = time.perf_counter()
-    forward(batch)
-    return time.perf_counter() - started
-
-
 def _interleave(
     forwards: dict[Hashable, Forward], batches: Callable[[int], np.ndarray], warmup: int, rounds: int, block: int
-) -> tuple[dict[Hashable, list[float]], dict[Hashable, str]]:
-    """Per-engine call times over interleaved rounds; engines that raise are dropped with their error."""
-    samples: dict[Hashable, list[float]] = {key: [] for key in forwards}
-    failed: dict[Hashable, str] = {}
-    for key, forward in forwards.items():
-        try:
-            for call in range(warmup):
-                forward(batches(call))
-        except Exception as error:
-            failed[key] = first_line(error)
-    for round_index in range(rounds):
-        for key, forward in forwards.items():
-            if key in failed:
-                continue
-            try:
-                for call in range(block):
-                    samples[key].append(_timed(forward, batches(round_index * block + call)))
-            except Exception as error:
-                failed[key] = first_line(error)
-    return samples, failed
+) -> Rounds[Hashable, list[float]]:
+    """Per-engine call times over interleaved rounds (``block`` calls each); engines that raise are dropped."""
+    warmed: Rounds[Hashable, list[float]] = Rounds({})
+    for key, forward in forwards.items():  # warm-up calls cycle through the batches like the timed ones
+        _call(warmed, key, lambda forward=forward: [forward(batches(call)) for call in range(warmup)], catch=True)
+
+    def block_of(forward: Forward) -> Callable[[], list[float]]:
+        calls = iter(range(rounds * block))
+        return lambda: [seconds(lambda: forward(batches(next(calls)))) for _ in range(block)]
+
+    jobs = {key: block_of(forward) for key, forward in forwards.items() if key not in warmed.failed}
+    measured = interleaved_rounds(jobs, rounds, catch=True)
+    measured.failed = {**warmed.failed, **measured.failed}
+    return measured
+
+
+def _samples(measured: Rounds[Hashable, list[float]]) -> dict[Hashable, list[float]]:
+    """Every call time of each engine that did not fail, rounds flattened."""
+    return {
+        key: [time for block in blocks for time in block]
+        for key, blocks in measured.results.items()
+        if key not in measured.failed
+    }
 
 
 def measure_latency(
@@ -87,15 +149,13 @@ def measure_latency(
     singles = [inputs[index : index + 1] for index in range(min(len(inputs), 16))]
     block = max(1, min(repeats.latency_block, repeats.latency_calls))
     rounds = max(1, -(-repeats.latency_calls // block))
-    samples, failed = _interleave(
-        forwards, lambda call: singles[call % len(singles)], repeats.latency_warmup, rounds, block
-    )
+    measured = _interleave(forwards, lambda call: singles[call % len(singles)], repeats.latency_warmup, rounds, block)
     results = {
         key: (float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 95) * 1e3))
-        for key, times in samples.items()
-        if key not in failed and times
+        for key, times in _samples(measured).items()
+        if times
     }
-    return results, failed
+    return results, measured.failed
 
 
 def measure_throughput(
@@ -103,11 +163,10 @@ def measure_throughput(
 ) -> tuple[dict[Hashable, float], dict[Hashable, str]]:
     """Images per second at ``batch_size`` per engine (inputs are tiled when there are fewer images than that)."""
     batch = tile_to(inputs, batch_size)
-    samples, failed = _interleave(
-        forwards, lambda _call: batch, repeats.throughput_warmup, max(1, repeats.throughput_calls), 1
-    )
-    results = {key: batch_size / float(np.median(times)) for key, times in samples.items() if key not in failed}
-    return results, failed
+    rounds = max(1, repeats.throughput_calls)
+    measured = _interleave(forwards, lambda _call: batch, repeats.throughput_warmup, rounds, 1)
+    results = {key: batch_size / float(np.median(times)) for key, times in _samples(measured).items()}
+    return results, measured.failed
 
 
 def tile_to(inputs: np.ndarray, count: int) -> np.ndarray:
@@ -118,7 +177,7 @@ def tile_to(inputs: np.ndarray, count: int) -> np.ndarray:
 
 
 # Each script prints one JSON line: the label it predicted and whether torch was imported.
-_ONNX_SCRIPT = """
+_RUNTIME_SCRIPT = """
 import json, sys
 from cifar_edge.runtime import Classifier
 model, image, provider, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -127,49 +186,18 @@ with Classifier(model, provider=provider, intra_op_threads=threads) as classifie
 print(json.dumps({"label": label, "torch_loaded": "torch" in sys.modules}))
 """
 
-_TORCH_PREAMBLE = """
+_TORCH_SCRIPT = """
 import json, sys
-import numpy as np
-import torch
+from cifar_edge.export.models import open_model
 from cifar_edge.runtime.images import open_image_rgb
 from cifar_edge.runtime.preprocess import normalize_batch, resize_to_contract
 model, image, provider, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-torch.set_num_threads(threads)
-device = "cuda" if provider == "cuda" else "cpu"
-"""
-
-_TORCH_FINISH = """
-module = module.to(device)
+opened = open_model(model, provider, threads=threads)
+contract = opened.contract
 pixels = resize_to_contract(open_image_rgb(image, contract.alpha_background), contract)
-inputs = torch.from_numpy(normalize_batch(pixels[None], contract)).to(device)
-with torch.inference_mode():
-    index = int(module(inputs).argmax(1)[0])
-print(json.dumps({"label": contract.class_names[index], "torch_loaded": True}))
+index = int(opened.engine.forward(normalize_batch(pixels[None], contract)).argmax(1)[0])
+print(json.dumps({"label": contract.class_names[index], "torch_loaded": "torch" in sys.modules}))
 """
-
-_EAGER_SCRIPT = (
-    _TORCH_PREAMBLE
-    + """
-from cifar_edge.train.run.files import load_run
-from cifar_edge.export.formats.tta import module_for_export
-run = load_run(model)
-module, contract = module_for_export(run.model, run.record), run.contract
-"""
-    + _TORCH_FINISH
-)
-
-_TORCHSCRIPT_SCRIPT = (
-    _TORCH_PREAMBLE
-    + """
-from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, Contract
-extra = {CONTRACT_METADATA_KEY: ""}
-module = torch.jit.load(model, map_location="cpu", _extra_files=extra).eval()
-contract = Contract.from_json(extra[CONTRACT_METADATA_KEY])
-"""
-    + _TORCH_FINISH
-)
-
-COLD_START_SCRIPTS = {"pytorch": _EAGER_SCRIPT, "torchscript": _TORCHSCRIPT_SCRIPT, "onnx": _ONNX_SCRIPT}
 
 
 @dataclass(frozen=True)
@@ -188,15 +216,15 @@ class ColdStartError(RuntimeError):
 
 @dataclass(frozen=True)
 class ColdStartJob:
-    engine: str  # a key of COLD_START_SCRIPTS
-    model: Path  # the artifact (a run folder for "pytorch")
+    needs_torch: bool  # a run folder or a torch format (else the torch-free runtime runs it)
+    model: Path  # the artifact, or the run folder
     image: Path
     provider: str
     threads: int
 
 
 def _run_process(job: ColdStartJob, timeout_s: float) -> tuple[float, dict[str, Any]]:
-    script = COLD_START_SCRIPTS[job.engine]
+    script = _TORCH_SCRIPT if job.needs_torch else _RUNTIME_SCRIPT
     command = [sys.executable, "-c", script, str(job.model), str(job.image), job.provider, str(job.threads)]
     environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
     started = time.perf_counter()
@@ -215,22 +243,13 @@ def measure_cold_starts(
     jobs: dict[Hashable, ColdStartJob], repeats: Repeats, timeout_s: float = 300.0
 ) -> tuple[dict[Hashable, ColdStart], dict[Hashable, str]]:
     """Median wall time of ``repeats.cold_starts`` fresh processes per job, run in interleaved rounds."""
-    samples: dict[Hashable, list[float]] = {key: [] for key in jobs}
-    outputs: dict[Hashable, dict[str, Any]] = {}
-    failed: dict[Hashable, str] = {}
-    for _ in range(max(1, repeats.cold_starts)):
-        for key, job in jobs.items():
-            if key in failed:
-                continue
-            try:
-                seconds, outputs[key] = _run_process(job, timeout_s)
-            except ColdStartError as error:
-                failed[key] = str(error)
-                continue
-            samples[key].append(seconds)
-    results = {
-        key: ColdStart(float(np.median(times)), str(outputs[key]["label"]), bool(outputs[key]["torch_loaded"]))
-        for key, times in samples.items()
-        if key not in failed and times
-    }
-    return results, failed
+    processes = {key: (lambda job=job: _run_process(job, timeout_s)) for key, job in jobs.items()}
+    measured = interleaved_rounds(processes, max(1, repeats.cold_starts), catch=True)
+    results = {}
+    for key, runs in measured.results.items():
+        if key in measured.failed or not runs:
+            continue
+        last = runs[-1][1]  # what the last process predicted
+        wall = float(np.median([time for time, _ in runs]))
+        results[key] = ColdStart(wall, str(last["label"]), bool(last["torch_loaded"]))
+    return results, measured.failed

@@ -1,4 +1,5 @@
-"""What ``cifar-eval`` does, as one library function: open the model, load the data, evaluate, write, report.
+"""What ``cifar-eval`` does, as one library function: open the model, load the data, evaluate, write, report (a
+progress bar with images/s on stderr, a summary of eval.json on stdout).
 
 Exit codes (README.md, "Exit codes"): 0 evaluated; 1 evaluated, but some images could not be decoded (skipped,
 listed in eval.json); 2 usage error, unusable model or data; 3 the requested provider is not available; 5 the
@@ -7,25 +8,32 @@ output folder cannot take eval.json and the plots.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
 from cifar_edge.export.evaluate.data import load_eval_data
-from cifar_edge.export.evaluate.models import ModelLoadError, OpenedModel, open_model
+from cifar_edge.export.models import ModelLoadError, OpenedModel, open_model
 from cifar_edge.runtime.common.atomic_io import WriteError, atomic_write_text, check_writable, write_error
 from cifar_edge.runtime.common.command import ExitCode, first_line
 from cifar_edge.runtime.common.names import CONFUSION_PNG, EVAL_JSON, EVAL_SUFFIX, MISCLASSIFIED_PNG
-from cifar_edge.runtime.evaluate.core import evaluation_report, run_model
-from cifar_edge.runtime.evaluate.labelled_folder import LabelledDataError, LabelledImages
-from cifar_edge.runtime.providers.strict import ProviderUnavailableError
+from cifar_edge.runtime.evaluation import evaluation_report, score_images
+from cifar_edge.runtime.labelled import LabelledDataError, LabelledImages
+from cifar_edge.runtime.session import ProviderUnavailableError
 
 # cifar-eval's exit codes mean what cifar-infer's do (one definition: runtime/common/command.py).
 _OUTPUT_HINT = "; choose another folder with --output-dir"
+# Console lines: the most confused pairs shown (eval.json lists more).
+PAIRS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,6 @@ def run_eval(options: EvalOptions, stdout: TextIO | None = None, stderr: TextIO 
 
 
 def _evaluate_opened(opened: OpenedModel, options: EvalOptions, stdout: TextIO, errors: Console, notes: Console) -> int:
-    from cifar_edge.export.evaluate.report import print_summary, progress_bar
-
     try:
         data = load_eval_data(
             options.data,
@@ -113,7 +119,7 @@ def _evaluate_opened(opened: OpenedModel, options: EvalOptions, stdout: TextIO, 
     show_bar = not (options.quiet or options.as_json) and errors.is_terminal
     with progress_bar(errors, len(data), enabled=show_bar) as advance:
         try:
-            outputs = run_model(
+            outputs = score_images(
                 opened.engine.forward, data, opened.contract, batch_size=options.batch_size, on_progress=advance
             )
         except Exception as error:  # the model failed at run time (wrong output shape, provider error, ...)
@@ -169,3 +175,76 @@ def _describe_data(data: LabelledImages) -> str:
     description = data.description
     where = description.get("class_folder") or description.get("split") or description.get("source")
     return f"{len(data)} images from {where}"
+
+
+@contextlib.contextmanager
+def progress_bar(console: Console, total: int, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draws a bar with images/s and ETA on ``console`` while enabled."""
+    if not enabled or total < 1:
+        yield lambda _count: None
+        return
+    with Progress(
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("evaluate", total=total, rate="-")
+
+        def advance(count: int) -> None:
+            bar.advance(task, count)
+            elapsed = bar.tasks[0].elapsed or 0.0
+            if elapsed > 0:
+                bar.update(task, rate=f"{bar.tasks[0].completed / elapsed:,.0f}")
+
+        yield advance
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100.0 * value:.2f}%"
+
+
+def print_summary(report: dict[str, Any], console: Console) -> None:
+    model, timing = report["model"], report["timing"]
+    console.print(
+        f"[bold]{escape(str(model.get('format')))}[/] {model.get('precision')} on {model.get('provider')}: "
+        f"{report['images']} images evaluated"
+        + (f", {report['images_skipped']} skipped" if report["images_skipped"] else "")
+        + f" in {timing['seconds']:.2f} s ({timing['images_per_second']:,.0f} img/s)"
+    )
+    console.print(f"forward passes per image: {model.get('passes', 'unknown')}", markup=False)
+    console.print(
+        f"top-1 accuracy [bold]{percent(report['top1_accuracy'])}[/]   "
+        f"top-{report['top5_k']} accuracy {percent(report['top5_accuracy'])}   "
+        f"mean class accuracy {percent(report['mean_class_accuracy'])}"
+    )
+    classes = Table(title="per-class accuracy", show_edge=False, header_style="bold", title_justify="left")
+    classes.add_column("class")
+    classes.add_column("images", justify="right")
+    classes.add_column("correct", justify="right")
+    classes.add_column("accuracy", justify="right")
+    for row in report["per_class"]:
+        classes.add_row(escape(row["class"]), str(row["images"]), str(row["correct"]), percent(row["accuracy"]))
+    console.print(classes)
+    pairs = report["most_confused"][:PAIRS_SHOWN]
+    if pairs:
+        confused = Table(title="most confused (true -> predicted)", show_edge=False, header_style="bold")
+        confused.title_justify = "left"
+        confused.add_column("true")
+        confused.add_column("predicted")
+        confused.add_column("images", justify="right")
+        confused.add_column("of true class", justify="right")
+        for pair in pairs:
+            share = percent(pair["share_of_true_class"])
+            confused.add_row(escape(pair["true"]), escape(pair["predicted"]), str(pair["count"]), share)
+        console.print(confused)
+    else:
+        console.print("no confusions: every image was classified correctly")
+    files = report.get("files") or {}
+    written = [files.get(key) for key in ("eval_json", "confusion_png", "misclassified_png") if files.get(key)]
+    if written:
+        console.print("wrote " + ", ".join(written), markup=False)

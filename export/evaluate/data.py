@@ -3,7 +3,7 @@
 - ``cifar10``: CIFAR-10's official 10,000-image test split through torchvision (``train.data.load_cifar10_test``;
   needs the ``[train]`` extra; downloaded into ``--data-root`` when missing). Its classes are matched to the
   model's by name.
-- a folder: ``runtime.labelled_folder`` (``PATH/test/<class>/*``, ``PATH/val/<class>/*`` or ``PATH/<class>/*``),
+- a folder: ``runtime.labelled`` (``PATH/test/<class>/*``, ``PATH/val/<class>/*`` or ``PATH/<class>/*``),
   decoded by the runtime itself, no torch.
 - for ``cifar-bench`` only, by default: the run's own validation images, rebuilt with
   ``load_splits(**run.json["data"]["spec"])``, exactly the images the training validated on.
@@ -22,7 +22,7 @@ import numpy as np
 from cifar_edge.export.run_data import RunDataError, run_images, subset
 from cifar_edge.runtime.common.command import missing_module, needs_extra
 from cifar_edge.runtime.contract import CIFAR10_CLASS_NAMES, Contract
-from cifar_edge.runtime.evaluate.labelled_folder import (
+from cifar_edge.runtime.labelled import (
     ArrayImages,
     LabelledDataError,
     LabelledImages,

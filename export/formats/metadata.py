@@ -11,15 +11,19 @@ import json
 import platform
 from importlib import metadata as package_metadata
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from cifar_edge.runtime.common.names import WEIGHTS_FILE
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
-from cifar_edge.train.run.files import LoadedRun
+
+if TYPE_CHECKING:  # types only: reading an artifact's entries (cifar-eval of an ONNX file) loads neither
+    import onnx
+
+    from cifar_edge.train.run_folder import LoadedRun
 
 PROVENANCE_SCHEMA = 1
+# The two entries every artifact carries, under these names whatever its format.
+METADATA_KEYS = (CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY)
 _VERSIONED_PACKAGES = ("cifar-edge", "torch", "torchvision", "onnx", "onnxscript", "onnxruntime", "safetensors")
 
 

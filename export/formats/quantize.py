@@ -1,4 +1,4 @@
-"""fp32 ONNX -> static int8 QDQ ONNX with onnxruntime's quantization tooling.
+"""The int8 ONNX row of the format table: fp32 ONNX -> static int8 QDQ ONNX with onnxruntime's quantization tooling.
 
 Static, never dynamic: dynamic quantization leaves convolutions in float and quantizes activations on the fly,
 which made the tutorial net much slower on this CPU, while static QDQ runs faster than fp32 (docs/history.md,
@@ -20,11 +20,13 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from cifar_edge.export.errors import ExportFailedError
+from cifar_edge.export.config import ExportFailedError
+from cifar_edge.export.formats import ArtifactFormat, WriteJob
 from cifar_edge.export.formats.int8_gelu import SIGMOID_GELU_ALPHA, gelu_to_int8
-from cifar_edge.export.quiet import quiet_tools
+from cifar_edge.export.formats.onnx import ONNX_EXPORTER, drop_unused_opsets, quiet_tools, save_artifact
 from cifar_edge.runtime.common.command import first_line
-from cifar_edge.runtime.cpu import has_int8_dot_product
+from cifar_edge.runtime.hardware import cpu_features, has_int8_dot_product
+from cifar_edge.runtime.preprocess import normalize_batch
 
 INT8_QUANTIZER = "onnxruntime.quantization.quantize_static"
 # Ops that get int8 inputs. Convolutions and matrix products carry the compute; MaxPool keeps int8 flowing between
@@ -93,7 +95,7 @@ def quantize_int8(
 ) -> onnx.ModelProto:
     """Quantize ``model``; ``calibration_images`` are float32 (N, 3, H, W) already normalised like runtime input.
 
-    ``reduce_range``: 7-bit weights, for CPUs without int8 dot-product instructions (runtime/cpu.py).
+    ``reduce_range``: 7-bit weights, for CPUs without int8 dot-product instructions (runtime/hardware.py).
     ``gelu``: "sigmoid" moves each GELU onto int8 kernels (int8_gelu.py), "float" leaves it between Q/DQ.
     """
     if len(calibration_images) == 0:
@@ -126,3 +128,17 @@ def quantize_int8(
     if gelu == "sigmoid":
         gelu_to_int8(result)
     return result
+
+
+def write_int8(job: WriteJob, row: ArtifactFormat, path: Path) -> None:
+    """Quantize the run's fp32 graph on its calibration images, for this CPU unless --int8-weight-bits says."""
+    config, contract = job.config, job.run.contract
+    assert job.calibration is not None  # the export checked that int8 has calibration images
+    calibration = normalize_batch(job.calibration.images, contract)
+    features = cpu_features()
+    reduce_range = config.reduce_range if config.reduce_range is not None else reduce_range_for(features)
+    quantized = quantize_int8(job.fp32_graph(), contract.input_name, calibration, reduce_range, config.int8_gelu)
+    settings = quantization_settings(len(calibration), reduce_range, features, config.int8_gelu)
+    extra = {"quantization": {**settings, "calibration_source": job.calibration.description["source"]}}
+    exporter = f"{ONNX_EXPORTER} + {INT8_QUANTIZER}"
+    save_artifact(job, row, drop_unused_opsets(quantized), path, exporter=exporter, extra=extra)

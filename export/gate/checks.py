@@ -59,7 +59,7 @@ class Check:
 
 def bounded(name: str, measured: float, relation: str, threshold: float, detail: str = "") -> Check:
     passed = measured <= threshold if relation == "<=" else measured >= threshold
-    return Check(name, bool(passed), measured, threshold, relation, detail)
+    return Check(name, bool(passed), measured, threshold, relation=relation, detail=detail)
 
 
 def finite_or_none(value: Any) -> Any:

@@ -17,19 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from cifar_edge.export.errors import ExportUsageError
+from cifar_edge.export.config import ExportUsageError
 from cifar_edge.export.run_data import RunDataError, run_images, subset
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.evaluate.labelled_folder import (
+from cifar_edge.runtime.images import ImageDecodeError
+from cifar_edge.runtime.labelled import (
     ArrayImages,
     LabelledDataError,
     list_labelled_files,
+    resolve_image_folder,
     stratified_subset,
 )
-from cifar_edge.runtime.images import ImageDecodeError
-from cifar_edge.runtime.pixels import file_pixels
+from cifar_edge.runtime.preprocess import file_pixels
 
-_HELD_OUT_FOLDERS = ("val", "test")
 # How many real files of the data set join the preprocessing-parity check.
 PREPROCESS_SAMPLE_FILES = 4
 
@@ -81,11 +81,10 @@ def _from_run_spec(record: dict[str, Any], contract: Contract, verify: int, cali
 
 
 def _class_root(root: Path) -> tuple[Path, Path]:
-    """(calibration folder, verification folder) of an ImageFolder tree."""
-    train = root / "train"
-    if train.is_dir():
-        held_out = next((root / name for name in _HELD_OUT_FOLDERS if (root / name).is_dir()), train)
-        return train, held_out
+    """(calibration folder, verification folder) of an ImageFolder tree: the gate validates (runtime/labelled.py)."""
+    folders = resolve_image_folder(root, "validation")
+    if folders.train is not None:
+        return folders.train, folders.held_out or folders.train
     return root, root
 
 

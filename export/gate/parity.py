@@ -22,14 +22,16 @@ import numpy as np
 from torch import nn
 
 from cifar_edge.export.config import Thresholds
-from cifar_edge.export.engines import Engine, artifact_engines, torch_engine
+from cifar_edge.export.engines import Engine, OpenOptions, torch_engine
+from cifar_edge.export.formats import ArtifactFormat
 from cifar_edge.export.formats.metadata import read_entries
 from cifar_edge.export.gate.checks import Check, Comparison, bounded, compare, finite_or_none
 from cifar_edge.export.gate.preprocess import PreprocessReport
 from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.evaluate.labelled_folder import ArrayImages
+from cifar_edge.runtime.labelled import ArrayImages
 from cifar_edge.runtime.preprocess import normalize_batch
+from cifar_edge.runtime.session import ProviderUnavailableError
 
 VALIDATION = "real images"
 PROBES = "probes"
@@ -224,20 +226,38 @@ def verify_backend(
     return result
 
 
+def gate_engines(row: ArtifactFormat, path: Path) -> tuple[list[Engine], list[str]]:
+    """Every way the gate runs an artifact here: on the row's first provider, and on each other one (ONNX: CUDA)
+    where it is really active; the notes say which were not."""
+    engines: list[Engine] = []
+    notes: list[str] = []
+    row.check(path)  # e.g. onnx.checker, before onnxruntime is trusted with the file
+    for index, provider in enumerate(row.gate_providers):
+        try:
+            engines.append(row.open(path, OpenOptions(provider=provider)))
+        except ProviderUnavailableError as error:
+            if index == 0:
+                raise
+            notes.append(
+                f"{provider.upper()}: not active ({error.cause}); verified on {row.gate_providers[0].upper()} only"
+            )
+    return engines, notes
+
+
 def run_gate(
-    artifact_format: str,
-    precision: str,
+    row: ArtifactFormat,
     path: Path,
     contract: Contract,
     inputs: GateInputs,
+    *,
     thresholds: Thresholds,
     preprocessing: PreprocessReport | None = None,
     artifact_name: str | None = None,
 ) -> ParityReport:
     report = ParityReport(
         artifact=artifact_name or path.name,
-        format=artifact_format,
-        precision=precision,
+        format=row.format,
+        precision=row.precision,
         thresholds=thresholds,
         preprocessing=preprocessing,
         verification_source=inputs.verification_source,
@@ -255,7 +275,7 @@ def run_gate(
             )
         )
     try:
-        backends, notes = artifact_engines(artifact_format, path)
+        backends, notes = gate_engines(row, path)
     except Exception as error:  # an artifact that does not load or validate fails the gate with the reason
         report.checks.append(Check("loads and validates", False, detail=f"{type(error).__name__}: {first_line(error)}"))
         return report
@@ -263,7 +283,7 @@ def run_gate(
     report.checks.append(Check("loads and validates", True, detail=", ".join(backend.name for backend in backends)))
     try:
         for backend in backends:
-            report.backends.append(verify_backend(backend, precision, contract, inputs, thresholds))
+            report.backends.append(verify_backend(backend, row.precision, contract, inputs, thresholds))
     finally:
         for backend in backends:
             backend.close()

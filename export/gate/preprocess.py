@@ -22,8 +22,7 @@ from PIL import Image, ImageOps
 from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError, open_image_rgb
-from cifar_edge.runtime.pixels import file_pixels
-from cifar_edge.runtime.preprocess import normalize_batch
+from cifar_edge.runtime.preprocess import file_pixels, normalize_batch
 
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 # A size that is not the contract's in either direction, like a phone photo cropped to 3:2 (the cat photo's size).

@@ -14,9 +14,12 @@ import sys
 import warnings
 from collections.abc import Callable
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cifar_edge.runtime.common.atomic_io import WriteError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class ExitCode(IntEnum):
@@ -104,9 +107,9 @@ def needs_extra(extra: str, module: str, subject: str | None = None) -> str:
     return f"{subject} {text}" if subject else text
 
 
-def default_of(config: type, name: str) -> Any:
+def default_of(config: type[DataclassInstance], name: str) -> Any:
     """The default of field ``name`` of the dataclass ``config`` (its default_factory called when it has one)."""
-    spec = config.__dataclass_fields__[name]
+    spec = {field.name: field for field in dataclasses.fields(config)}[name]
     if spec.default_factory is not dataclasses.MISSING:
         return spec.default_factory()
     if spec.default is dataclasses.MISSING:

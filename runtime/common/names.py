@@ -11,15 +11,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_CSV = "metrics.csv"
 CURVES_PNG = "curves.png"
 
-# cifar-export's artifacts, by (format, precision); each passing one gets "<artifact>.parity.json" beside it.
+# The model cifar-infer reads by default (runs/latest/model.onnx). Every artifact's name, this one's included, is a
+# row of the format table (cifar_edge.export.formats); each passing one gets "<artifact>.parity.json" beside it.
 MODEL_ONNX = "model.onnx"
-ARTIFACT_FILES = {
-    ("onnx", "fp32"): MODEL_ONNX,
-    ("onnx", "fp16"): "model.fp16.onnx",
-    ("onnx", "int8"): "model.int8.onnx",
-    ("torchscript", "fp32"): "model.torchscript.pt",
-    ("exportedprogram", "fp32"): "model.pt2",
-}
 PARITY_SUFFIX = ".parity.json"
 # While cifar-export writes an artifact and its parity report, it holds an exclusive lock on "<artifact>.lock".
 LOCK_SUFFIX = ".lock"

@@ -1,1 +1,1 @@
-"""``cifar-infer``: the command line, its one library function, input expansion and the report."""
+"""``cifar-infer``: the command line, its one library function and report, and ``--doctor``."""

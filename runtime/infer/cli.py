@@ -94,7 +94,7 @@ def infer(
 ) -> None:
     """Classify images with an exported cifar-edge ONNX model on CUDA or CPU."""
     if doctor:
-        from cifar_edge.runtime.providers.doctor import run_doctor
+        from cifar_edge.runtime.infer.doctor import run_doctor  # on use: classifying never pays for its imports
 
         raise typer.Exit(run_doctor(model, provider, as_json=as_json))
     options = InferOptions(

@@ -104,8 +104,7 @@ def test_every_committed_plan_builds_valid_configurations(tmp_path: Path) -> Non
         from sweep import run_config, train_fraction
     finally:
         sys.path.remove(str(SWEEP.parent))
-    from cifar_edge.train.config import TrainConfig
-    from cifar_edge.train.recipes import resolve_recipe
+    from cifar_edge.train.config import TrainConfig, resolve_recipe
 
     plans = sorted((SWEEP.parent / "plans").glob("*.json"))
     assert plans

@@ -69,7 +69,7 @@ def _train_run(tmp_path_factory: pytest.TempPathFactory, labelled_data_dir: Path
     from cifar_edge.runtime.contract import Contract
     from cifar_edge.runtime.preprocess import normalize_batch
     from cifar_edge.train.models import build_model
-    from cifar_edge.train.run.files import save_model_files
+    from cifar_edge.train.run_folder import save_model_files
 
     torch.manual_seed(0)
     contract = Contract(class_names=TINY_CLASSES)

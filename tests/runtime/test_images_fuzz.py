@@ -14,8 +14,7 @@ from runtime_helpers import SHARED_CAT_PHOTO, SHARED_CIFAR_TRAIN
 
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError, decode_image_bytes
-from cifar_edge.runtime.jpeg import decode_plain_jpeg
-from cifar_edge.runtime.pixels import bytes_pixels
+from cifar_edge.runtime.preprocess import bytes_pixels, decode_plain_jpeg
 
 # Keep each fuzz case cheap: a mutated header can claim a huge size; refuse beyond 1 megapixel.
 FUZZ_PIXEL_LIMIT = 1_000_000
@@ -36,7 +35,7 @@ def _seed_files() -> dict[str, bytes]:
         buffer = io.BytesIO()
         image.save(buffer, name, **params)
         files[name] = buffer.getvalue()
-    for name, source, params in [  # more inputs for the JPEG fast path (runtime/jpeg.py)
+    for name, source, params in [  # more inputs for the JPEG fast path (runtime/preprocess.py)
         ("JPEG progressive 4:4:4", image, {"progressive": True, "subsampling": 0}),
         ("JPEG grey", image.convert("L"), {"quality": 75}),
     ]:

@@ -1,19 +1,15 @@
-"""The runtime never imports torch: checked in a fresh interpreter running a real classification, and statically."""
+"""The runtime never imports torch: checked in a fresh interpreter running a real classification.
+
+The static side (no runtime module imports torch, train or export) is an import-linter contract in pyproject.toml,
+run by the README's test command.
+"""
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
-
-import cifar_edge.runtime
-
-RUNTIME_DIR = Path(cifar_edge.runtime.__file__).parent
-# torch & co. are training-only; `onnx` is not in the runtime's base install either (only onnxruntime is).
-FORBIDDEN_ROOTS = {"torch", "torchvision", "onnx", "onnxscript", "safetensors", "matplotlib"}
-FORBIDDEN_PACKAGES = ("cifar_edge.train", "cifar_edge.export")
 
 FRESH_PROCESS = """
 import json, sys
@@ -51,78 +47,3 @@ def test_fresh_process_classifies_without_importing_torch(colour_model: Path, re
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary == {"light": True, "code": 0, "label": "red", "doctor_code": 0, "loaded": []}
     assert json.loads(done.stdout.splitlines()[0])["label"] == "red"  # the CLI's own JSON record
-
-
-def _package_of(source: Path, root: Path, root_package: str) -> str:
-    """The package a module file belongs to: ``root_package`` plus its folders under ``root``."""
-    parts = source.relative_to(root).parent.parts
-    return ".".join((root_package, *parts))
-
-
-def _imported_names(node: ast.AST, package: str) -> list[str]:
-    """Absolute module names an import statement refers to; relative imports resolve against ``package``."""
-    if isinstance(node, ast.Import):
-        return [alias.name for alias in node.names]
-    if not isinstance(node, ast.ImportFrom):
-        return []
-    if node.level == 0:
-        base = node.module or ""
-    else:
-        package_parts = package.split(".")
-        if node.level > len(package_parts):
-            return [f"<relative import beyond {package}>"]
-        base = ".".join(
-            [*package_parts[: len(package_parts) - node.level + 1], *([node.module] if node.module else [])]
-        )
-    # `from pkg import name` may import a sub-module: check `pkg.name` as well as `pkg`.
-    return [base, *(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")]
-
-
-def _is_forbidden(name: str) -> bool:
-    return name.split(".")[0] in FORBIDDEN_ROOTS or any(
-        name == package or name.startswith(package + ".") for package in FORBIDDEN_PACKAGES
-    )
-
-
-def find_forbidden_imports(root: Path, root_package: str) -> tuple[list[str], list[Path]]:
-    """Every forbidden import in every .py under ``root`` (recursively), and the files scanned."""
-    offenders = []
-    sources = sorted(root.rglob("*.py"))
-    for source in sources:
-        package = _package_of(source, root, root_package)
-        for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
-            bad = [name for name in _imported_names(node, package) if _is_forbidden(name) or name.startswith("<")]
-            if bad:  # one report per statement: the first forbidden name it refers to
-                offenders.append(f"{source.relative_to(root).as_posix()}:{node.lineno} imports {bad[0]}")
-    return offenders, sources
-
-
-def test_no_runtime_module_imports_training_code() -> None:
-    offenders, sources = find_forbidden_imports(RUNTIME_DIR, "cifar_edge.runtime")
-    assert offenders == []
-    scanned_packages = {source.parent for source in sources}
-    sub_packages = {init.parent for init in RUNTIME_DIR.glob("*/__init__.py")}
-    assert sub_packages, "the runtime has sub-packages: the scan must reach them"
-    assert sub_packages <= scanned_packages  # not vacuous: every sub-package's files were read
-
-
-def test_checker_catches_relative_and_absolute_imports(tmp_path: Path) -> None:
-    root = tmp_path / "runtime"
-    (root / "infer").mkdir(parents=True)
-    (root / "__init__.py").write_text('"""Fake runtime."""\n')
-    (root / "infer" / "__init__.py").write_text('"""Fake sub-package."""\n')
-    (root / "infer" / "cli.py").write_text(
-        "from ...train import x\n"  # cifar_edge.train
-        "from ... import export\n"  # cifar_edge.export, as a sub-module
-        "from . import report\n"  # cifar_edge.runtime.infer.report: allowed
-        "from ..contract import Contract\n"  # allowed
-        "def late():\n    import torch.nn\n"
-    )
-    (root / "classifier.py").write_text("from onnx import helper\nfrom .infer import cli\n")
-    offenders, _ = find_forbidden_imports(root, "cifar_edge.runtime")
-    assert offenders == [
-        "classifier.py:1 imports onnx",
-        "infer/cli.py:1 imports cifar_edge.train",
-        "infer/cli.py:2 imports cifar_edge.export",
-        "infer/cli.py:6 imports torch.nn",
-    ]

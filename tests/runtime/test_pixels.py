@@ -12,12 +12,10 @@ import pytest
 from PIL import Image, ImageFile
 from runtime_helpers import SHARED_CIFAR_TRAIN
 
-from cifar_edge.runtime import pixels as pixels_module
+from cifar_edge.runtime import preprocess as preprocess_module
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError, decode_image_bytes, open_image_rgb
-from cifar_edge.runtime.jpeg import decode_plain_jpeg
-from cifar_edge.runtime.pixels import bytes_pixels, file_pixels
-from cifar_edge.runtime.preprocess import resize_to_contract
+from cifar_edge.runtime.preprocess import bytes_pixels, decode_plain_jpeg, file_pixels, resize_to_contract
 
 CONTRACT = Contract()
 
@@ -120,7 +118,7 @@ def test_same_pixels_without_simplejpeg_and_for_large_files(tmp_path: Path, monk
         patched.setitem(sys.modules, "simplejpeg", None)  # an install without the wheel: import fails
         assert decode_plain_jpeg(path.read_bytes(), str(path), None) is None
         assert np.array_equal(file_pixels(path, CONTRACT), expected)
-    monkeypatch.setattr(pixels_module, "WHOLE_FILE_MAX_BYTES", 16)  # streamed through Pillow, never read whole
+    monkeypatch.setattr(preprocess_module, "WHOLE_FILE_MAX_BYTES", 16)  # streamed through Pillow, never read whole
     assert np.array_equal(file_pixels(path, CONTRACT), expected)
 
 

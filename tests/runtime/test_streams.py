@@ -12,21 +12,20 @@ from runtime_helpers import build_colour_model, save_model
 
 from cifar_edge.runtime import Classifier, Failure
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.runtime.providers.strict import usable_cpu_count
-from cifar_edge.runtime.streams import ThreadPlan, plan_threads, split_bounds
+from cifar_edge.runtime.session import Concurrency, choose_concurrency, split_bounds, usable_cpu_count
 
 
 def test_thread_plan_follows_what_the_caller_fixed() -> None:
-    assert plan_threads("cpu", None, None, 4) == ThreadPlan(1, 4)  # one single-thread run per core
-    assert plan_threads("auto", None, None, 2) == ThreadPlan(1, 2)
-    assert plan_threads("cuda", None, None, 4) == ThreadPlan(4, 1)  # a GPU: one run, every core
-    assert plan_threads("cpu", 3, None, 4) == ThreadPlan(3, 1)  # threads alone: one run with that many
-    assert plan_threads("cpu", None, 2, 4) == ThreadPlan(2, 2)  # streams alone: the cores shared
-    assert plan_threads("cpu", None, 8, 4) == ThreadPlan(1, 8)
-    assert plan_threads("cpu", 2, 3, 4) == ThreadPlan(2, 3)
+    assert choose_concurrency("cpu", None, None, 4) == Concurrency(1, 4)  # one single-thread run per core
+    assert choose_concurrency("auto", None, None, 2) == Concurrency(1, 2)
+    assert choose_concurrency("cuda", None, None, 4) == Concurrency(4, 1)  # a GPU: one run, every core
+    assert choose_concurrency("cpu", 3, None, 4) == Concurrency(3, 1)  # threads alone: one run with that many
+    assert choose_concurrency("cpu", None, 2, 4) == Concurrency(2, 2)  # streams alone: the cores shared
+    assert choose_concurrency("cpu", None, 8, 4) == Concurrency(1, 8)
+    assert choose_concurrency("cpu", 2, 3, 4) == Concurrency(2, 3)
     for bad in ((0, None), (None, 0)):
         with pytest.raises(ValueError, match="must be >= 1"):
-            plan_threads("cpu", *bad, 2)
+            choose_concurrency("cpu", *bad, 2)
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 5, 64, 65])

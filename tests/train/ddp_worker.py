@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cifar_edge.train import TrainConfig, fit
-from cifar_edge.train.loop import StepEvent
+from cifar_edge.train.state import StepEvent
 
 
 def state_hash(state: dict[str, torch.Tensor]) -> str:

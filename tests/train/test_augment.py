@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cifar_edge.train.augment import epoch_seed, gather_batch, normalize, plan_epoch
+from cifar_edge.train.augment import draw_epoch, epoch_seed, gather_batch, normalize
 
 
 def _images(count: int = 12, height: int = 8, width: int = 10) -> torch.Tensor:
@@ -26,43 +26,43 @@ def _reference(image_hwc: torch.Tensor, shift_y: int, shift_x: int, flip: bool, 
 @pytest.mark.parametrize("padding", [1, 2, 4])
 def test_crop_and_flip_match_reflect_pad_reference(padding: int) -> None:
     images = _images()
-    plan = plan_epoch(len(images), seed=3, epoch=0, crop_padding=padding, flip=True)
-    batch = plan.batch(images, 2, 11)
+    draw = draw_epoch(len(images), seed=3, epoch=0, crop_padding=padding, flip=True)
+    batch = draw.batch(images, 2, 11)
     assert batch.shape == (9, 3, 8, 10) and batch.dtype == torch.uint8
     assert batch.is_contiguous(memory_format=torch.channels_last)
     for row, position in enumerate(range(2, 11)):
         expected = _reference(
-            images[plan.order[position]],
-            int(plan.shift_y[position]),
-            int(plan.shift_x[position]),
-            bool(plan.flip[position]),
+            images[draw.order[position]],
+            int(draw.shift_y[position]),
+            int(draw.shift_x[position]),
+            bool(draw.flip[position]),
             padding,
         )
         assert torch.equal(batch[row], expected)
     # Both flips, and several offsets, occur: the augmentation is not silently a no-op.
-    assert 0 < int(plan.flip.sum()) < len(images)
-    assert len(set(plan.shift_x.tolist())) > 1
+    assert 0 < int(draw.flip.sum()) < len(images)
+    assert len(set(draw.shift_x.tolist())) > 1
 
 
 def test_without_augmentation_batches_are_the_shuffled_images() -> None:
     images = _images()
-    plan = plan_epoch(len(images), seed=0, epoch=0)
-    assert plan.flip is None and plan.shift_x is None
-    assert sorted(plan.order.tolist()) == list(range(len(images)))
-    batch = plan.batch(images, 0, len(images))
-    assert torch.equal(batch, images[plan.order].permute(0, 3, 1, 2))
+    draw = draw_epoch(len(images), seed=0, epoch=0)
+    assert draw.flip is None and draw.shift_x is None
+    assert sorted(draw.order.tolist()) == list(range(len(images)))
+    batch = draw.batch(images, 0, len(images))
+    assert torch.equal(batch, images[draw.order].permute(0, 3, 1, 2))
 
 
 def test_epoch_randomness_is_a_pure_function_of_seed_and_epoch() -> None:
-    first = plan_epoch(100, seed=7, epoch=3, crop_padding=2, flip=True)
-    again = plan_epoch(100, seed=7, epoch=3, crop_padding=2, flip=True)
+    first = draw_epoch(100, seed=7, epoch=3, crop_padding=2, flip=True)
+    again = draw_epoch(100, seed=7, epoch=3, crop_padding=2, flip=True)
     for a, b in zip((first.order, first.shift_y, first.flip), (again.order, again.shift_y, again.flip), strict=True):
         assert torch.equal(a, b)
     # Global torch RNG use in between changes nothing.
     torch.rand(1000)
-    assert torch.equal(plan_epoch(100, seed=7, epoch=3).order, plan_epoch(100, seed=7, epoch=3).order)
-    assert not torch.equal(first.order, plan_epoch(100, seed=7, epoch=4).order)
-    assert not torch.equal(first.order, plan_epoch(100, seed=8, epoch=3).order)
+    assert torch.equal(draw_epoch(100, seed=7, epoch=3).order, draw_epoch(100, seed=7, epoch=3).order)
+    assert not torch.equal(first.order, draw_epoch(100, seed=7, epoch=4).order)
+    assert not torch.equal(first.order, draw_epoch(100, seed=8, epoch=3).order)
     assert epoch_seed(0, 1) != epoch_seed(1, 0)
 
 

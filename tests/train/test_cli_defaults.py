@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from cifar_edge.runtime.common.command import ExitCode
 from cifar_edge.train import cli
-from cifar_edge.train.config import TrainConfig
-from cifar_edge.train.recipes import get_recipe, resolve_recipe
+from cifar_edge.train.config import TrainConfig, resolve_recipe
+from cifar_edge.train.recipes import get_recipe
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[TrainConfig]:
         configs.append(config)
         return ExitCode.OK
 
-    monkeypatch.setattr(cli, "_run", record)
+    monkeypatch.setattr(cli, "_train_and_report", record)
     return configs
 
 

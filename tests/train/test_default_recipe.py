@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from cifar_edge.train import TrainConfig, fit
-from cifar_edge.train.augment import plan_epoch
+from cifar_edge.train.augment import draw_epoch
+from cifar_edge.train.config import resolve_recipe
 from cifar_edge.train.data.load import Splits
-from cifar_edge.train.loop import StepEvent
-from cifar_edge.train.recipes import get_recipe, resolve_recipe
+from cifar_edge.train.prepare import open_session
+from cifar_edge.train.recipes import get_recipe
 from cifar_edge.train.reporting import Reporter
-from cifar_edge.train.session import open_session
+from cifar_edge.train.state import StepEvent
 
 
 def test_batchnorm_shifts_step_faster_and_shrink_per_step_like_the_weights(
@@ -72,15 +73,15 @@ def test_alternating_flip_shows_every_image_both_ways_every_two_epochs() -> None
     count = 64
     flips = []
     for epoch in range(4):
-        plan = plan_epoch(count, seed=5, epoch=epoch, flip=True, flip_mode="alternating")
+        draw = draw_epoch(count, seed=5, epoch=epoch, flip=True, flip_mode="alternating")
         by_image = torch.empty(count, dtype=torch.bool)
-        by_image[plan.order] = plan.flip
+        by_image[draw.order] = draw.flip
         flips.append(by_image)
     assert 0.2 < flips[0].float().mean() < 0.8  # a coin per image, not one for all
     assert torch.equal(flips[1], ~flips[0]) and torch.equal(flips[2], flips[0]) and torch.equal(flips[3], ~flips[0])
-    other_seed = plan_epoch(count, seed=6, epoch=0, flip=True, flip_mode="alternating")
+    other_seed = draw_epoch(count, seed=6, epoch=0, flip=True, flip_mode="alternating")
     assert not torch.equal(other_seed.flip[other_seed.order.argsort()], flips[0])
-    random = [plan_epoch(count, seed=5, epoch=e, flip=True).flip for e in range(2)]
+    random = [draw_epoch(count, seed=5, epoch=e, flip=True).flip for e in range(2)]
     assert not torch.equal(random[0], ~random[1])  # plain random flips carry no such guarantee
 
 

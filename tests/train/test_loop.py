@@ -1,4 +1,4 @@
-"""Pieces of the epoch loop: deferred NaN detection, the weight averages."""
+"""Pieces of the epoch loop: deferred NaN detection, lookahead averaging."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from cifar_edge.train.loop import NonFiniteLossError, Position, WeightAverage, check_finite
-from cifar_edge.train.optim.averaging import LookaheadAverage
+from cifar_edge.train.optim import LookaheadAverage
+from cifar_edge.train.state import NonFiniteLossError, Position, check_finite
 
 
 def test_deferred_finite_check_names_the_first_bad_step() -> None:
@@ -20,17 +20,6 @@ def test_deferred_finite_check_names_the_first_bad_step() -> None:
     assert (error.epoch, error.step, error.global_step) == (3, 3, 23)
     assert "loss became inf at step 23 (epoch 3, batch 3)" in str(error)
     assert check_finite(losses, 0, 2, position) == 2
-
-
-def test_weight_average_tracks_the_weights() -> None:
-    model = nn.Linear(2, 1)
-    average = WeightAverage(model, decay=0.5)
-    with torch.no_grad():
-        start = model.weight.clone()
-        model.weight.add_(2.0)
-    average.update(model, global_step=100)  # decay min(0.5, 101/110) = 0.5: halfway to the new weights
-    assert torch.allclose(average.model.weight, start + 1.0)
-    assert not average.model.weight.requires_grad
 
 
 def test_lookahead_snapshots_then_pulls_the_model_into_the_average() -> None:

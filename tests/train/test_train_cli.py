@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cifar_edge.runtime.preprocess import normalize_batch
 from cifar_edge.train.cli import app
 from cifar_edge.train.data.load import load_splits
-from cifar_edge.train.run.files import load_run
+from cifar_edge.train.run_folder import load_run
 
 FAST = ["--recipe", "seed", "--batch-size", "16", "--threads", "1"]
 

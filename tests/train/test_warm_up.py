@@ -11,9 +11,9 @@ import torch
 
 from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.data.load import Splits
-from cifar_edge.train.loop import EpochTotals, Position
+from cifar_edge.train.prepare import close_session, open_session
 from cifar_edge.train.reporting import Reporter
-from cifar_edge.train.session import close_session, open_session
+from cifar_edge.train.state import EpochTotals, Position
 
 
 def test_warm_up_visits_every_shape_and_signature_and_restores_the_state(

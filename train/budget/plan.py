@@ -1,28 +1,22 @@
-"""Planning a run to a wall-clock budget: from measured speeds to a number of optimizer steps and scaled knobs.
+"""A budgeted run's plan and what a run costs: the measured speeds, the predicted seconds of any number of steps,
+the plan as a typed record (until run.json), and the arithmetic of a mid-run re-plan.
 
-Budget-aware linear decay (Li, Yumer and Ramanan, "Budgeted Training", ICLR 2020): a schedule that decays to its end
-at the budget beats a longer one cut off there. The triangle schedule is defined in fractions of the run's steps
-(optim/schedule.py), so planning the steps stretches it to the budget; the knobs a recipe counts in epochs are scaled
-by one rule (:func:`scaled_knobs`). budget/probe.py measures the speeds; this module only computes.
+policy.py decides a session's plan from these, probe.py measures the speeds, clock.py re-plans; this module only
+computes.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from cifar_edge.runtime.passes import TTA_PASSES
-from cifar_edge.train.distill import TEACHER_PASS_MODES
+from cifar_edge.runtime.model_file import TTA_PASSES
 from cifar_edge.train.distributed import steps_per_epoch, usable_images
 from cifar_edge.train.recipes import Recipe
 
 # Forward passes per image of the last epoch's evaluation: it scores every TTA view (fit.py), the bare one included.
 FINAL_PASSES = sum(TTA_PASSES.values())
-# Another batch size replaces the recipe's own only when it fits this much more training (in images) into the
-# budget: the recipe was tuned at its own batch, and other batches scored lower at equal epochs (docs/training.md).
-SWITCH_GAIN = 0.10
 
 
 class BudgetTooSmall(ValueError):
@@ -114,9 +108,43 @@ class CostModel:
 
 
 @dataclass(frozen=True)
+class Replan:
+    """The one mid-run re-plan of a run whose measured speed left the plan's (budget/clock.py)."""
+
+    after_epoch: int
+    global_step: int
+    clock_s: float
+    measured_images_per_s: float
+    planned_images_per_s: float
+    total_steps: int
+    epochs: int
+    direction: str  # "shorter" or "longer"
+
+
+@dataclass(frozen=True)
+class SizeChoice:
+    """Why the size menu's smaller model trained instead of the recipe's (budget/policy.py)."""
+
+    asked: str  # the recipe's model, e.g. "airnet 32/128/128"
+    trained: str
+    asked_planned_epochs: float | None  # None: the recipe's model fit no epoch
+    min_epochs: float
+
+
+@dataclass(frozen=True)
+class Extension:
+    """``--epochs N`` on resume ends the plan: the epochs still to come are whole ones, ``total_steps`` in all."""
+
+    epochs: int
+    total_steps: int = 0  # set once the resumed session knows its position
+
+
+@dataclass(frozen=True)
 class Plan:
+    """A budgeted run's plan, typed until :meth:`record` writes it to run.json and checkpoint.pt."""
+
     budget_s: float
-    candidate: Candidate  # the chosen batch size and its measured speed
+    candidate: Candidate  # the chosen batch size and its measured speed (rounded as recorded)
     total_steps: int
     steps_per_epoch: int
     knobs: dict[str, Any]  # the recipe fields the plan sets (scaled_knobs)
@@ -124,12 +152,46 @@ class Plan:
     speeds: list[dict[str, Any]]  # per candidate: measured img/s and what would fit
     workload: Workload
     reason: str
-    extra: dict[str, Any] = field(default_factory=dict)  # the caller's facts: source, warm-up seconds, precision
+    source: str = "--budget"  # what set the budget, for messages
+    warm_up_s: float = 0.0  # the measurement's seconds, before the clock
+    precision: str = "fp32"  # of the measured steps
+    design_epochs: int = 0  # the recipe's own epochs, which the knobs were scaled from
+    size: SizeChoice | None = None
+    replanned: Replan | None = None
+    extended: Extension | None = None
+
+    @property
+    def planned_epochs(self) -> float:
+        return round(self.total_steps / self.steps_per_epoch, 3)
+
+    @property
+    def current_total_steps(self) -> int:
+        """The run's total steps now: as extended by --epochs on resume, as re-planned, or as planned."""
+        if self.extended is not None:
+            return self.extended.total_steps
+        return self.total_steps if self.replanned is None else self.replanned.total_steps
+
+    def recipe_for(self, design: Recipe) -> Recipe:
+        """``design`` with the plan's knobs."""
+        return replace(design, **self.knobs)
+
+    def summary(self) -> str:
+        """The plan in one phrase for the progress header."""
+        replanned = self.replanned
+        steps = f"{self.total_steps} steps" if not replanned else f"{replanned.total_steps} steps (re-planned)"
+        batch, speed = self.candidate.batch_size, self.candidate.images_per_s
+        return (
+            f"budget {self.budget_s:g}s: {steps} = {self.planned_epochs:g} epochs at batch {batch}, "
+            f"{speed:.0f} img/s measured in a {self.warm_up_s:.1f}s warm-up (outside the clock)"
+        )
 
     def record(self) -> dict[str, Any]:
         """run.json's and checkpoint.pt's ``plan``: plain JSON, enough for --resume and one re-plan."""
-        return {
-            **self.extra,
+        record: dict[str, Any] = {
+            "source": self.source,
+            "warm_up_s": self.warm_up_s,
+            "precision": self.precision,
+            "design_epochs": self.design_epochs,
             "budget_s": self.budget_s,
             "speeds": self.speeds,
             "workload": asdict(self.workload),
@@ -137,145 +199,61 @@ class Plan:
             "images_per_s": round(self.candidate.images_per_s, 3),
             "total_steps": self.total_steps,
             "steps_per_epoch": self.steps_per_epoch,
-            "planned_epochs": round(self.total_steps / self.steps_per_epoch, 3),
+            "planned_epochs": self.planned_epochs,
             "epochs": self.knobs["epochs"],
             "predicted_s": {key: round(value, 3) for key, value in self.predicted.items()},
             "knobs": self.knobs,
             "reason": self.reason,
-            "replanned": None,
+            "replanned": None if self.replanned is None else asdict(self.replanned),
         }
+        if self.size is not None:
+            record["size"] = asdict(self.size)
+        if self.extended is not None:
+            record["extended"] = asdict(self.extended)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Plan:
+        """The plan a checkpoint recorded (:meth:`record`'s output)."""
+        optional = {"size": SizeChoice, "replanned": Replan, "extended": Extension}
+        parts: dict[str, Any] = {name: kind(**record[name]) for name, kind in optional.items() if record.get(name)}
+        return cls(
+            budget_s=record["budget_s"],
+            candidate=Candidate(record["batch_size"], record["images_per_s"]),
+            total_steps=record["total_steps"],
+            steps_per_epoch=record["steps_per_epoch"],
+            knobs=record["knobs"],
+            predicted=record["predicted_s"],
+            speeds=record["speeds"],
+            workload=Workload(**record["workload"]),
+            reason=record["reason"],
+            source=record["source"],
+            warm_up_s=record["warm_up_s"],
+            precision=record["precision"],
+            design_epochs=record["design_epochs"],
+            **parts,
+        )
 
 
-def scaled_knobs(design: Recipe, batch_size: int, epochs: int) -> dict[str, Any]:
-    """The recipe fields a plan of ``epochs`` epochs at ``batch_size`` sets, from the recipe as designed.
-
-    The rule: a knob counted in epochs keeps its share of the run, round(value x epochs / design.epochs), with
-    whiten_bias_epochs and eval_every at least 1 (0 would mean "never frozen" / nothing) and the averaging start
-    before the last epoch; warmup_epochs the same share unrounded. Per-step knobs follow the batch as the recipes
-    do between batch sizes: lr x batch / design batch, lookahead_every x design batch / batch (the same images
-    between averaging updates). The triangle's warm-up, peak and decay and the lookahead ramp (step / total steps)
-    are fractions of the planned steps already, so they need no rule.
-    """
-    share, per_image = epochs / design.epochs, design.batch_size / batch_size
-
-    def scale(value: float, minimum: int = 0, factor: float = share) -> int:
-        return max(minimum, math.floor(value * factor + 0.5))  # half up, not Python's half-to-even
-
-    return {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": design.lr / per_image,
-        "whiten_bias_epochs": scale(design.whiten_bias_epochs, 1) if design.whiten_bias_epochs else 0,
-        "average_start_epoch": min(epochs - 1, scale(design.average_start_epoch)),
-        "eval_every": scale(design.eval_every, 1),
-        "warmup_epochs": design.warmup_epochs * share,
-        "lookahead_every": scale(design.lookahead_every, 1, per_image) if design.lookahead_every else 0,
-    }
-
-
-def plan_budget(
-    budget_s: float, design: Recipe, candidates: list[Candidate], workload: Workload, source: str = "--budget"
-) -> Plan:
-    """The plan that trains the most within ``budget_s`` (see SWITCH_GAIN); BudgetTooSmall when no candidate fits
-    one epoch. ``source`` names the budget in messages ("--budget", "the recipe's cpu_budget_s")."""
-    workload = replace(workload, final_passes=FINAL_PASSES)
-    candidates = [_with_teacher(design, candidate, workload) for candidate in candidates]
-    fitted = []
-    for candidate in candidates:
-        model = CostModel(candidate.batch_size, candidate.images_per_s, workload)
-        steps = model.max_steps(budget_s, lambda epochs, b=candidate.batch_size: _eval_every(design, b, epochs))
-        fitted.append((candidate, model, steps))
-    speeds = [
-        {"batch_size": c.batch_size, "images_per_s": round(c.images_per_s, 3), "steps": s, "images": m.images(s)}
-        for c, m, s in fitted
-    ]
-    fitting = [row for row in fitted if row[2] >= row[1].steps_per_epoch]
-    if not fitting:
-        raise BudgetTooSmall(_too_small(budget_s, design, fitted, source))
-    (candidate, model, steps), reason = _choose(design, fitting)
-    knobs = scaled_knobs(design, candidate.batch_size, -(-steps // model.steps_per_epoch))
-    predicted = model.seconds(steps, knobs["eval_every"])
-    return Plan(budget_s, candidate, steps, model.steps_per_epoch, knobs, predicted, speeds, workload, reason)
-
-
-def _with_teacher(design: Recipe, candidate: Candidate, workload: Workload) -> Candidate:
-    """The candidate's speed with a distillation teacher's extra no-gradient pass (distill.TEACHER_PASS_MODES) on its
-    share of the steps, priced at the monitor's speed (one inference pass in the training precision)."""
-    if design.distill not in TEACHER_PASS_MODES or workload.monitor_images_per_s <= 0:
-        return candidate
-    teacher_s = (1 - design.distill_start) / (workload.monitor_images_per_s * workload.world_size)
-    return replace(candidate, images_per_s=1 / (1 / candidate.images_per_s + teacher_s))
-
-
-def planned_recipe(design: Recipe, knobs: dict[str, Any]) -> Recipe:
-    return replace(design, **knobs)
-
-
-def replan_steps(
-    plan: dict[str, Any], done_epochs: int, elapsed_s: float, images_per_s: float, longer: bool = False
-) -> int:
-    """New total steps for a run of recorded ``plan`` whose ``done_epochs`` epochs took ``elapsed_s`` and now train
-    at ``images_per_s``: the most that still end within the budget at that speed (evaluations and overheads slowed
+def replan_steps(plan: Plan, done_epochs: int, elapsed_s: float, images_per_s: float, longer: bool = False) -> int:
+    """New total steps for a run of ``plan`` whose ``done_epochs`` epochs took ``elapsed_s`` and now train at
+    ``images_per_s``: the most that still end within the budget at that speed (evaluations and overheads slowed
     alike), never more than planned unless ``longer``, at least one more step (the final evaluation needs an epoch
     to end)."""
-    slower = images_per_s / plan["images_per_s"]
-    work = Workload(**plan["workload"])
+    slower = images_per_s / plan.candidate.images_per_s
     work = replace(
-        work,
-        monitor_images_per_s=work.monitor_images_per_s * slower,
-        final_images_per_s=work.final_images_per_s * slower,
-        epoch_overhead_s=work.epoch_overhead_s / slower,
-        curves_s=work.curves_s / slower,
+        plan.workload,
+        monitor_images_per_s=plan.workload.monitor_images_per_s * slower,
+        final_images_per_s=plan.workload.final_images_per_s * slower,
+        epoch_overhead_s=plan.workload.epoch_overhead_s / slower,
+        curves_s=plan.workload.curves_s / slower,
     )
-    model = CostModel(plan["batch_size"], images_per_s, work)
-    every = plan["knobs"]["eval_every"]
-    steps = model.max_steps(plan["budget_s"] - elapsed_s, lambda _epochs: every, from_epoch=done_epochs)
+    model = CostModel(plan.candidate.batch_size, images_per_s, work)
+    every = plan.knobs["eval_every"]
+    steps = model.max_steps(plan.budget_s - elapsed_s, lambda _epochs: every, from_epoch=done_epochs)
     steps = max(done_epochs * model.steps_per_epoch + 1, steps)
-    return steps if longer else min(plan["total_steps"], steps)
-
-
-def _eval_every(design: Recipe, batch_size: int, epochs: int) -> int:
-    return scaled_knobs(design, batch_size, epochs)["eval_every"]
+    return steps if longer else min(plan.total_steps, steps)
 
 
 def _pass_seconds(images: int, images_per_s: float) -> float:
     return images / images_per_s if images and images_per_s > 0 else 0.0
-
-
-def _choose(
-    design: Recipe, fitting: list[tuple[Candidate, CostModel, int]]
-) -> tuple[tuple[Candidate, CostModel, int], str]:
-    best = max(fitting, key=lambda row: row[1].images(row[2]))
-    own = next((row for row in fitting if row[0].batch_size == design.batch_size), None)
-    batch = best[0].batch_size
-    if own is None:
-        return best, f"batch {batch}: the most training in the budget (the recipe's {design.batch_size} fits no epoch)"
-    if best is own:
-        return own, f"batch {batch} (the recipe's): the most training in the budget"
-    gain = best[1].images(best[2]) / own[1].images(own[2]) - 1
-    if gain <= SWITCH_GAIN:
-        return own, (
-            f"batch {design.batch_size} (the recipe's): batch {batch} would train {gain:.1%} more images, under the "
-            f"{SWITCH_GAIN:.0%} it takes to leave the batch the recipe was tuned at"
-        )
-    return best, f"batch {batch}: {gain:.1%} more images in the budget than the recipe's {design.batch_size}"
-
-
-def _too_small(budget_s: float, design: Recipe, fitted: list[tuple[Candidate, CostModel, int]], source: str) -> str:
-    costs = [(m.seconds(m.steps_per_epoch, _eval_every(design, c.batch_size, 1))["total_s"], c) for c, m, _ in fitted]
-    minimum, candidate = min(costs, key=lambda pair: pair[0])
-    images = fitted[0][1].workload.train_images
-    return (
-        f"{source} of {budget_s:g}s cannot fit one epoch of {images} images on this machine: one epoch with its "
-        f"evaluation and saving takes {minimum:.3g}s here (batch {candidate.batch_size} at the measured "
-        f"{candidate.images_per_s:.0f} img/s); the minimum budget is {math.ceil(minimum)}s (or fix the length with "
-        "--epochs)"
-    )
-
-
-def current_total_steps(plan: dict[str, Any]) -> int:
-    """A recorded plan's total steps now: as extended by --epochs on resume, as re-planned, or as planned."""
-    for change in ("extended", "replanned"):
-        if (plan.get(change) or {}).get("total_steps") is not None:
-            return plan[change]["total_steps"]
-    return plan["total_steps"]

@@ -22,13 +22,12 @@ from torch import nn
 
 from cifar_edge.runtime.common.atomic_io import atomic_write_bytes, atomic_write_text
 from cifar_edge.runtime.common.names import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
-from cifar_edge.train.augment import normalize, plan_epoch
+from cifar_edge.train.augment import draw_epoch, normalize
 from cifar_edge.train.budget.plan import Candidate, Workload
-from cifar_edge.train.optim.groups import build_optimizer
+from cifar_edge.train.checkpoint import capture_rng_state, to_cpu, write_checkpoint
+from cifar_edge.train.optim import build_optimizer
 from cifar_edge.train.recipes import Recipe
-from cifar_edge.train.reporting import write_curves
-from cifar_edge.train.run.checkpoint import capture_rng_state, to_cpu, write_checkpoint
-from cifar_edge.train.saving import CURVES_REFRESH_S
+from cifar_edge.train.reporting import CURVES_REFRESH_S, write_curves
 from cifar_edge.train.state import DeviceData
 
 # Optimizer steps per candidate: untimed first (the first steps pay for allocations and kernel choices), then timed;
@@ -48,9 +47,8 @@ _SAMPLE_ROWS = [
 
 @dataclass(frozen=True)
 class ProbeInputs:
-    """What the probe runs on: the session's model (whitened, on the device) and data, in the run's precision."""
+    """What the probe runs on besides the model: the session's data on the device, in the run's precision."""
 
-    model: nn.Module
     train_data: DeviceData
     val_data: DeviceData
     mean: torch.Tensor
@@ -61,10 +59,12 @@ class ProbeInputs:
     scratch_dir: Path | None = None  # an existing folder on the run folder's disk, for timing its writes; None = tmp
 
 
-def probe(inputs: ProbeInputs, recipes: list[Recipe], clock: Callable[[], float]) -> tuple[list[Candidate], Workload]:
-    """The measured speed of each recipe in ``recipes`` (one per candidate batch size, the run's own first) and the
-    run's other costs, timed by ``clock``; the model's state is restored before this returns."""
-    model = inputs.model
+def probe(
+    model: nn.Module, inputs: ProbeInputs, recipes: list[Recipe], clock: Callable[[], float]
+) -> tuple[list[Candidate], Workload]:
+    """The measured speed of ``model`` (the session's, whitened, on the device) for each recipe in ``recipes`` (one
+    per candidate batch size, the run's own first) and the run's other costs, timed by ``clock``; the model's state
+    is restored before this returns."""
     saved = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
     try:
         fastest: dict[int, float] = {}
@@ -72,10 +72,10 @@ def probe(inputs: ProbeInputs, recipes: list[Recipe], clock: Callable[[], float]
         for round_index in range(ROUNDS):
             for recipe in recipes if round_index % 2 == 0 else recipes[::-1]:
                 warm = WARM_STEPS if round_index == 0 else REWARM_STEPS
-                speed, optimizer = _step_speed(inputs, recipe, clock, warm)
+                speed, optimizer = _step_speed(model, inputs, recipe, clock, warm)
                 fastest[recipe.batch_size] = max(speed, fastest.get(recipe.batch_size, 0.0))
         candidates = [Candidate(recipe.batch_size, fastest[recipe.batch_size]) for recipe in recipes]
-        monitor, final = _eval_speeds(inputs, recipes[0].eval_batch_size, clock)
+        monitor, final = _eval_speeds(model, inputs, recipes[0].eval_batch_size, clock)
         saving, curves = _saving_seconds(model, optimizer, clock, inputs.scratch_dir)
     finally:
         model.load_state_dict(saved)
@@ -84,30 +84,44 @@ def probe(inputs: ProbeInputs, recipes: list[Recipe], clock: Callable[[], float]
         model.train()
     val_images = -(-len(inputs.val_data) // inputs.world_size)  # under torchrun each rank scores its share
     workload = Workload(
-        len(inputs.train_data), val_images, inputs.world_size, monitor, final, saving, curves, CURVES_REFRESH_S
+        train_images=len(inputs.train_data),
+        val_images=val_images,
+        world_size=inputs.world_size,
+        monitor_images_per_s=monitor,
+        final_images_per_s=final,
+        epoch_overhead_s=saving,
+        curves_s=curves,
+        curves_every_s=CURVES_REFRESH_S,
     )
     return candidates, workload
 
 
 def _step_speed(
-    inputs: ProbeInputs, recipe: Recipe, clock: Callable[[], float], warm_steps: int
+    model: nn.Module, inputs: ProbeInputs, recipe: Recipe, clock: Callable[[], float], warm_steps: int
 ) -> tuple[float, torch.optim.Optimizer]:
     """Training images per second (all ranks together) of ``recipe``'s step after ``warm_steps`` untimed ones:
     gather and augment, forward, loss, backward, optimizer step, as the loop runs them."""
-    model, data = inputs.model, inputs.train_data
+    data = inputs.train_data
     optimizer = build_optimizer(model, recipe)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     size = min(len(data), recipe.batch_size // inputs.world_size)
-    augment = {"crop_padding": recipe.crop_padding, "flip": recipe.flip, "flip_mode": recipe.flip_mode}
-    plan = plan_epoch(len(data), 0, 0, **augment, device=data.images.device)  # seed 0, epoch 0: any draw will do
+    draw = draw_epoch(  # seed 0, epoch 0: any draw will do
+        len(data),
+        0,
+        0,
+        crop_padding=recipe.crop_padding,
+        flip=recipe.flip,
+        flip_mode=recipe.flip_mode,
+        device=data.images.device,
+    )
     model.train()
     seconds, last = [], 0.0
     for index in range(warm_steps + PROBE_STEPS):
         if index == warm_steps:
             last = _read(clock, inputs.device)
-        batch = normalize(plan.batch(data.images, 0, size), inputs.mean, inputs.std)
+        batch = normalize(draw.batch(data.images, 0, size), inputs.mean, inputs.std)
         with _autocast(inputs):
-            loss = criterion(model(batch).float(), data.labels[plan.order[:size]])
+            loss = criterion(model(batch).float(), data.labels[draw.order[:size]])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -119,7 +133,9 @@ def _step_speed(
 
 
 @torch.no_grad()
-def _eval_speeds(inputs: ProbeInputs, batch_size: int, clock: Callable[[], float]) -> tuple[float, float]:
+def _eval_speeds(
+    model: nn.Module, inputs: ProbeInputs, batch_size: int, clock: Callable[[], float]
+) -> tuple[float, float]:
     """Images per second of one evaluation pass (per rank): in the training precision (the mid-run monitor) and in
     float32 (the last epoch's evaluation and its TTA passes); (0, 0) without validation images."""
     data = inputs.val_data
@@ -127,18 +143,18 @@ def _eval_speeds(inputs: ProbeInputs, batch_size: int, clock: Callable[[], float
         return 0.0, 0.0
     size = min(len(data), batch_size)
     batch = normalize(data.images[:size].permute(0, 3, 1, 2), inputs.mean, inputs.std)
-    inputs.model.eval()
-    speeds = []
+    model.eval()
+    speeds: list[float] = []
     for training_precision in (True, False):
         if not training_precision and inputs.precision == torch.float32:
             speeds.append(speeds[0])  # the same arithmetic: measured once
             continue
         with _autocast(inputs) if training_precision else contextlib.nullcontext():
-            inputs.model(batch)  # untimed: the first pass at a shape pays for its buffers
+            model(batch)  # untimed: the first pass at a shape pays for its buffers
             start = _read(clock, inputs.device)
-            inputs.model(batch)
+            model(batch)
             speeds.append(size / max(_read(clock, inputs.device) - start, 1e-9))
-    inputs.model.train()
+    model.train()
     return speeds[0], speeds[1]
 
 

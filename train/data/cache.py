@@ -114,7 +114,7 @@ def _decoder_fingerprint() -> dict[str, str]:
 def write_cache(path: Path, key: str, decoded: DecodedFolder) -> str | None:
     """Write ``decoded`` atomically; returns None, or a one-line reason when the cache could not be written."""
     meta = {"format": CACHE_FORMAT_VERSION, "key": key}
-    arrays: dict[str, np.ndarray] = {
+    arrays: dict[str, Any] = {
         "meta": np.array(json.dumps(meta)),
         "class_names": np.array(decoded.class_names, dtype=str),
         "train_images": decoded.train_images,

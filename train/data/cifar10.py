@@ -1,4 +1,5 @@
-"""CIFAR-10 through torchvision: downloaded into a data root when missing, returned as uint8 NHWC arrays.
+"""CIFAR-10 through torchvision: downloaded into a data root when missing, returned as uint8 NHWC arrays at the
+contract's image size (the training pool ``load_splits`` splits, and the official test split).
 
 Security note: the CIFAR-10 batches are Python pickles. torchvision checks the MD5 of every batch file against the
 checksums hard-coded for the official release before it unpickles anything (``CIFAR10._check_integrity`` and
@@ -19,9 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from cifar_edge.train.data.errors import DataError
+from cifar_edge.runtime.contract import Contract
+from cifar_edge.runtime.preprocess import resize_to_contract
+from cifar_edge.train.data import DataError
+from cifar_edge.train.data.split import check_arguments, first_per_class
 
 # Seconds without a byte before a download attempt gives up (urllib's default is to wait forever).
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -58,6 +63,41 @@ def load_cifar10_arrays(data_root: Path, train: bool) -> tuple[np.ndarray, np.nd
     images = np.ascontiguousarray(dataset.data, dtype=np.uint8)
     labels = np.asarray(dataset.targets, dtype=np.int64)
     return images, labels, tuple(str(name) for name in dataset.classes)
+
+
+def cifar10_train_pool(
+    root: Path, image_size: tuple[int, int], resize_method: str, limit_per_class: int | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """CIFAR-10's training batches in ``root`` (the first ``limit_per_class`` of each class), at ``image_size``."""
+    images, labels, class_names = load_cifar10_arrays(root, train=True)
+    if limit_per_class is not None:
+        keep = first_per_class(labels, limit_per_class)
+        images, labels = images[keep], labels[keep]
+    images = resize_arrays(images, Contract(class_names, image_size=image_size, resize_method=resize_method))
+    return images, labels, class_names
+
+
+def load_cifar10_test(
+    data_root: str | Path | None = None,
+    *,
+    image_size: tuple[int, int] = (32, 32),
+    resize_method: str = "bilinear",
+) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's official 10,000 test images (uint8 (N, H, W, 3)) and labels (int64), downloaded when missing."""
+    image_size = check_arguments(0.0, 0, image_size, resize_method, None)
+    images, labels, class_names = load_cifar10_arrays(resolve_data_root(data_root), train=False)
+    return resize_arrays(images, Contract(class_names, image_size=image_size, resize_method=resize_method)), labels
+
+
+def resize_arrays(images: np.ndarray, contract: Contract) -> np.ndarray:
+    """CIFAR-10's native 32x32 arrays are returned as they are; other contract sizes use the runtime's resize."""
+    height, width = contract.image_size
+    if images.shape[1:3] == (height, width):
+        return images
+    out = np.empty((len(images), height, width, 3), dtype=np.uint8)
+    for index, pixels in enumerate(images):
+        out[index] = resize_to_contract(Image.fromarray(pixels, "RGB"), contract)
+    return out
 
 
 def _unavailable_message(data_root: Path, error: BaseException, downloading: bool) -> str:

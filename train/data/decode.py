@@ -34,7 +34,7 @@ from rich.text import Text
 from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.images import ImageDecodeError
-from cifar_edge.runtime.pixels import file_pixels
+from cifar_edge.runtime.preprocess import file_pixels
 
 # Below this many images a worker pool costs more to start than it saves.
 MIN_IMAGES_FOR_POOL = 512
@@ -115,7 +115,7 @@ def decode_images(
         for start in starts:
             store(start, *decode_chunk(list(paths[start : start + chunk]), contract))
     else:
-        _decode_in_pool(paths, contract, workers, starts, chunk, store)
+        _decode_in_pool(paths, contract, workers=workers, starts=starts, chunk=chunk, store=store)
     failures.sort(key=lambda failure: failure.index)
     if progress is not None and task is not None:
         progress.refresh()
@@ -125,6 +125,7 @@ def decode_images(
 def _decode_in_pool(
     paths: Sequence[str],
     contract: Contract,
+    *,
     workers: int,
     starts: range,
     chunk: int,

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
-from cifar_edge.runtime.folders import walk_folder, walk_folders
-from cifar_edge.train.data.errors import DataError
+from cifar_edge.runtime.image_files import walk_folder, walk_folders
+from cifar_edge.runtime.labelled import HELD_OUT_PREFERENCE, resolve_image_folder
+from cifar_edge.train.data import DataError
 from cifar_edge.train.data.split import first_per_class
 
-# Held-out folders we accept as the validation split, in order of preference.
-HELD_OUT_NAMES = ("val", "test")
+# Held-out folders we accept as the validation split, in order of preference (the one rule: runtime/labelled.py).
+HELD_OUT_NAMES = HELD_OUT_PREFERENCE["validation"]
 EXPECTED_LAYOUT = "expected PATH/train/<class>/* (plus optional PATH/val/<class>/*) or PATH/<class>/*"
 
 
@@ -45,14 +46,14 @@ def find_image_folder_files(path: str | os.PathLike[str], limit_per_class: int |
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; --data takes 'cifar10' or an image folder ({EXPECTED_LAYOUT})")
 
-    train_dir = root / "train"
-    if train_dir.is_dir():
-        held_out = [name for name in HELD_OUT_NAMES if (root / name).is_dir()]
-        held_out_name = held_out[0] if held_out else None
+    folders = resolve_image_folder(root, "validation")
+    held_out_name = folders.held_out.name if folders.held_out is not None else None
+    if folders.train is not None:
+        train_dir = folders.train
         layout = "train/" + (f" + {held_out_name}/" if held_out_name else "")
     else:
         _check_flat_layout(root)
-        train_dir, held_out, held_out_name, layout = root, [], None, "<class>/"
+        train_dir, held_out_name, layout = root, None, "<class>/"
 
     class_names = _class_folders(train_dir)
     if len(class_names) < 2:
@@ -92,7 +93,7 @@ def find_image_folder_files(path: str | os.PathLike[str], limit_per_class: int |
         held_out_name=held_out_name,
         held_out_files=held_out_files,
         held_out_labels=held_out_labels,
-        unused_folders=tuple(held_out[1:]),
+        unused_folders=folders.unused,
     )
 
 
@@ -140,7 +141,7 @@ def _samples(directory: Path, class_to_index: dict[str, int]) -> list[tuple[str,
     """torchvision's ``make_dataset`` (same order: class by class, folders sorted by path, files sorted, same
     extension test), except that each real folder is read once: its ``os.walk(followlinks=True)`` follows a symlink
     loop until the path is too long, reading the same images dozens of times. Skipped links: a warning each."""
-    samples = []
+    samples: list[tuple[str, int]] = []
     class_folders = [os.path.join(directory, name) for name in sorted(class_to_index)]
     listing: dict[int, list[tuple[str, list[str]]]] = {}
     for index, folder, names in walk_folders(class_folders):

@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cifar_edge.runtime.contract import Contract
-from cifar_edge.train.data.arguments import base_spec, check_arguments
+from cifar_edge.train.data import DataError
 from cifar_edge.train.data.cache import (
     DecodedFolder,
     cache_file,
@@ -30,12 +30,10 @@ from cifar_edge.train.data.cache import (
     relative_path,
     write_cache,
 )
-from cifar_edge.train.data.cifar10 import resolve_data_root
+from cifar_edge.train.data.cifar10 import cifar10_train_pool, load_cifar10_test, resolve_data_root
 from cifar_edge.train.data.decode import decode_images, progress_bar
-from cifar_edge.train.data.errors import DataError
 from cifar_edge.train.data.folder import ImageFolderFiles, find_image_folder_files
-from cifar_edge.train.data.resized import cifar10_train_pool, load_cifar10_test
-from cifar_edge.train.data.split import stratified_split
+from cifar_edge.train.data.split import base_spec, check_arguments, stratified_split
 
 __all__ = ["DataError", "Splits", "load_cifar10_test", "load_splits"]
 
@@ -87,16 +85,20 @@ def load_splits(
     image_size = check_arguments(val_fraction, seed, image_size, resize_method, limit_per_class)
     val_fraction, seed = float(val_fraction), int(seed)  # NumPy scalars in, plain JSON numbers in the record
     limit_per_class = None if limit_per_class is None else int(limit_per_class)
-    spec = base_spec(val_fraction, seed, image_size, resize_method, limit_per_class, cache_dir)
+    spec = base_spec(
+        val_fraction=val_fraction,
+        seed=seed,
+        image_size=image_size,
+        resize_method=resize_method,
+        limit_per_class=limit_per_class,
+        cache_dir=cache_dir,
+    )
     if str(data) == "cifar10":
-        source = _cifar10_source(data_root, spec, image_size, resize_method, limit_per_class)
+        source = _cifar10_source(data_root, spec)
     else:
-        source = _folder_source(
-            data, spec, image_size, resize_method, limit_per_class, cache_dir, show_progress, workers
-        )
-    train_images, train_labels, val_images, val_labels, how_val = _split(source, val_fraction, seed)
-    description = _describe(source, spec, train_labels, val_labels, how_val, started)
-    return Splits(train_images, train_labels, val_images, val_labels, tuple(source.class_names), description)
+        source = _folder_source(data, spec, cache_dir=cache_dir, show_progress=show_progress, workers=workers)
+    split, how_val = _split(source, val_fraction, seed)
+    return replace(split, description=_describe(source, spec, split, how_val, started))
 
 
 @dataclass(frozen=True)
@@ -112,17 +114,12 @@ class _Source:
     held_out_name: str | None = None
 
 
-def _cifar10_source(
-    data_root: str | Path | None,
-    spec: dict[str, Any],
-    image_size: tuple[int, int],
-    resize_method: str,
-    limit_per_class: int | None,
-) -> _Source:
-    """CIFAR-10's training batches (the first ``limit_per_class`` of each class), resized to ``image_size``."""
+def _cifar10_source(data_root: str | Path | None, spec: dict[str, Any]) -> _Source:
+    """CIFAR-10's training batches (the first ``limit_per_class`` of each class), at the spec's image size."""
     root = resolve_data_root(data_root)
     spec["data_root"] = str(root)
-    images, labels, class_names = cifar10_train_pool(root, image_size, resize_method, limit_per_class)
+    size = (spec["image_size"][0], spec["image_size"][1])
+    images, labels, class_names = cifar10_train_pool(root, size, spec["resize_method"], spec["limit_per_class"])
     description: dict[str, Any] = {
         "source": "cifar10",
         "root": str(root),
@@ -136,17 +133,16 @@ def _cifar10_source(
 def _folder_source(
     data: str | Path,
     spec: dict[str, Any],
-    image_size: tuple[int, int],
-    resize_method: str,
-    limit_per_class: int | None,
+    *,
     cache_dir: str | Path | None,
     show_progress: bool,
     workers: int | None,
 ) -> _Source:
     """An ImageFolder tree, decoded through the cache; its val/ or test/ folder, if any, as the held-out arrays."""
-    files = find_image_folder_files(data, limit_per_class)
+    files = find_image_folder_files(data, spec["limit_per_class"])
     spec["data"] = str(files.root)
-    contract = Contract(files.class_names, image_size=image_size, resize_method=resize_method)
+    size = (spec["image_size"][0], spec["image_size"][1])
+    contract = Contract(files.class_names, image_size=size, resize_method=spec["resize_method"])
     decoded, cache_facts = _decode_folder_cached(files, contract, cache_dir, show_progress, workers)
     description: dict[str, Any] = {
         "source": str(files.root),
@@ -157,33 +153,45 @@ def _folder_source(
     }
     if files.unused_folders:
         description["unused_folders"] = [f"{name}/" for name in files.unused_folders]
+    source = _Source(decoded.train_images, decoded.train_labels, decoded.class_names, description)
     if files.held_out_name is None:
-        return _Source(decoded.train_images, decoded.train_labels, decoded.class_names, description)
-    held_out = (decoded.held_out_images, decoded.held_out_labels, files.held_out_name)
-    return _Source(decoded.train_images, decoded.train_labels, decoded.class_names, description, *held_out)
+        return source
+    return replace(
+        source,
+        held_out_images=decoded.held_out_images,
+        held_out_labels=decoded.held_out_labels,
+        held_out_name=files.held_out_name,
+    )
 
 
-def _split(
-    source: _Source, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """(train images, train labels, val images, val labels, how val was made): the held-out folder when there is
-    one, else a seeded, stratified fraction of the training pool."""
-    images, labels = source.images, source.labels
+def _split(source: _Source, val_fraction: float, seed: int) -> tuple[Splits, dict[str, Any]]:
+    """(the splits, how val was made): the held-out folder when there is one, else a seeded, stratified fraction of
+    the training pool."""
+    images, labels, names = source.images, source.labels, tuple(source.class_names)
     if source.held_out_images is None or source.held_out_labels is None:
-        train_index, val_index = stratified_split(labels, len(source.class_names), val_fraction, seed)
+        train_index, val_index = stratified_split(labels, len(names), val_fraction, seed)
         how_val = {"method": "stratified_fraction", "fraction": val_fraction, "seed": seed, "stratified": True}
-        return images[train_index], labels[train_index], images[val_index], labels[val_index], how_val
+        split = Splits(
+            train_images=images[train_index],
+            train_labels=labels[train_index],
+            val_images=images[val_index],
+            val_labels=labels[val_index],
+            class_names=names,
+        )
+        return split, how_val
     how_val = {"method": "held_out_folder", "folder": f"{source.held_out_name}/", "fraction": None, "seed": None}
-    return images, labels, source.held_out_images, source.held_out_labels, how_val
+    split = Splits(
+        train_images=images,
+        train_labels=labels,
+        val_images=source.held_out_images,
+        val_labels=source.held_out_labels,
+        class_names=names,
+    )
+    return split, how_val
 
 
 def _describe(
-    source: _Source,
-    spec: dict[str, Any],
-    train_labels: np.ndarray,
-    val_labels: np.ndarray,
-    how_val: dict[str, Any],
-    started: float,
+    source: _Source, spec: dict[str, Any], split: Splits, how_val: dict[str, Any], started: float
 ) -> dict[str, Any]:
     """The source's facts completed with the contract, the counts, how val was made, the spec and the time taken."""
     class_names, description = source.class_names, source.description
@@ -192,10 +200,10 @@ def _describe(
         image_size=list(spec["image_size"]),
         resize_method=spec["resize_method"],
         limit_per_class=spec["limit_per_class"],
-        counts={"train": len(train_labels), "val": len(val_labels)},
+        counts={"train": len(split.train_labels), "val": len(split.val_labels)},
         class_counts={
-            "train": _class_counts(train_labels, class_names),
-            "val": _class_counts(val_labels, class_names),
+            "train": _class_counts(split.train_labels, class_names),
+            "val": _class_counts(split.val_labels, class_names),
         },
         val=how_val,
         spec=spec,

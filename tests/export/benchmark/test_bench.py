@@ -20,7 +20,8 @@ from cifar_edge.export.benchmark.cli import app
 from cifar_edge.runtime.classifier import Classifier
 
 runner = CliRunner()
-VARIANTS = ("pytorch", "torchscript", "onnx-fp32", "onnx-fp16", "onnx-int8")
+VARIANTS = ("pytorch", "torchscript", "exportedprogram", "onnx-fp32", "onnx-fp16", "onnx-int8")
+TORCH_VARIANTS = ("pytorch", "torchscript", "exportedprogram")
 REPORT_KEYS = {"schema_version", "kind", "created_at", "run_dir", "run_name", "machine", "data", "settings", "rows"}
 REPORT_KEYS |= {"machine_peak", "flops"}
 ROW_KEYS = {
@@ -66,9 +67,9 @@ def test_every_row_type_is_measured_on_cpu(benched_run: Benched, eval_images: Pa
         assert row["passes_per_image"] == 1  # the tiny run's record names no TTA, and its exports have none
         assert all(isinstance(row[name], float) and row[name] > 0 for name in MEASURED), row
         assert row["latency_p95_ms"] >= row["latency_p50_ms"]
-        assert row["cold_start"]["torch_loaded"] is (variant in ("pytorch", "torchscript"))
+        assert row["cold_start"]["torch_loaded"] is (variant in TORCH_VARIANTS)
         assert Path(row["file"]).is_file()
-    for variant in ("pytorch", "torchscript", "onnx-fp32"):
+    for variant in (*TORCH_VARIANTS, "onnx-fp32"):
         assert rows[(variant, "cpu")]["agreement"] == 100.0  # fp32 through the parity gate: identical top-1
     # The accuracy column, counted independently with the runtime's Classifier on the same images.
     with Classifier(benched_run.run_dir / "model.onnx", "cpu") as classifier:
@@ -99,7 +100,11 @@ def test_existing_artifacts_are_reused_and_missing_ones_exported(benched_run: Be
         assert (run_dir / name).stat().st_mtime_ns == mtime, f"{name} was re-exported"
     rows = rows_by_key(benched_run.report)
     assert not any("export" in note for note in rows[("onnx-fp32", "cpu")]["notes"])
-    for variant, name in (("onnx-fp16", "model.fp16.onnx"), ("onnx-int8", "model.int8.onnx")):
+    for variant, name in (
+        ("exportedprogram", "model.pt2"),
+        ("onnx-fp16", "model.fp16.onnx"),
+        ("onnx-int8", "model.int8.onnx"),
+    ):
         assert "exported now (was missing)" in rows[(variant, "cpu")]["notes"]
         assert json.loads((run_dir / f"{name}.parity.json").read_text())["passed"] is True
 
@@ -115,9 +120,11 @@ def test_machine_table_markdown_and_targets(benched_run: Benched) -> None:
     assert markdown.count("| ONNX | int8 |") == 2
     lines = benched_run.stdout.splitlines()
     assert lines[0].startswith("CPU: ") and lines[1].startswith("GPU: ")
-    table_rows = [line.split() for line in lines if line.startswith(("PyTorch ", "TorchScript ", "ONNX "))]
+    table_rows = [
+        line.split() for line in lines if line.startswith(("PyTorch ", "TorchScript ", "torch.export ", "ONNX "))
+    ]
     assert [cells[:3] for cells in table_rows[:3]] == [["PyTorch", "│", "fp32"]] * 2 + [["TorchScript", "│", "fp32"]]
-    assert len(table_rows) == 10
+    assert len(table_rows) == 2 * len(VARIANTS)
     targets = {target["name"]: target for target in report["targets"]}
     assert len(targets) == 5
     assert all(target["measured"] is not None and target["met"] in (True, False) for target in targets.values())

@@ -10,10 +10,10 @@ from evalbench_fixtures import (  # noqa: F401  (session fixtures)
     eval_run_fixture,
 )
 
-from cifar_edge.export.benchmark import peak
-from cifar_edge.export.benchmark.efficiency import fill_efficiency
+from cifar_edge.export.benchmark import machine
+from cifar_edge.export.benchmark.flops import fill_efficiency
+from cifar_edge.export.benchmark.measure import Row
 from cifar_edge.export.benchmark.report import peak_line
-from cifar_edge.export.benchmark.run import Row
 
 EFFICIENCY = ("mflop_per_image", "gflops", "peak_gflops", "percent_of_peak")
 
@@ -47,15 +47,15 @@ def test_a_peak_that_cannot_run_says_why(monkeypatch: pytest.MonkeyPatch) -> Non
     def no_session(*_arguments, **_options):
         raise RuntimeError("no QLinearConv kernel\nsecond line")
 
-    monkeypatch.setattr("cifar_edge.runtime.providers.strict.create_session", no_session)
-    measured = peak.measure_one(1, int8=True)
+    monkeypatch.setattr("cifar_edge.runtime.session.create_session", no_session)
+    measured = machine.measure_one(1, int8=True)
     assert measured["gflops"] is None and measured["reason"] == "QLinearConv did not run: no QLinearConv kernel"
 
 
 def test_the_peak_line_names_shape_threads_and_both_precisions() -> None:
     machine_peak = {
         "threads": 1,
-        "shape": peak.SHAPE,
+        "shape": machine.SHAPE,
         "fp32": {"op": "Conv", "gflops": 12.345},
         "int8": {"op": "QLinearConv", "gflops": None, "reason": "QLinearConv did not run: x"},
     }
@@ -68,8 +68,8 @@ def test_bench_json_efficiency_fields(benched_run: Benched) -> None:
     report = benched_run.report
     machine_peak = report["machine_peak"]
     assert machine_peak["threads"] == report["settings"]["threads"]
-    assert machine_peak["shape"]["channels"] == peak.SHAPE["channels"]
-    assert machine_peak["flop_per_call"] == peak.conv_flops()
+    assert machine_peak["shape"]["channels"] == machine.SHAPE["channels"]
+    assert machine_peak["flop_per_call"] == machine.conv_flops()
     for name in ("fp32", "int8"):
         assert machine_peak[name]["gflops"] > 0 and machine_peak[name]["seconds"] > 0, machine_peak
     rows = {(row["variant"], row["provider"]): row for row in report["rows"]}

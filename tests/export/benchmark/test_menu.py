@@ -14,7 +14,7 @@ from export_helpers import TINY_CLASSES, copy_run
 from typer.testing import CliRunner
 
 from cifar_edge.export.benchmark.cli import app
-from cifar_edge.export.benchmark.menu.record import MenuRow, field_docs
+from cifar_edge.export.benchmark.menu import MenuRow, field_docs
 from cifar_edge.runtime.classifier import Classifier
 from cifar_edge.runtime.common.names import MENU_JSON, MENU_MD, MENU_ONE_PASS_DIR, MENU_PNG
 
@@ -51,7 +51,7 @@ def _small_tta_run(destination: Path, data_dir: Path) -> Path:
 
     from cifar_edge.runtime.contract import Contract
     from cifar_edge.train.models import build_model
-    from cifar_edge.train.run.files import save_model_files
+    from cifar_edge.train.run_folder import save_model_files
 
     torch.manual_seed(1)
     kwargs = {"num_classes": len(TINY_CLASSES), "widths": [4, 8, 8]}
@@ -121,10 +121,10 @@ def test_menu_json_describes_itself(menu: Menu) -> None:
 def test_the_one_pass_accuracy_is_the_run_model_s(menu: Menu) -> None:
     import torch
 
-    from cifar_edge.export.benchmark.config import BenchConfig
-    from cifar_edge.export.benchmark.run import load_bench_data
+    from cifar_edge.export.benchmark.artifacts import BenchConfig
+    from cifar_edge.export.benchmark.measure import load_bench_data
     from cifar_edge.runtime.preprocess import normalize_batch
-    from cifar_edge.train.run.files import load_run
+    from cifar_edge.train.run_folder import load_run
 
     for run_dir, row in zip(menu.runs, menu.report["runs"], strict=True):
         run = load_run(run_dir)

@@ -89,8 +89,8 @@ def test_onnx_report_schema_plots_and_independent_count(eval_run: Path, eval_ima
 
 def test_torch_models_agree_with_onnx(eval_run: Path, eval_images: Path, tmp_path: Path) -> None:
     """Run folder, checkpoint.pt and TorchScript give the ONNX model's counts (the gate proved 100% agreement)."""
-    from cifar_edge.train.run.checkpoint import write_checkpoint
-    from cifar_edge.train.run.files import load_run
+    from cifar_edge.train.checkpoint import write_checkpoint
+    from cifar_edge.train.run_folder import load_run
 
     run = load_run(eval_run)
     checkpoint = tmp_path / "checkpoint.pt"
@@ -232,7 +232,7 @@ def _closed_port() -> int:
 def ten_class_run(tmp_path: Path) -> tuple[Path, Contract]:
     """A run folder whose model knows CIFAR-10's classes in a shuffled order (labels must be matched by name)."""
     from cifar_edge.train.models import build_model
-    from cifar_edge.train.run.files import save_model_files
+    from cifar_edge.train.run_folder import save_model_files
 
     torch.manual_seed(1)
     order = [CIFAR10_CLASS_NAMES[index] for index in np.random.default_rng(0).permutation(10)]
@@ -254,7 +254,7 @@ def test_cifar10_test_split_is_read_through_torchvision(
     """A local CIFAR-10 test batch (torchvision's own format and MD5 check), labels mapped to the model by name."""
     from torchvision.datasets import CIFAR10
 
-    from cifar_edge.train.run.files import load_run
+    from cifar_edge.train.run_folder import load_run
 
     run_dir, contract = ten_class_run
     folder = tmp_path / "root" / CIFAR10.base_folder

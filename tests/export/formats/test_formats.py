@@ -15,9 +15,9 @@ import torch
 from export_helpers import copy_run
 
 from cifar_edge.export import DEFAULT_OPSET, ExportConfig, export_run
-from cifar_edge.runtime.cpu import cpu_features, has_int8_dot_product
+from cifar_edge.runtime.hardware import cpu_features, has_int8_dot_product
 from cifar_edge.runtime.preprocess import normalize_batch
-from cifar_edge.train.run.files import load_run
+from cifar_edge.train.run_folder import load_run
 
 pytestmark = [
     pytest.mark.usefixtures("single_torch_thread"),

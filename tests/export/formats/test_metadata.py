@@ -12,7 +12,7 @@ import torch
 
 from cifar_edge.export import DEFAULT_OPSET
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract
-from cifar_edge.train.run.files import load_run
+from cifar_edge.train.run_folder import load_run
 
 pytestmark = [
     pytest.mark.usefixtures("single_torch_thread"),

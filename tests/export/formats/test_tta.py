@@ -12,10 +12,9 @@ import torch
 from export_helpers import copy_run
 
 from cifar_edge.export import ExportConfig, ExportUsageError, FlipAverage, export_run
-from cifar_edge.export.formats.tta import module_for_export
 from cifar_edge.train.models import build_model
-from cifar_edge.train.run.files import load_run
-from cifar_edge.train.tta import with_tta
+from cifar_edge.train.run_folder import load_run
+from cifar_edge.train.tta import module_for_export, with_tta
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -47,7 +46,7 @@ def test_flip_shift_average_weights_six_views_of_the_reflect_padded_image() -> N
 
 
 def test_unknown_tta_mode_is_refused() -> None:
-    with pytest.raises(ExportUsageError, match="tta"):
+    with pytest.raises(ValueError, match="tta"):
         module_for_export(torch.nn.Identity(), {"architecture": {"name": "x", "tta": "five-crop"}})
 
 

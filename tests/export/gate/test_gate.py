@@ -11,10 +11,10 @@ import torch
 from export_helpers import copy_run
 
 from cifar_edge.export import ExportConfig, Thresholds
+from cifar_edge.export.destinations import Target
 from cifar_edge.export.gate.checks import Comparison
 from cifar_edge.export.gate.parity import _precision_checks
 from cifar_edge.export.pipeline import export_artifact, prepare_export
-from cifar_edge.export.results import Target
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

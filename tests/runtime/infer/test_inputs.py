@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cifar_edge.runtime.infer.inputs import expand_inputs, image_extensions
+from cifar_edge.runtime.image_files import expand_inputs, image_extensions
 from cifar_edge.runtime.predictions import Failure
 
 

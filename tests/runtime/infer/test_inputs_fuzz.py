@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cifar_edge.runtime.infer.inputs import expand_inputs
+from cifar_edge.runtime.image_files import expand_inputs
 from cifar_edge.runtime.predictions import Failure
 
 NAMES = ["a", "a/one.png", "a/loop", "a/loop/one.png", "b", "b/*.png", "**/*.png", "*/", "[", "-", " a", "a ", "."]

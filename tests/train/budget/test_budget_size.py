@@ -10,7 +10,7 @@ from test_budget_runs import FakeClock
 
 from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.budget.plan import BudgetTooSmall
-from cifar_edge.train.budget.size import smaller_recipe
+from cifar_edge.train.budget.policy import smaller_recipe
 from cifar_edge.train.data.load import Splits
 from cifar_edge.train.recipes import AIRBENCH, DEFAULT, SEED
 

@@ -9,16 +9,17 @@ import pytest
 
 from cifar_edge.train.budget.plan import (
     FINAL_PASSES,
-    SWITCH_GAIN,
     BudgetTooSmall,
     Candidate,
     CostModel,
+    Extension,
     Plan,
+    Replan,
+    SizeChoice,
     Workload,
-    plan_budget,
     replan_steps,
-    scaled_knobs,
 )
+from cifar_edge.train.budget.policy import SWITCH_GAIN, plan_budget, scaled_knobs
 from cifar_edge.train.recipes import DEFAULT, SEED
 
 # CIFAR-10's default split with made-up speeds: the planner only ever sees numbers like these.
@@ -109,7 +110,6 @@ def test_knobs_keep_their_share_of_the_run() -> None:
         "whiten_bias_epochs": 3,
         "average_start_epoch": 3,
         "eval_every": 3,
-        "warmup_epochs": 0.0,
         "lookahead_every": 5,
     }  # the length the recipe was designed at changes nothing
     doubled = scaled_knobs(DEFAULT, 512, 36)
@@ -117,7 +117,6 @@ def test_knobs_keep_their_share_of_the_run() -> None:
     short = scaled_knobs(DEFAULT, 512, 2)
     assert short["whiten_bias_epochs"] == 1  # never 0, which would mean "never frozen"
     assert short["eval_every"] == 1 and short["average_start_epoch"] == 0  # averaging still runs in the run
-    assert scaled_knobs(replace(DEFAULT, warmup_epochs=2.0), 512, 9)["warmup_epochs"] == pytest.approx(1.0)
     assert scaled_knobs(SEED, 64, 20)["whiten_bias_epochs"] == 0  # a knob the recipe does not use stays off
 
 
@@ -132,21 +131,28 @@ def test_a_budget_without_room_for_one_epoch_names_the_minimum() -> None:
 
 def test_a_slowed_run_shortens_its_rest_to_end_in_time() -> None:
     plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)
-    record = plan.record()
     spent = 160.0  # five epochs at the planned pace take ~155 s (30 s of steps each, saving, one monitor)
-    slowed = replan_steps(record, done_epochs=5, elapsed_s=spent, images_per_s=1_000.0)
+    slowed = replan_steps(plan, done_epochs=5, elapsed_s=spent, images_per_s=1_000.0)
     assert 5 * plan.steps_per_epoch < slowed < plan.total_steps
     rest = CostModel(512, 1_000.0, replace(WORKLOAD, final_passes=7, epoch_overhead_s=0.75, curves_s=0.45))
     assert rest.seconds(slowed, plan.knobs["eval_every"], from_epoch=5)["total_s"] <= 600 - spent + 1e-9
-    assert replan_steps(record, 5, 150.0, 1_500.0) == plan.total_steps  # on time at the planned pace: no change
-    assert replan_steps(record, 5, 599.0, 1_000.0) == 5 * plan.steps_per_epoch + 1  # out of time: one last step
+    assert replan_steps(plan, 5, 150.0, 1_500.0) == plan.total_steps  # on time at the planned pace: no change
+    assert replan_steps(plan, 5, 599.0, 1_000.0) == 5 * plan.steps_per_epoch + 1  # out of time: one last step
 
 
-def test_a_teacher_pass_is_paid_for_on_its_share_of_the_steps() -> None:
-    plain = plan_budget(600, DEFAULT, OWN, WORKLOAD)
-    free = plan_budget(600, replace(DEFAULT, distill="temporal"), OWN, WORKLOAD)
-    early = plan_budget(600, replace(DEFAULT, distill="flip", distill_start=0.0), OWN, WORKLOAD)
-    late = plan_budget(600, replace(DEFAULT, distill="flip", distill_start=0.5), OWN, WORKLOAD)
-    assert free.total_steps == plain.total_steps  # no extra pass
-    assert early.total_steps < late.total_steps < plain.total_steps
-    assert early.predicted["total_s"] <= 600 and late.predicted["total_s"] <= 600
+def test_the_plan_stays_typed_until_its_record_and_reads_back_the_same() -> None:
+    plan = replace(plan_budget(600, DEFAULT, OWN, WORKLOAD), warm_up_s=1.5, precision="bf16")
+    record = plan.record()
+    assert record["batch_size"] == 512 and record["epochs"] == plan.knobs["epochs"] and record["replanned"] is None
+    assert record["design_epochs"] == DEFAULT.epochs and record["source"] == "--budget"
+    assert "size" not in record and "extended" not in record
+    assert plan.current_total_steps == plan.total_steps
+    changed = replace(
+        plan,
+        size=SizeChoice("airnet 32/128/128", "airnet-s", 2.5, 3.0),
+        replanned=Replan(3, 99, 12.5, 900.0, 1500.0, plan.total_steps - 10, 12, "shorter"),
+    )
+    assert changed.current_total_steps == plan.total_steps - 10
+    assert Plan.from_record(changed.record()).record() == changed.record()
+    extended = replace(changed, extended=Extension(30, 4000))
+    assert extended.current_total_steps == 4000 and extended.record()["extended"] == {"epochs": 30, "total_steps": 4000}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cifar_edge.train.optim.muon import FilterMuon, orthogonalize, orthogonalize_all
+from cifar_edge.train.muon import FilterMuon, orthogonalize, orthogonalize_all
 
 
 def test_orthogonalize_flattens_the_spectrum_and_keeps_the_singular_vectors() -> None:

@@ -1,4 +1,4 @@
-"""The learning-rate schedules: warmup + linear decay, constant, and the triangle."""
+"""The learning-rate schedules: constant and the triangle; a re-plan and an extension."""
 
 from __future__ import annotations
 
@@ -6,18 +6,14 @@ import itertools
 
 import pytest
 
-from cifar_edge.train.optim.schedule import LrSchedule
+from cifar_edge.train.optim import LrSchedule
 from cifar_edge.train.recipes import Recipe, get_recipe
 
 
-def test_warmup_then_linear_decay_to_zero() -> None:
-    schedule = LrSchedule("warmup_linear", total_steps=10, warmup_steps=2)
-    factors = [schedule(step) for step in range(10)]
-    assert factors[:3] == [0.5, 1.0, 1.0]  # ramps up over the warmup, peaks right after it
-    assert all(a > b for a, b in itertools.pairwise(factors[2:]))  # then strictly decreasing
-    assert factors[-1] == pytest.approx(1 / 8) and schedule(10) == 0.0  # reaches 0 exactly at the end
-    assert LrSchedule("constant", 10, 0)(7) == 1.0
-    # Plain attributes only: LambdaLR checkpoints them (and a resume with more epochs edits total_steps).
+def test_constant_is_one_throughout_and_a_schedule_is_plain_attributes() -> None:
+    schedule = LrSchedule("constant", 10)
+    assert {schedule(step) for step in range(12)} == {1.0}
+    # Plain attributes only: LambdaLR checkpoints them (and a resume with more epochs extends total_steps).
     assert all(isinstance(value, (str, int, float)) for value in vars(schedule).values())
 
 
@@ -38,7 +34,7 @@ def test_a_recipes_triangle_peaks_at_its_peak_fraction_and_ends_at_its_end_facto
     recipe = get_recipe(name)
     total = 1000
     shape = (recipe.lr_start_factor, recipe.lr_peak_fraction, recipe.lr_end_factor)
-    factors = [LrSchedule(recipe.schedule, total, 0, *shape)(step) for step in range(total)]
+    factors = [LrSchedule(recipe.schedule, total, *shape)(step) for step in range(total)]
     peak = factors.index(max(factors))
     assert max(factors) == pytest.approx(1.0) and abs(peak - recipe.lr_peak_fraction * total) <= 1
     assert factors[0] == pytest.approx(recipe.lr_start_factor) and recipe.lr_start_factor < 1.0
@@ -66,7 +62,7 @@ def test_the_triangle_follows_the_planned_steps(total: int) -> None:
     """A budget plans the steps; the warm-up, peak and decay are fractions of them, so they move with the plan."""
     recipe = get_recipe("default")
     shape = (recipe.lr_start_factor, recipe.lr_peak_fraction, recipe.lr_end_factor)
-    factors = [LrSchedule("triangle", total, 0, *shape)(step) for step in range(total)]
+    factors = [LrSchedule("triangle", total, *shape)(step) for step in range(total)]
     assert abs(factors.index(max(factors)) - recipe.lr_peak_fraction * total) <= 1
     assert factors[-1] == pytest.approx(recipe.lr_end_factor) and factors[0] == pytest.approx(recipe.lr_start_factor)
 
@@ -83,3 +79,11 @@ def test_a_replan_compresses_the_rest_without_a_jump(at: int) -> None:
     rest = [planned(at + (step - at) * (99 - at) / (79 - at)) for step in range(at, 80)]
     assert factors[at:] == pytest.approx(rest)  # the remaining shape, at the new pace
     assert all(isinstance(value, (str, int, float)) for value in vars(replanned).values())  # LambdaLR saves them
+
+
+def test_an_extension_forgets_the_replan_and_stretches_the_plain_shape() -> None:
+    schedule = LrSchedule("triangle", 100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
+    schedule.replan(40, 80)
+    schedule.extend(150)
+    plain = LrSchedule("triangle", 150, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
+    assert [schedule(step) for step in range(150)] == [plain(step) for step in range(150)]

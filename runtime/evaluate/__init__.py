@@ -1,1 +1,0 @@
-"""Torch-free evaluation: run a model over a labelled image set and measure it."""
