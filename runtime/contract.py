@@ -14,8 +14,10 @@ from typing import Any
 
 from cifar_edge.runtime.common.command import first_line
 
-# Bump when a field changes meaning; readers refuse contracts from a newer schema than they know.
-SCHEMA_VERSION = 1
+# Bump when a field changes meaning; readers refuse contracts from a newer schema than they know. Version 2 added
+# the pixel input form: a float-form contract still writes 1, so earlier runtimes keep reading those files.
+SCHEMA_VERSION = 2
+PIXEL_FORM_SCHEMA = 2
 
 # Key under which the contract JSON is stored in ONNX metadata_props and TorchScript _extra_files.
 CONTRACT_METADATA_KEY = "cifar_edge.contract"
@@ -41,6 +43,13 @@ CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 # Pillow resampling filters we allow, by name. torchvision's Resize on a PIL image uses the same Pillow filter,
 # which is what makes training-time and runtime preprocessing bit-identical.
 RESIZE_METHODS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+
+# What a model file takes as input. "float": float32 NCHW after (pixel / 255 - mean) / std, applied by the caller.
+# "pixels": uint8 NHWC RGB at any size; resize, normalisation and softmax are inside the graph (docs/portable.md).
+INPUT_FORMS = ("float", "pixels")
+# Resize methods that ONNX Resize reproduces (antialias=1, exclude_outside=1, half_pixel, linear: within 1 LSB of
+# Pillow on photos); a pixel-form file may only ask for these.
+PIXEL_EXACT_RESIZE = ("bilinear",)
 
 
 # Bounds on what a contract may ask for: every value inside them is usable by the runtime on an edge device.
@@ -79,7 +88,9 @@ class Contract:
     output_name: str = "logits"
     # What the output holds: raw logits (softmax is applied by the runtime).
     output_kind: str = "logits"
-    schema_version: int = field(default=SCHEMA_VERSION)
+    schema_version: int = field(default=1)
+    # "float" (the caller normalises) or "pixels" (uint8 NHWC in, everything else in the graph): INPUT_FORMS.
+    input_form: str = "float"
 
     def __post_init__(self) -> None:
         # Sequences read from JSON arrive as lists: store tuples, so contracts compare and hash by value.
@@ -129,6 +140,15 @@ class Contract:
 
     def with_classes(self, class_names: tuple[str, ...] | list[str]) -> Contract:
         return replace(self, class_names=tuple(class_names))
+
+    @property
+    def takes_pixels(self) -> bool:
+        return self.input_form == "pixels"
+
+    def pixel_form(self) -> Contract:
+        """The same preprocessing, done inside the model: uint8 NHWC ``pixels`` in (the graph resizes, normalises
+        and applies softmax; ``logits`` stays an output)."""
+        return replace(self, input_form="pixels", layout="NHWC", input_name="pixels", schema_version=PIXEL_FORM_SCHEMA)
 
 
 def _is_int(value: Any) -> bool:
@@ -194,7 +214,19 @@ def _problems(contract: Contract) -> list[str]:
             problems.append(f"{key} must be a non-empty string")
     if isinstance(contract.resize_method, str) and contract.resize_method not in RESIZE_METHODS:
         problems.append(f"resize_method must be one of {RESIZE_METHODS}, got {contract.resize_method!r}")
-    if contract.channel_order != "RGB" or contract.layout != "NCHW":
+    if contract.input_form not in INPUT_FORMS:
+        problems.append(f"input_form must be one of {INPUT_FORMS}, got {contract.input_form!r}")
+    elif contract.input_form == "pixels":
+        if contract.channel_order != "RGB" or contract.layout != "NHWC":
+            problems.append("the pixel input form takes RGB pixels in NHWC layout")
+        if contract.resize_method not in PIXEL_EXACT_RESIZE:
+            problems.append(
+                f"the pixel input form resizes in the graph, exactly only with {PIXEL_EXACT_RESIZE}, "
+                f"not {contract.resize_method!r}"
+            )
+        if _is_int(contract.schema_version) and contract.schema_version < PIXEL_FORM_SCHEMA:
+            problems.append(f"the pixel input form needs schema_version >= {PIXEL_FORM_SCHEMA}")
+    elif contract.channel_order != "RGB" or contract.layout != "NCHW":
         problems.append("only RGB channel order and NCHW layout are supported")
     version = contract.schema_version
     if not _is_int(version) or version < 1:
