@@ -12,9 +12,19 @@ import typer
 from rich.console import Console
 
 from cifar_edge.export.config import DEFAULT_OPSET, ExportConfig, ExportError, Thresholds
-from cifar_edge.export.formats import ALL_FORMATS, DTYPES, FORMATS, QUANTIZATIONS, ROWS, labels_accepting
+from cifar_edge.export.formats import (
+    ALL_FORMATS,
+    DTYPES,
+    FORMATS,
+    INPUT_OPTION,
+    QUANTIZATIONS,
+    ROWS,
+    labels_accepting,
+    row_of,
+)
 from cifar_edge.runtime.common.atomic_io import WriteError
 from cifar_edge.runtime.common.command import ExitCode, describe_exit_codes, first_line, missing_extra, run_command
+from cifar_edge.runtime.contract import INPUT_FORMS
 
 DEFAULTS = ExportConfig()
 # Set to re-raise unexpected exceptions with their traceback instead of the one-line error.
@@ -30,6 +40,7 @@ def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
 FormatChoice = _choices("FormatChoice", (*FORMATS, ALL_FORMATS))
 DtypeChoice = _choices("DtypeChoice", DTYPES)
 QuantizeChoice = _choices("QuantizeChoice", QUANTIZATIONS)
+InputChoice = _choices("InputChoice", INPUT_FORMS)
 
 
 class TtaChoice(str, Enum):
@@ -65,6 +76,15 @@ Int8Gelu = Annotated[
         "--int8-gelu",
         help="int8 GELU: sigmoid (x * sigmoid(1.702 x) on onnxruntime's int8 contrib kernels) or float (exact, "
         "standard ONNX ops, for other runtimes).",
+    ),
+]
+InputForm = Annotated[
+    InputChoice | None,
+    typer.Option(
+        INPUT_OPTION,
+        help=f"{'/'.join(labels_accepting(INPUT_OPTION))} input: pixels (uint8 [N, H, W, 3] RGB of any size; resize, "
+        "normalisation and softmax inside the model) or float (float32 NCHW, resized and normalised by the caller). "
+        f"(default: {DEFAULTS.input_form}; other formats take float)",
     ),
 ]
 Opset = Annotated[int, typer.Option("--opset", help="ONNX opset version.")]
@@ -120,6 +140,7 @@ def export(
     calibration: Calibration = DEFAULTS.calibration_images,
     int8_weight_bits: Int8WeightBits = DEFAULTS.int8_weight_bits,
     int8_gelu: Int8Gelu = DEFAULTS.int8_gelu,
+    input_form: InputForm = None,
     opset: Opset = DEFAULT_OPSET,
     tta: Tta = None,
     output: Output = None,
@@ -136,12 +157,15 @@ def export(
     as_json: AsJson = False,
 ) -> None:
     formats = FORMATS if output_format.value == ALL_FORMATS else (output_format.value,)
+    if input_form is not None and output_format.value != ALL_FORMATS:
+        _check_input_option(formats[0], input_form.value, as_json)
     config = ExportConfig(
         formats=tuple(formats),
         dtype=dtype.value,
         quantize=quantize.value if quantize else None,
         output=output,
         opset=opset,
+        input_form=input_form.value if input_form else DEFAULTS.input_form,
         tta=tta.value if tta else None,
         verify=verify,
         verify_images=verify_images,
@@ -197,6 +221,18 @@ def _run(run_dir: Path | None, config: ExportConfig, *, quiet: bool, as_json: bo
                 f"cifar-export: {artifact.path.name} failed the parity gate, not written: {failures}", markup=False
             )
     return result.exit_code
+
+
+def _check_input_option(artifact_format: str, input_form: str, as_json: bool) -> None:
+    """An explicit ``--input pixels`` for a format whose files take float input only is a usage error (exit 2)."""
+    row = row_of(artifact_format)
+    if row.input_form(ExportConfig(input_form=input_form)) != input_form:
+        accepting = "/".join(labels_accepting(INPUT_OPTION))
+        message = (
+            f"--input {input_form} applies to {accepting} only: {row.label} files take float32 NCHW input "
+            "(leave --input out)"
+        )
+        _fail(Console(stderr=True, highlight=False, soft_wrap=True), message, ExitCode.USAGE, as_json)
 
 
 def _fail(errors: Console, message: str, exit_code: int, as_json: bool) -> None:

@@ -38,6 +38,8 @@ class Thresholds:
     int8_max_accuracy_drop_pp: float = 1.0
     # Runtime preprocessing (Pillow + numpy) against torchvision's Resize > ToTensor > Normalize, per tensor value.
     preprocess_max_abs_diff: float = 1e-6
+    # Pixel form: the graph's Resize against Pillow's bilinear resize, per uint8 value (1 LSB: rounding differs).
+    resize_max_lsb: int = 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class ExportConfig:
     # final validation accuracy was scored with); "none"/"flip"/"flip_shift" trade accuracy for inference cost
     # (1, 2 or 6 forward passes per image). The gate then compares against the network wrapped the same way.
     tta: str | None = None
+    # What the ONNX rows take (runtime/contract.py INPUT_FORMS): "pixels", uint8 NHWC RGB at any size with resize,
+    # normalisation and softmax in the graph (formats/pixels.py), or "float", float32 NCHW normalised by the caller.
+    # Rows that do not accept --input (TorchScript, torch.export) always take float.
+    input_form: str = "pixels"
     # Run the parity gate (strongly recommended; skipping it writes the artifact unverified and says so).
     verify: bool = True
     # Real images compared against PyTorch: a class-stratified subset of the run's validation images (0 = probes only).

@@ -12,9 +12,21 @@ from typing import TYPE_CHECKING
 import onnx
 
 from cifar_edge.export.config import INT8_GELU, INT8_WEIGHT_BITS, MIN_OPSET, ExportConfig, ExportUsageError
-from cifar_edge.export.formats import DTYPES, FORMATS, FP32, QUANTIZATIONS, ROWS, ArtifactFormat, find_row, row_of
+from cifar_edge.export.formats import (
+    DTYPES,
+    FLOAT_INPUT,
+    FORMATS,
+    FP32,
+    QUANTIZATIONS,
+    ROWS,
+    ArtifactFormat,
+    find_row,
+    row_of,
+)
+from cifar_edge.export.formats.pixels import MIN_PIXEL_OPSET
 from cifar_edge.runtime.common.atomic_io import atomic_write_bytes, check_writable, exclusive_lock
 from cifar_edge.runtime.common.names import LOCK_SUFFIX, PARITY_SUFFIX, WEIGHTS_FILE
+from cifar_edge.runtime.contract import INPUT_FORMS
 
 if TYPE_CHECKING:
     from cifar_edge.train.run_folder import LoadedRun
@@ -75,9 +87,21 @@ def _check_options(config: ExportConfig) -> None:
     newest_opset = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= config.opset <= newest_opset:
         raise ExportUsageError(f"--opset must be between {MIN_OPSET} and {newest_opset}, got {config.opset}")
+    if config.input_form not in INPUT_FORMS:
+        raise ExportUsageError(f"--input must be one of {', '.join(INPUT_FORMS)}, got {config.input_form!r}")
+    if writes_pixels(config) and config.opset < MIN_PIXEL_OPSET:
+        raise ExportUsageError(
+            f"--input {config.input_form} resizes in the graph with opset {MIN_PIXEL_OPSET}'s Resize: use --opset "
+            f"{MIN_PIXEL_OPSET} or newer, or --input float"
+        )
     for name, value in (("--verify-images", config.verify_images), ("--calibration", config.calibration_images)):
         if value < 0:
             raise ExportUsageError(f"{name} must be >= 0, got {value}")
+
+
+def writes_pixels(config: ExportConfig) -> bool:
+    """Whether some artifact ``config`` asks for takes pixels (an ONNX row, unless --input float)."""
+    return any(row_of(name).input_form(config) != FLOAT_INPUT for name in config.formats if name in FORMATS)
 
 
 def _no_row_for_precision() -> str:

@@ -30,10 +30,12 @@ from cifar_edge.export.destinations import (
     read_if_file,
     restore,
     targets_for,
+    writes_pixels,
 )
-from cifar_edge.export.formats import WriteJob
+from cifar_edge.export.formats import FLOAT_INPUT, WriteJob
 from cifar_edge.export.formats.fold import inference_form
 from cifar_edge.export.formats.onnx import export_onnx_fp32
+from cifar_edge.export.formats.pixels import pixel_contract
 from cifar_edge.export.gate.data import ExportData, gather_export_data
 from cifar_edge.export.gate.parity import GateInputs, ParityReport, prepare_gate_inputs, run_gate
 from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocessing
@@ -111,7 +113,12 @@ def prepare_export(
     if config.verify:
         with progress.step("reference outputs of the PyTorch model"):
             gate_inputs = prepare_gate_inputs(
-                module, run.contract, data.verification, config.probe_batch_sizes, config.seed
+                module,
+                run.contract,
+                data.verification,
+                config.probe_batch_sizes,
+                config.seed,
+                pixel_files=[*config.preprocess_files, *data.sample_files] if writes_pixels(config) else None,
             )
         with progress.step("preprocessing parity (runtime vs torchvision)"):
             preprocessing = check_preprocessing(
@@ -145,6 +152,8 @@ def export_run(
     run_dir = Path(run_dir)
     targets = targets_for(config, run_dir)
     run = load_export_run(run_dir)
+    if writes_pixels(config):
+        pixel_contract(run.contract)  # a contract the graph cannot resize exactly: a usage error before any work
     check_destinations(targets, run)
     with artifact_locks(targets):
         context = prepare_export(run_dir, config, progress, run=run)
@@ -212,10 +221,11 @@ def _gate(context: ExportContext, target: Target, path: Path) -> ParityReport | 
     if not context.config.verify:
         return None
     assert context.gate_inputs is not None
+    contract = context.run.contract
     return run_gate(
         target.row,
         path,
-        context.run.contract,
+        contract if target.row.input_form(context.config) == FLOAT_INPUT else pixel_contract(contract),
         context.gate_inputs,
         thresholds=context.config.thresholds,
         preprocessing=context.preprocessing,

@@ -7,6 +7,9 @@ the main thread runs whole batches while the pool decodes the next ones.
 One Classifier may be shared by several threads (a server's request handlers): every public method but ``close``
 may be called from several threads at once. onnxruntime runs one session from many threads; each call keeps its
 own state; the one piece of shared state created late, the thread pool, is created under a lock.
+
+Both input forms run alike: images are decoded and resized to the contract size by Pillow either way; then a
+float-form model gets them normalised (float NCHW), a pixel-form one the uint8 NHWC pixels (``ModelInput``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from cifar_edge.runtime.model_file import (
     read_provenance,
 )
 from cifar_edge.runtime.predictions import Failure, Prediction, predictions_from_scores
-from cifar_edge.runtime.preprocess import ImageInput, describe_source, input_pixels, normalize_batch
+from cifar_edge.runtime.preprocess import ImageInput, ModelInput, describe_source, input_pixels
 from cifar_edge.runtime.session import (
     choose_concurrency,
     create_session,
@@ -55,7 +58,7 @@ _BATCHES_AHEAD = 2  # batches decoding (and, with streams, running) while the cu
 class _PreparedChunk:
     # (source, None) for an image that is in ``inputs``, in order; (source, Failure) for one that is not.
     entries: list[tuple[str, Failure | None]]
-    inputs: np.ndarray  # model-ready (n, 3, H, W)
+    inputs: np.ndarray  # model-ready: float (n, 3, H, W), or uint8 (n, H, W, 3) for a pixel-form model
     scores: np.ndarray | None = None  # the model's (n, classes) output, when the pool thread ran it
 
 
@@ -72,7 +75,7 @@ class Classifier:
     cores (at least ``streams``); ``max_pixels`` to Pillow's decompression-bomb limit; ``spin`` lets
     onnxruntime's threads spin-wait (its default). Attributes: ``contract``, ``provenance`` (dict or None),
     ``provider`` (the one running), ``providers`` (the session's active list), ``intra_op_threads``,
-    ``streams``, ``path``, ``sha256``, ``note``.
+    ``streams``, ``path``, ``sha256``, ``note``, ``model_input`` (the input form: ``describe()`` says it).
 
     Thread safety: ``classify_batch``, ``predict``, ``predict_iter``, ``prepare``, ``logits`` and ``forward`` may
     be called from several threads at once on one Classifier, and each returns what it would return alone. Only
@@ -116,7 +119,7 @@ class Classifier:
         self.io = model_io(self.session, self.contract)
         check_graph_matches_contract(self.io, self.contract, self.path)
         check_contract_limits(self.contract, self.path, max_pixels)
-        self._input_dtype = np.float16 if self.io.input_type == "tensor(float16)" else np.float32
+        self.model_input = ModelInput.for_graph(self.contract, self.io.input_type)
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         # Streams the caller did not ask for are for the CPU: a session that "auto" opened on a GPU runs one.
@@ -178,8 +181,9 @@ class Classifier:
         A Failure passed in (e.g. an unmatched glob from input expansion) is yielded back in its place.
         """
         batch_size = batch_size or self.batch_size
-        # Each batch is split into chunks, one pool task each, that decode, resize AND normalise their images (and
-        # run the session on them, with streams): the main thread only joins a few arrays. (Stacking 64 small
+        # Each batch is split into chunks, one pool task each, that decode, resize AND stack (and, for the float
+        # form, normalise) their images, and with streams run the session on them: the main thread only joins a few
+        # arrays. (Stacking 64 small
         # arrays on the main thread made it queue for the GIL behind the decoders, costing a fifth of the speed.)
         streamed = self.streams > 1
         if streamed:
@@ -223,11 +227,12 @@ class Classifier:
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) images at the contract size -> the model's raw (N, classes) output."""
-        return self._forward_split(normalize_batch(images, self.contract).astype(self._input_dtype, copy=False))
+        return self._forward_split(self.model_input.from_pixels(images))
 
     def forward(self, inputs: np.ndarray) -> np.ndarray:
-        """Normalised float32 (N, 3, H, W) inputs -> the model's raw (N, classes) output (cast to its input type)."""
-        return self._forward_split(np.ascontiguousarray(inputs).astype(self._input_dtype, copy=False))
+        """Model-ready inputs -> the model's raw (N, classes) output: normalised float32 (N, 3, H, W) for a float-form
+        model (cast to its input type), uint8 (N, H, W, 3) pixels for a pixel-form one."""
+        return self._forward_split(self.model_input.coerce(inputs))
 
     def close(self) -> None:
         """Stop the thread pool (a later call starts a new one); call it once the other calls have returned."""
@@ -275,11 +280,7 @@ class Classifier:
                 entries.append((source, None))
             except ImageDecodeError as error:
                 entries.append((source, Failure(source, error.reason)))
-        if images:
-            inputs = normalize_batch(np.stack(images), self.contract).astype(self._input_dtype, copy=False)
-        else:
-            height, width = self.contract.image_size
-            inputs = np.empty((0, 3, height, width), self._input_dtype)
+        inputs = self.model_input.from_pixels(images)
         return _PreparedChunk(entries, inputs, self._forward_whole(inputs) if run and len(inputs) else None)
 
     def _forward_once(self, inputs: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 (``export/evaluate/``) drives it for every model kind; it lives in the runtime so that an ONNX model is measured on
 an edge device without torch.
 
-A model is either a runtime :class:`~cifar_edge.runtime.classifier.Classifier` or any function from a float32
-NCHW batch (already normalised by the contract) to (N, classes) scores; PyTorch, TorchScript and onnxruntime
-callers all fit the second form. The result is a JSON-serialisable report (docs/evaluation.md, "eval.json"):
+A model is either a runtime :class:`~cifar_edge.runtime.classifier.Classifier` or any function from a batch in the
+contract's input form to (N, classes) scores: float32 NCHW already normalised by the contract for the float form,
+uint8 NHWC pixels at the contract size for the pixel form; PyTorch, TorchScript and onnxruntime callers all fit
+the second. The result is a JSON-serialisable report (docs/evaluation.md, "eval.json"):
 top-1 and top-k accuracy, per-class accuracy, the confusion matrix (rows: true class, columns: predicted class),
 the most confused class pairs and the misclassified images, most confident mistakes first.
 """
@@ -23,7 +24,7 @@ from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.labelled import LabelledImages
 from cifar_edge.runtime.model_file import passes_per_image
 from cifar_edge.runtime.predictions import Failure, probabilities
-from cifar_edge.runtime.preprocess import normalize_batch
+from cifar_edge.runtime.preprocess import ModelInput
 
 EVAL_SCHEMA_VERSION = 1
 # The k of "top-k accuracy" (capped at the number of classes).
@@ -35,7 +36,8 @@ MAX_MISCLASSIFIED_LISTED = 1000
 MAX_SKIPPED_LISTED = 100
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-"""float32 (N, 3, H, W) normalised batch -> (N, classes) logits (or probabilities, per the contract)."""
+"""The contract's model input (float32 (N, 3, H, W) normalised, or for the pixel form uint8 (N, H, W, 3)) ->
+(N, classes) logits (or probabilities, per the contract)."""
 
 
 @dataclass
@@ -53,12 +55,13 @@ class ModelOutputs:
 
 
 def batch_scorer(model: Classifier | Predictor, contract: Contract) -> Callable[[np.ndarray], np.ndarray]:
-    """uint8 (N, H, W, 3) -> scores, for a Classifier or a float32-NCHW predict function."""
-    if isinstance(model, Classifier):  # it normalises (and casts to its input type) itself
+    """uint8 (N, H, W, 3) -> scores, for a Classifier or a predict function of the contract's input form."""
+    if isinstance(model, Classifier):  # it makes its own input (and casts to its input type)
         return model.logits
     if not callable(model):
         raise TypeError(f"expected a Classifier or a predict function, got {type(model).__name__}")
-    return lambda images: np.asarray(model(normalize_batch(images, contract)))
+    model_input = ModelInput(contract)
+    return lambda images: np.asarray(model(model_input.from_pixels(images)))
 
 
 def score_images(
@@ -244,6 +247,8 @@ def evaluation_report(
         "schema_version": EVAL_SCHEMA_VERSION,
         "kind": "cifar-edge evaluation",
         "model": model_info or {},
+        # "float" (normalised float32 NCHW in) or "pixels" (uint8 NHWC in, preprocessing in the graph).
+        "input_form": contract.input_form,
         "data": data.description,
         "class_names": list(contract.class_names),
         "images_total": len(data),

@@ -56,6 +56,7 @@ class ModelIO:
     input_type: str
     output_name: str
     output_shape: tuple[int | None, ...]
+    output_names: tuple[str, ...] = ()  # every output of the graph
 
     @property
     def fixed_batch_size(self) -> int | None:
@@ -169,25 +170,39 @@ def describe_passes(provenance: dict[str, Any] | None) -> str:
 
 
 def check_graph_matches_contract(io: ModelIO, contract: Contract, path: str | os.PathLike[str]) -> None:
-    """The contract describes this graph: names, NCHW with 3 channels at the contract size, one score per class."""
+    """The contract describes this graph: names, the input form's type and layout (float NCHW, or uint8 NHWC, with
+    3 channels and any fixed sides at the contract size), one score per class."""
     problems = []
     if io.input_name != contract.input_name:
         problems.append(f"graph input is {io.input_name!r}, contract says {contract.input_name!r}")
     if io.output_name != contract.output_name:
-        problems.append(f"graph output is {io.output_name!r}, contract says {contract.output_name!r}")
-    if io.input_type not in ("tensor(float)", "tensor(float16)"):
-        problems.append(f"graph input type is {io.input_type}, expected float32 or float16")
-    if len(io.input_shape) != 4:
-        problems.append(f"graph input has rank {len(io.input_shape)}, expected 4 (NCHW)")
-    else:
-        expected = (3, *contract.image_size)
-        for axis, (actual, wanted) in enumerate(zip(io.input_shape[1:], expected, strict=True), start=1):
-            if actual is not None and actual != wanted:
-                problems.append(f"graph input axis {axis} is {actual}, contract expects {wanted}")
+        names = ", ".join(io.output_names) or io.output_name
+        problems.append(f"graph has no output named {contract.output_name!r} as the contract says (outputs: {names})")
+    problems += _input_problems(io, contract)
     if io.output_shape and io.output_shape[-1] is not None and io.output_shape[-1] != contract.num_classes:
         problems.append(f"graph outputs {io.output_shape[-1]} scores, contract names {contract.num_classes} classes")
     if problems:
         raise ModelError(f"{path}: model and contract disagree: " + "; ".join(problems))
+
+
+def _input_problems(io: ModelIO, contract: Contract) -> list[str]:
+    """How the graph's input differs from what the contract's input form feeds it."""
+    problems = []
+    form = f"the contract's input_form is {contract.input_form!r}"
+    if contract.takes_pixels:
+        layout, expected = "NHWC", (*contract.image_size, 3)
+        if io.input_type != "tensor(uint8)":
+            problems.append(f"graph input type is {io.input_type}, expected uint8 ({form})")
+    else:
+        layout, expected = "NCHW", (3, *contract.image_size)
+        if io.input_type not in ("tensor(float)", "tensor(float16)"):
+            problems.append(f"graph input type is {io.input_type}, expected float32 or float16 ({form})")
+    if len(io.input_shape) != 4:
+        return [*problems, f"graph input has rank {len(io.input_shape)}, expected 4 ({layout})"]
+    for axis, (actual, wanted) in enumerate(zip(io.input_shape[1:], expected, strict=True), start=1):
+        if actual is not None and actual != wanted:
+            problems.append(f"graph input axis {axis} is {actual}, contract expects {wanted} ({layout})")
+    return problems
 
 
 def check_contract_limits(contract: Contract, path: str | os.PathLike[str], max_pixels: int | None = None) -> None:
@@ -215,6 +230,7 @@ def model_io(session: Any, contract: Contract) -> ModelIO:
         input_type=graph_input.type,
         output_name=graph_output.name,
         output_shape=tuple(_static_dim(d) for d in (graph_output.shape or ())),
+        output_names=tuple(o.name for o in outputs),
     )
 
 

@@ -6,6 +6,10 @@ Inputs (:data:`ImageInput`): a path, the bytes of an encoded image file, a PIL i
 except plain JPEGs, which take libjpeg-turbo's fast path (:func:`decode_plain_jpeg`) to the same pixels. Resizing
 and normalising match torchvision's ``Resize((H, W)) > ToTensor > Normalize(mean, std)`` on a PIL RGB image.
 
+Both input forms share every step up to the contract-size uint8 pixels; :class:`ModelInput` then makes the model's
+input: normalised float NCHW for a float-form model, the pixels themselves (uint8 NHWC) for a pixel-form one, whose
+graph normalises them.
+
 The JPEG fast path: Pillow spends most of a small JPEG's decode in Python (plugin lookup, marker parsing);
 simplejpeg hands the bytes to libjpeg-turbo in one call. Both run libjpeg-turbo's default (accurate) IDCT and fancy
 upsampling, so their RGB output is bit-identical for YCbCr and greyscale JPEGs (tested). Only such files take it:
@@ -19,6 +23,9 @@ upsampling, so their RGB output is bit-identical for YCbCr and greyscale JPEGs (
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -51,6 +58,8 @@ _PIL_FILTERS = {
 _SOI = b"\xff\xd8\xff"  # start-of-image marker, then the first segment's marker
 _EXIF = b"Exif\x00\x00"  # an APP1 EXIF block; also found by chance in image data, which only costs the fast path
 _PLAIN_COLOURSPACES = frozenset({"YCbCr", "Gray"})
+# The numpy type a float-form graph's input is fed as, by onnxruntime's type name (anything else: float32).
+_FLOAT_INPUTS: dict[str, Any] = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 def describe_source(item: object, position: int) -> str:
@@ -166,11 +175,63 @@ def resize_to_contract(image: Image.Image, contract: Contract) -> np.ndarray:
 
 
 def normalize_batch(images: np.ndarray, contract: Contract) -> np.ndarray:
-    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W): ``(pixel / 255 - mean) / std`` per channel."""
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W): ``(pixel / 255 - mean) / std`` per channel (the float input
+    form's preprocessing; a pixel-form model does this in its graph)."""
+    check_pixel_batch(images)
     scaled = images.astype(np.float32) / np.float32(255.0)
     mean = np.asarray(contract.mean, dtype=np.float32)
     std = np.asarray(contract.std, dtype=np.float32)
     normalized = (scaled - mean) / std
     return np.ascontiguousarray(normalized.transpose(0, 3, 1, 2))
+
+
+def check_pixel_batch(images: np.ndarray) -> None:
+    """ValueError unless ``images`` is a uint8 (N, H, W, 3) batch."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How contract-size uint8 pixels become one model's input, by the contract's input form.
+
+    Float form: ``normalize_batch`` here, as float32 NCHW (float16 for a half-precision input). Pixel form: the same
+    uint8 NHWC pixels, untouched: resize, normalisation and softmax are in the graph.
+    """
+
+    contract: Contract
+    dtype: Any = np.float32  # the numpy type the graph's input is fed as
+
+    @classmethod
+    def for_graph(cls, contract: Contract, input_type: str) -> ModelInput:
+        """The input of a graph whose (onnxruntime) input type is ``input_type``, e.g. "tensor(float16)"."""
+        return cls(contract, np.uint8 if contract.takes_pixels else _FLOAT_INPUTS.get(input_type, np.float32))
+
+    def from_pixels(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 (N, H, W, 3) at the contract size (or a list of (H, W, 3), stacked) -> the model's input."""
+        if not isinstance(images, np.ndarray):
+            height, width = self.contract.image_size
+            images = np.stack(images) if len(images) else np.zeros((0, height, width, 3), np.uint8)
+        if self.contract.takes_pixels:
+            check_pixel_batch(images)
+            return np.ascontiguousarray(images)
+        return normalize_batch(images, self.contract).astype(self.dtype, copy=False)
+
+    def coerce(self, inputs: np.ndarray) -> np.ndarray:
+        """A caller's model-ready batch -> contiguous, of the graph's type. A pixel-form model takes only uint8
+        (N, H, W, 3) pixels (ValueError otherwise: casting floats to uint8 would be silently wrong)."""
+        inputs = np.ascontiguousarray(inputs)
+        if not self.contract.takes_pixels:
+            return inputs.astype(self.dtype, copy=False)
+        if inputs.dtype != np.uint8 or inputs.ndim != 4 or inputs.shape[-1] != 3:
+            raise ValueError(
+                f"this pixel-form model takes uint8 (N, H, W, 3) pixels, got {inputs.dtype} {inputs.shape}"
+            )
+        return inputs
+
+    def describe(self) -> str:
+        """One line for reports: what the model takes and who preprocesses."""
+        height, width = self.contract.image_size
+        if self.contract.takes_pixels:
+            return f"uint8 pixels NHWC, any size (resize to {height}x{width}, normalisation and softmax in the model)"
+        return f"{np.dtype(self.dtype).name} NCHW {height}x{width}, normalised by the runtime"

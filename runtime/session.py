@@ -257,10 +257,11 @@ def split_bounds(count: int, parts: int, unit: int = 1) -> list[tuple[int, int]]
 
 
 def forward_in_batches(forward: Forward, inputs: np.ndarray, batch_size: int, *, pad: bool = False) -> np.ndarray:
-    """Concatenated ``forward`` outputs over float32 NCHW ``inputs`` in batches of ``batch_size``.
+    """Concatenated ``forward`` outputs over ``inputs`` (any layout and type: float32 NCHW, or uint8 NHWC pixels for
+    a pixel-form model; rows are the first axis) in batches of ``batch_size``.
 
     ``pad``: every call gets exactly ``batch_size`` rows (a model exported with a fixed batch axis); the last batch
-    is zero-padded and its padding rows dropped from the result.
+    is zero-padded (black pixels, in the pixel form) and its padding rows dropped from the result.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

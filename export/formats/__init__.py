@@ -35,6 +35,10 @@ EXPORTED_PROGRAM = "exportedprogram"
 ALL_FORMATS = "all"
 # The precision every format has; the others are asked for with the option in ``ArtifactFormat.selected_by``.
 FP32 = "fp32"
+# --input (ExportConfig.input_form, runtime/contract.py INPUT_FORMS): the rows that accept it (ONNX) write the
+# pixel form unless it says float; the others always take FLOAT_INPUT.
+INPUT_OPTION = "--input"
+FLOAT_INPUT = "float"
 
 
 @dataclass
@@ -96,12 +100,16 @@ class ArtifactFormat:
         if self.checker is not None:
             cast(Checker, _resolve(self.checker))(path)
 
+    def input_form(self, config: ExportConfig) -> str:
+        """What this row's file takes under ``config``: its --input where the row accepts the option, else float."""
+        return config.input_form if INPUT_OPTION in self.options else FLOAT_INPUT
+
     def open(self, path: str | Path, options: OpenOptions | None = None) -> Engine:
         """The artifact at ``path`` as an Engine; ProviderUnavailableError when ``options.provider`` is not active."""
         return cast(Opener, _resolve(self.opener))(Path(path), options or OpenOptions())
 
 
-_ONNX_OPTIONS = ("--opset", "--tta")
+_ONNX_OPTIONS = ("--opset", "--tta", INPUT_OPTION)
 _INT8_OPTIONS = (*_ONNX_OPTIONS, "--quantize", "--calibration", "--int8-weight-bits", "--int8-gelu")
 
 

@@ -45,9 +45,11 @@ def build_provenance(
     exporter: str,
     tta: str,
     opset: int | None = None,
+    input_form: str = "float",
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Where the artifact came from and how it was made (JSON-serialisable)."""
+    """Where the artifact came from and how it was made (JSON-serialisable); ``input_form``: what the file takes
+    (the contract inside says the same, runtime/contract.py INPUT_FORMS)."""
     record = run.record
     provenance: dict[str, Any] = {
         "provenance_schema": PROVENANCE_SCHEMA,
@@ -56,6 +58,7 @@ def build_provenance(
         "exporter": exporter,
         "opset": opset,
         "tta": tta,
+        "input_form": input_form,
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": {
             "run_dir": str(Path(run.run_dir).resolve()),

@@ -33,8 +33,9 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 from torch import nn
 
 from cifar_edge.export.config import ExportFailedError
-from cifar_edge.export.formats import ArtifactFormat, WriteJob
+from cifar_edge.export.formats import FLOAT_INPUT, ArtifactFormat, WriteJob
 from cifar_edge.export.formats.metadata import build_provenance, embed_in_onnx
+from cifar_edge.export.formats.pixels import pixel_contract, to_pixel_form
 from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
 
@@ -135,10 +136,15 @@ def validate_onnx_file(path: str | os.PathLike[str]) -> None:
 
 
 def save_artifact(job: WriteJob, row: ArtifactFormat, model: onnx.ModelProto, path: Path, **made: Any) -> None:
-    """``model`` with the run's contract and provenance embedded, written to ``path`` and checked.
+    """``model`` (the float form) in the row's input form, with its contract and provenance embedded, written to
+    ``path`` and checked. The pixel form is made here, once for every ONNX row (formats/pixels.py).
 
     ``made``: ``exporter`` (how the graph was made) and optionally ``extra`` (provenance sections of the precision).
     """
+    input_form = row.input_form(job.config)
+    contract = job.run.contract
+    if input_form != FLOAT_INPUT:
+        model, contract = to_pixel_form(model, contract), pixel_contract(contract)
     provenance = build_provenance(
         job.run,
         artifact_format=row.format,
@@ -146,9 +152,10 @@ def save_artifact(job: WriteJob, row: ArtifactFormat, model: onnx.ModelProto, pa
         exporter=made["exporter"],
         tta=job.tta,
         opset=job.config.opset,
+        input_form=input_form,
         extra=made.get("extra") or {},
     )
-    save_validated(embed_in_onnx(model, job.run.contract, provenance), path)
+    save_validated(embed_in_onnx(model, contract, provenance), path)
 
 
 def write_fp32(job: WriteJob, row: ArtifactFormat, path: Path) -> None:

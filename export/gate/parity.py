@@ -9,6 +9,9 @@ Checks by precision (thresholds in config.Thresholds):
 - fp16: top-1 agreement >= 99.5% on the real images (on the probes when there are none);
 - int8: accuracy at most 1.0 percentage point below fp32 PyTorch on the labelled images;
 - always: every probe batch runs with output (N, classes) and finite values; the artifact carries the run's contract.
+
+A file in the pixel input form also gets the raw-pixel checks of ``gate/pixels.py``: real images at other sizes
+than the contract's, fed as pixels, against the training-time preprocessing; and its Resize against Pillow's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from cifar_edge.export.engines import Engine, OpenOptions, torch_engine
 from cifar_edge.export.formats import ArtifactFormat
 from cifar_edge.export.formats.metadata import read_entries
 from cifar_edge.export.gate.checks import Check, Comparison, bounded, compare, finite_or_none
+from cifar_edge.export.gate.pixels import PixelInputs, prepare_pixel_inputs, resize_check, sized_results
 from cifar_edge.export.gate.preprocess import PreprocessReport
 from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.contract import Contract
@@ -47,12 +51,22 @@ class GateInputs:
     probes: dict[int, np.ndarray]  # batch size -> float32 (B, 3, H, W)
     reference_verification: np.ndarray | None
     reference_probes: dict[int, np.ndarray]
+    pixels: PixelInputs | None = None  # the pixel-form checks' inputs (None: no artifact takes pixels)
 
 
 def prepare_gate_inputs(
-    module: nn.Module, contract: Contract, images: ArrayImages | None, probe_batch_sizes: Sequence[int], seed: int
+    module: nn.Module,
+    contract: Contract,
+    images: ArrayImages | None,
+    probe_batch_sizes: Sequence[int],
+    seed: int,
+    *,
+    pixel_files: Sequence[Path] | None = None,
 ) -> GateInputs:
-    """Normalise the real images the runtime's way, draw the probes, and run the reference model on both."""
+    """Normalise the real images the runtime's way, draw the probes, and run the reference model on both.
+
+    ``pixel_files``: when not None, some artifact takes pixels: also make the pixel-form checks' inputs, from the real
+    images and these files (read at their own sizes)."""
     height, width = contract.image_size
     rng = np.random.default_rng(seed)
     probes = {
@@ -68,6 +82,7 @@ def prepare_gate_inputs(
         probes=probes,
         reference_verification=reference.run(verification) if verification is not None else None,
         reference_probes={size: reference.forward(batch) for size, batch in probes.items()},
+        pixels=None if pixel_files is None else prepare_pixel_inputs(module, contract, images, pixel_files, seed),
     )
 
 
@@ -223,6 +238,10 @@ def verify_backend(
         comparisons[PROBES] = compare(PROBES, reference, np.concatenate([probe_outputs[size] for size in sizes]), None)
     result.comparisons = list(comparisons.values())
     result.checks.extend(_precision_checks(precision, comparisons, thresholds))
+    if backend.takes_pixels and inputs.pixels is not None:
+        sized_comparisons, sized_checks = sized_results(backend, precision, inputs.pixels, thresholds)
+        result.comparisons.extend(sized_comparisons)
+        result.checks.extend(sized_checks)
     return result
 
 
@@ -281,6 +300,8 @@ def run_gate(
         return report
     report.notes.extend(notes)
     report.checks.append(Check("loads and validates", True, detail=", ".join(backend.name for backend in backends)))
+    if contract.takes_pixels and inputs.pixels is not None:
+        report.checks.append(resize_check(path, inputs.pixels, thresholds.resize_max_lsb))
     try:
         for backend in backends:
             report.backends.append(verify_backend(backend, row.precision, contract, inputs, thresholds))

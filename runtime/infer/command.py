@@ -116,6 +116,7 @@ def _describe_model(printer: ResultPrinter, classifier: Classifier, where: str) 
         f"model: {where}; {contract.num_classes} classes, "
         f"{contract.image_size[0]}x{contract.image_size[1]}, sha256 {classifier.sha256[:12]})"
     )
+    printer.note(f"input: {classifier.model_input.describe()}")
     threads = classifier.intra_op_threads
     runs = f"{classifier.streams} at once x {threads} thread{'s' if threads > 1 else ''}"
     provider_line = f"provider: {classifier.providers[0]}" + (f" ({classifier.note})" if classifier.note else "")

@@ -133,6 +133,8 @@ def _model_report(model: str | None, runs_dir: str) -> dict[str, Any]:
                 sha256=classifier.sha256,
                 input=f"{classifier.io.input_name} {_shape(classifier.io.input_shape)} {classifier.io.input_type}",
                 output=f"{classifier.io.output_name} {_shape(classifier.io.output_shape)}",
+                input_form=contract.input_form,
+                input_description=classifier.model_input.describe(),
                 contract=contract.to_dict(),
                 provenance=classifier.provenance,
                 passes_per_image=passes_per_image(classifier.provenance),
@@ -206,6 +208,7 @@ def _print_report(report: dict[str, Any], stdout: TextIO) -> None:
         contract = model["contract"]
         rows.append(("model sha256", f"{model['sha256']} ({model['bytes']:,} bytes)"))
         rows.append(("model input/output", f"{model['input']} -> {model['output']}"))
+        rows.append(("input form", f"{model['input_form']}: {model['input_description']}"))
         rows.append(("classes", f"{len(contract['class_names'])}: " + ", ".join(contract["class_names"])))
         rows.append(
             (

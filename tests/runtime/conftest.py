@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from runtime_helpers import TINY_CLASSES, build_colour_model, save_model, solid_image, write_colour_folder
+from runtime_helpers import (
+    TINY_CLASSES,
+    build_colour_model,
+    build_form_model,
+    save_model,
+    solid_image,
+    write_colour_folder,
+)
 
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, unnormalized_contract
 
@@ -26,6 +34,22 @@ def colour_model(models_dir: Path, colour_contract: Contract) -> Path:
     provenance = json.dumps({"precision": "fp32", "weights_sha256": "0" * 64, "source": "tests/runtime/conftest.py"})
     model = build_colour_model(colour_contract, metadata={PROVENANCE_METADATA_KEY: provenance})
     return save_model(model, models_dir / "colour.onnx")
+
+
+@pytest.fixture(scope="session")
+def pixel_colour_model(models_dir: Path, colour_contract: Contract) -> Path:
+    """The colour model in the pixel input form: uint8 NHWC in, resize and scaling in the graph."""
+    return save_model(build_form_model(colour_contract.pixel_form(), "colour"), models_dir / "colour_pixels.onnx")
+
+
+@pytest.fixture(scope="session")
+def form_models(models_dir: Path) -> dict[str, Path]:
+    """The same weights (a padded conv net, CIFAR-10 contract) in both input forms: {"float": path, "pixels": path}."""
+    contract = Contract()
+    return {
+        "float": save_model(build_form_model(contract), models_dir / "conv_float.onnx"),
+        "pixels": save_model(build_form_model(contract.pixel_form()), models_dir / "conv_pixels.onnx"),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +76,20 @@ def bad_models(models_dir: Path, colour_contract: Contract) -> dict[str, Path]:
     )
     bad["graph disagrees"] = save_model(
         build_colour_model(colour_contract, num_outputs=5), models_dir / "five_outputs.onnx"
+    )
+    pixel_contract = colour_contract.pixel_form()
+    bad["pixel contract on float graph"] = save_model(
+        build_form_model(colour_contract, "colour", metadata={CONTRACT_METADATA_KEY: pixel_contract.to_json()}),
+        models_dir / "pixel_contract_float_graph.onnx",
+    )
+    bad["float contract on pixel graph"] = save_model(
+        build_form_model(pixel_contract, "colour", metadata={CONTRACT_METADATA_KEY: colour_contract.to_json()}),
+        models_dir / "float_contract_pixel_graph.onnx",
+    )
+    renamed = replace(pixel_contract, output_name="scores")
+    bad["pixel graph without the contract's output"] = save_model(
+        build_form_model(pixel_contract, "colour", metadata={CONTRACT_METADATA_KEY: renamed.to_json()}),
+        models_dir / "pixel_no_scores.onnx",
     )
     bad["not onnx"] = models_dir / "notes.onnx"
     bad["not onnx"].write_text("this is a text file, not a model\n")

@@ -19,6 +19,8 @@ THREADS = 8
 ROUNDS = 20
 # Small batches and two streams: each call runs several batches, and each batch is split over the shared pool.
 SHARED = {"batch_size": 4, "streams": 2, "intra_op_threads": 1, "decode_workers": 2}
+# The colour model in both input forms: float32 NCHW normalised by the runtime, and uint8 NHWC pixels.
+FORMS = ["colour_model", "pixel_colour_model"]
 
 
 def made_images(seed: int, count: int = 7) -> list[Image.Image | np.ndarray]:
@@ -40,9 +42,10 @@ def dominant_labels(seed: int, count: int = 7) -> list[str]:
     return [TINY_CLASSES[(seed + n) % 3] for n in range(count)]
 
 
-def test_classify_batch_agrees_with_predict(colour_model: Path) -> None:
+@pytest.mark.parametrize("model", FORMS)
+def test_classify_batch_agrees_with_predict(model: str, request: pytest.FixtureRequest) -> None:
     images = made_images(seed=1)
-    with Classifier(colour_model, "cpu", **SHARED) as classifier:
+    with Classifier(request.getfixturevalue(model), "cpu", **SHARED) as classifier:
         predictions = classifier.classify_batch(images, top_k=2)
         assert predictions == classifier.predict(images, top_k=2)
         assert [p.label for p in predictions] == dominant_labels(seed=1)
@@ -65,11 +68,14 @@ def test_classify_batch_refuses_what_is_not_a_batch_of_decoded_images(colour_mod
             classifier.classify_batch([np.zeros((32, 32, 3), dtype=np.float32)])
 
 
+@pytest.mark.parametrize("model", FORMS)
 def test_one_classifier_shared_by_eight_threads_gives_each_what_it_gets_alone(
-    colour_model: Path, monkeypatch: pytest.MonkeyPatch
+    model: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Eight threads, each with its own images, classify through one fresh Classifier at the same moment, over and
-    over: every result equals that thread's single-threaded result, and only one decode pool is ever made."""
+    over: every result equals that thread's single-threaded result, and only one decode pool is ever made (for a
+    float-form and a pixel-form model alike)."""
+    colour_model: Path = request.getfixturevalue(model)
     inputs = {thread: made_images(seed=thread) for thread in range(THREADS)}
     with Classifier(colour_model, "cpu", **SHARED) as alone:
         expected = {thread: alone.classify_batch(images) for thread, images in inputs.items()}

@@ -24,6 +24,12 @@ REFUSALS = {
     "contract wrong types": "class_names must be a list of str",
     "contract not json": "contract is not valid JSON",
     "graph disagrees": "graph outputs 5 scores, contract names 3 classes",
+    "pixel contract on float graph": "graph input type is tensor(float), expected uint8 (the contract's input_form "
+    "is 'pixels')",
+    "float contract on pixel graph": "graph input type is tensor(uint8), expected float32 or float16 (the "
+    "contract's input_form is 'float')",
+    "pixel graph without the contract's output": "graph has no output named 'scores' as the contract says "
+    "(outputs: probabilities, logits)",
     "not onnx": "not an ONNX model",
     "empty": "empty file",
     "truncated": "not an ONNX model (file is truncated)",

@@ -27,6 +27,7 @@ REPORT_KEYS = {
     "schema_version",
     "kind",
     "model",
+    "input_form",
     "data",
     "class_names",
     "images_total",

@@ -69,18 +69,23 @@ def test_artifacts_get_ordinary_file_permissions(exported_all) -> None:
 
 @pytest.mark.parametrize("batch", BATCHES)
 def test_onnx_round_trip_dynamic_batch(exported_all, batch: int) -> None:
+    """The default ONNX file takes raw uint8 pixels (the pixel form, tests/export/formats/test_pixels.py)."""
     run_dir = exported_all.run_dir
     path = run_dir / "model.onnx"
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.load(str(path))
     assert [entry.version for entry in model.opset_import if entry.domain == ""] == [DEFAULT_OPSET]
-    assert model.graph.input[0].name == "images" and model.graph.output[0].name == "logits"
+    assert model.graph.input[0].name == "pixels" and [value.name for value in model.graph.output] == [
+        "probabilities",
+        "logits",
+    ]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    inputs = _inputs(run_dir, batch)
-    logits = session.run(["logits"], {"images": inputs})[0]
+    pixels = np.random.default_rng(7).integers(0, 256, size=(batch, 32, 32, 3), dtype=np.uint8)
+    probabilities, logits = session.run(["probabilities", "logits"], {"pixels": pixels})
     assert logits.shape == (batch, 3)
-    np.testing.assert_allclose(logits, _torch_logits(run_dir, inputs), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(logits, _torch_logits(run_dir, _inputs(run_dir, batch)), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +108,12 @@ def test_torch_formats_round_trip(exported_all, torch_artifacts, artifact_format
     np.testing.assert_allclose(logits, _torch_logits(run_dir, inputs), atol=1e-5, rtol=0)
 
 
-def test_fp16_onnx_keeps_fp32_io_and_agrees(trained_run_dir: Path, labelled_data_dir: Path, tmp_path: Path) -> None:
+def test_fp16_float_form_onnx_keeps_fp32_io_and_agrees(
+    trained_run_dir: Path, labelled_data_dir: Path, tmp_path: Path
+) -> None:
     run_dir = copy_run(trained_run_dir, tmp_path / "run")
-    result = export_run(run_dir, ExportConfig(dtype="fp16", data=labelled_data_dir, opset=17))
+    config = ExportConfig(dtype="fp16", data=labelled_data_dir, opset=17, input_form="float")
+    result = export_run(run_dir, config)
     (artifact,) = result.artifacts
     assert result.ok and artifact.path == run_dir / "model.fp16.onnx" and artifact.report.passed
     model = onnx.load(str(artifact.path))

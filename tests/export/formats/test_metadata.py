@@ -43,6 +43,7 @@ def test_onnx_metadata_reads_back_with_onnx_and_onnxruntime(exported_all) -> Non
     run_dir = exported_all.run_dir
     contract, weights_sha256 = _expected(run_dir)
     path = run_dir / "model.onnx"
+    contract = contract.pixel_form()  # the default ONNX file takes pixels: the contract inside says so
     props = {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
     assert Contract.from_json(props[CONTRACT_METADATA_KEY]) == contract
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -51,8 +52,9 @@ def test_onnx_metadata_reads_back_with_onnx_and_onnxruntime(exported_all) -> Non
     provenance = json.loads(custom[PROVENANCE_METADATA_KEY])
     _check_provenance(provenance, weights_sha256, "onnx")
     assert provenance["exporter"] == "torch.onnx.export(dynamo=True)" and provenance["opset"] == DEFAULT_OPSET
+    assert provenance["input_form"] == "pixels"
     assert session.get_inputs()[0].name == contract.input_name
-    assert session.get_outputs()[0].name == contract.output_name
+    assert [output.name for output in session.get_outputs()] == ["probabilities", contract.output_name]
 
 
 def test_torchscript_metadata_reads_back_from_extra_files(exported_all) -> None:
@@ -63,7 +65,7 @@ def test_torchscript_metadata_reads_back_from_extra_files(exported_all) -> None:
     assert Contract.from_json(extra_files[CONTRACT_METADATA_KEY].decode()) == contract
     provenance = json.loads(extra_files[PROVENANCE_METADATA_KEY])
     _check_provenance(provenance, weights_sha256, "torchscript")
-    assert provenance["exporter"] == "torch.jit.trace"
+    assert provenance["exporter"] == "torch.jit.trace" and provenance["input_form"] == "float"
 
 
 def test_exported_program_metadata_reads_back_from_extra_files(exported_all) -> None:

@@ -58,7 +58,7 @@ def test_exported_onnx_contains_the_tta(
     record = json.loads((run_dir / "run.json").read_text())
     record["architecture"]["tta"] = mode
     (run_dir / "run.json").write_text(json.dumps(record))
-    result = export_run(run_dir, ExportConfig(data=labelled_data_dir, verify_images=30))
+    result = export_run(run_dir, ExportConfig(data=labelled_data_dir, verify_images=30, input_form="float"))
     assert result.ok
     session = ort.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
@@ -82,7 +82,8 @@ def test_export_option_overrides_the_runs_tta(trained_run_dir: Path, labelled_da
     record = json.loads((run_dir / "run.json").read_text())
     record["architecture"]["tta"] = "flip"
     (run_dir / "run.json").write_text(json.dumps(record))
-    result = export_run(run_dir, ExportConfig(data=labelled_data_dir, verify_images=30, tta="none"))
+    config = ExportConfig(data=labelled_data_dir, verify_images=30, tta="none", input_form="float")
+    result = export_run(run_dir, config)
     assert result.ok
     session = ort.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).normal(size=(3, 3, 32, 32)).astype(np.float32)
