@@ -87,8 +87,15 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="cifar-edge-bench-export-") as folder:
         for dtype, quantize in PRECISIONS:
+            # Precision against precision on the same normalised inputs: the float form (the pixel form adds only
+            # its exact prefix, measured by bench/portable.py).
             config = ExportConfig(
-                dtype=dtype, quantize=quantize, output=Path(folder), data=args.data, calibration_images=args.calibration
+                dtype=dtype,
+                quantize=quantize,
+                output=Path(folder),
+                data=args.data,
+                calibration_images=args.calibration,
+                input_form="float",
             )
             try:
                 result = export_run(run_dir, config)

@@ -218,7 +218,6 @@ SETTINGS = {  # name -> Classifier keyword arguments; the defaults first
 def throughput(model_path: Path, folder: Path, batch_size: int, repeats: int) -> list[str]:
     from cifar_edge.runtime import Classifier
     from cifar_edge.runtime.image_files import expand_inputs
-    from cifar_edge.runtime.preprocess import normalize_batch
 
     paths = [p for p in expand_inputs([str(folder)]) if isinstance(p, str)]
     count = len(paths)
@@ -227,7 +226,7 @@ def throughput(model_path: Path, folder: Path, batch_size: int, repeats: int) ->
         with Classifier(model_path, "cpu", batch_size=batch_size, **options) as classifier:
             pixels = np.stack([classifier.prepare(p) for p in paths])  # decoded once, untimed, for model-only
             batches = [pixels[i : i + batch_size] for i in range(0, count, batch_size)]
-            batches = [normalize_batch(batch, classifier.contract) for batch in batches]
+            batches = [classifier.model_input.from_pixels(batch) for batch in batches]  # the file's own input form
 
             def model_only(classifier=classifier, batches=batches) -> None:
                 for batch in batches:
@@ -306,13 +305,10 @@ def plain_loop_rate(model_path: Path, paths: list[str], batch_size: int, repeats
     import onnxruntime as ort
 
     from cifar_edge.runtime import Classifier
-    from cifar_edge.runtime.preprocess import normalize_batch
 
     with Classifier(model_path, "cpu") as reader:  # decoding only: the loop below gets the images for free
         pixels = np.stack([reader.prepare(p) for p in paths])
-        batches = [
-            normalize_batch(pixels[i : i + batch_size], reader.contract) for i in range(0, len(paths), batch_size)
-        ]
+        batches = [reader.model_input.from_pixels(pixels[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])

@@ -21,6 +21,7 @@ from cifar_edge.export.formats import (
     ROWS,
     ArtifactFormat,
     find_row,
+    format_of_folder,
     row_of,
 )
 from cifar_edge.export.formats.pixels import MIN_PIXEL_OPSET
@@ -58,12 +59,28 @@ def targets_for(config: ExportConfig, run_dir: Path) -> list[Target]:
         row = find_row(name, precision) or row_of(name)  # formats without that precision stay fp32
         if output is None:
             path = run_dir / row.file_name
-        elif len(formats) > 1 or output.is_dir():
-            path = output / row.file_name  # several artifacts: --output names their folder
+        elif len(formats) > 1 or (output.is_dir() and not row.is_folder):
+            path = output / row.file_name  # several artifacts: --output names their folder (one folder artifact: it)
         else:
             path = output
+        if row.is_folder:
+            _check_replaceable(row, path)
         targets.append(Target(row.format, row.precision, path))
     return targets
+
+
+def _check_replaceable(row: ArtifactFormat, path: Path) -> None:
+    """A folder artifact replaces the whole folder at ``path``: only when it is absent, empty, or one such artifact
+    alone (a Triton repository of one model), never a folder with anything else in it."""
+    if not path.exists() and not path.is_symlink():
+        return
+    entries = list(path.iterdir()) if path.is_dir() and not path.is_symlink() else None
+    if entries is not None and (not entries or (len(entries) == 1 and format_of_folder(path) == row.format)):
+        return
+    raise ExportUsageError(
+        f"{path}: exists and is not a {row.label} of one model; --format {row.format} replaces the whole folder, "
+        "so name a new or empty folder with --output"
+    )
 
 
 def _check_options(config: ExportConfig) -> None:

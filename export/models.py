@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cifar_edge.export.engines import Engine, OpenOptions, torch_device, torch_engine
-from cifar_edge.export.formats import ONNX, ROWS, format_of_suffix, format_of_zip, row_of
+from cifar_edge.export.formats import ONNX, ROWS, format_of_folder, format_of_suffix, format_of_zip, row_of
 from cifar_edge.export.formats.metadata import read_entries
 from cifar_edge.runtime.common.command import first_line, missing_module, needs_extra
 from cifar_edge.runtime.common.names import RUN_JSON, WEIGHTS_FILE
@@ -102,9 +102,14 @@ class OpenedModel:
 
 def detect_kind(path: Path) -> str:
     if path.is_dir():
-        if not (path / RUN_JSON).is_file():
-            raise ModelLoadError(f"{path}: a folder, but not a cifar-train run folder (no {RUN_JSON})")
-        return RUN
+        if (path / RUN_JSON).is_file():
+            return RUN
+        by_folder = format_of_folder(path)
+        if by_folder is None:
+            raise ModelLoadError(
+                f"{path}: a folder, but not a cifar-train run folder (no {RUN_JSON}) and not a Triton model repository"
+            )
+        return by_folder
     if not path.exists():
         raise ModelLoadError(f"{path}: model not found")
     by_suffix = format_of_suffix(path.suffix)

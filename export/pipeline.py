@@ -41,7 +41,7 @@ from cifar_edge.export.gate.parity import GateInputs, ParityReport, prepare_gate
 from cifar_edge.export.gate.preprocess import PreprocessReport, check_preprocessing
 from cifar_edge.export.results import ArtifactResult, ExportProgress, ExportResult
 from cifar_edge.export.run_data import load_export_run
-from cifar_edge.runtime.common.atomic_io import atomic_path, atomic_write_text
+from cifar_edge.runtime.common.atomic_io import atomic_folder, atomic_path, atomic_write_text
 from cifar_edge.train.run_folder import LoadedRun
 from cifar_edge.train.tta import module_for_export, tta_mode
 
@@ -181,12 +181,12 @@ def export_artifact(context: ExportContext, target: Target, module: nn.Module | 
     digest = size = None
     with context.progress.step(f"{target.format} {target.precision} -> {target.path.name}"):
         try:
-            with atomic_path(target.path) as temp_path:
+            with (atomic_folder if target.row.is_folder else atomic_path)(target.path) as temp_path:
                 target.row.write(context.write_job(module), temp_path)
                 report = _gate(context, target, temp_path)
                 if report is not None and not report.passed:
                     raise _GateFailed
-                data = temp_path.read_bytes()
+                data = target.row.model_file(temp_path).read_bytes()
                 digest, size = hashlib.sha256(data).hexdigest(), len(data)
                 if report is not None:
                     _write_report(parity_path, report, digest, size)

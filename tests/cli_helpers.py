@@ -1,4 +1,4 @@
-"""Run the five console entry points in fresh interpreters, optionally with some modules made unimportable.
+"""Run the console entry points in fresh interpreters, optionally with some modules made unimportable.
 
 ``run_cli("cifar-export", run_dir, "--quiet")`` runs what the installed ``cifar-export`` script runs (the ``main`` of
 its module, pyproject.toml's ``[project.scripts]``), so tests need no installed scripts and see real exit codes,
@@ -19,6 +19,7 @@ ENTRY_POINTS = {
     "cifar-infer": "cifar_edge.runtime.infer.cli",
     "cifar-eval": "cifar_edge.export.evaluate.cli",
     "cifar-bench": "cifar_edge.export.benchmark.cli",
+    "cifar-serve": "cifar_edge.runtime.serve.cli",
 }
 # What the [train] extra installs (pyproject.toml), by import name.
 TRAIN_EXTRA_MODULES = ("torch", "torchvision", "onnx", "onnxscript", "onnx_ir", "safetensors", "matplotlib")

@@ -53,6 +53,11 @@ VARIANTS: dict[str, Variant] = {
         ),
     )
 }
+# What cifar-bench measures unless --formats says: every variant but the folder artifacts (a Triton repository holds
+# the fp32 ONNX file, which onnx-fp32 already measures; --formats triton measures it).
+DEFAULT_VARIANTS: tuple[str, ...] = tuple(
+    key for key, variant in VARIANTS.items() if variant.artifact is None or not variant.artifact.is_folder
+)
 FP32_ONNX = VARIANTS[row_of(ONNX).bench_key]
 INT8_ONNX = VARIANTS[row_of(ONNX, "int8").bench_key]
 
@@ -75,7 +80,7 @@ class BenchConfig:
     # Providers to measure on; a provider that is not really active gives skipped rows that say why.
     providers: tuple[str, ...] = PROVIDERS
     # Variants (rows) to measure: keys of VARIANTS.
-    formats: tuple[str, ...] = tuple(VARIANTS)
+    formats: tuple[str, ...] = DEFAULT_VARIANTS
     # Eval images: None = the run's validation split; "cifar10" = the official test split; or an image folder.
     data: str | None = None
     # Where CIFAR-10 lives (for data="cifar10" and runs trained on it).
@@ -108,7 +113,16 @@ class Artifact:
 
     @property
     def usable(self) -> bool:
-        return self.error is None and self.path.is_file()
+        return self.error is None and self.model_file.is_file()
+
+    @property
+    def model_file(self) -> Path:
+        """The file that holds the model (inside a folder artifact such as a Triton repository: its model file)."""
+        row = self.variant.artifact
+        try:
+            return row.model_file(self.path) if row is not None else self.path
+        except (OSError, ValueError):  # a folder that is not (or no longer) such an artifact
+            return self.path / "missing"
 
 
 def artifact_provenance(path: Path, variant: Variant) -> dict[str, Any] | None:
@@ -181,7 +195,7 @@ def ensure_artifacts(
         artifacts[variant.key] = artifact
         if variant.artifact is None:
             continue
-        if not artifact.path.is_file():
+        if not artifact.model_file.is_file():
             artifact.notes.append("exported now (was missing)")
         elif (stale := _stale_reason(artifact, weights_sha256, tta)) is not None:
             artifact.notes.append(stale)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from cifar_edge.export.benchmark.artifacts import BenchConfig
+from cifar_edge.export.benchmark.artifacts import VARIANTS, BenchConfig
 from cifar_edge.runtime.common.atomic_io import check_writable, write_error
 from cifar_edge.runtime.common.command import ExitCode, default_of, describe_exit_codes, run_command
 from cifar_edge.runtime.common.names import BENCH_JSON, BENCH_MD
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from cifar_edge.export.benchmark.measure import BenchResult
 
 ALL_FORMATS = ",".join(default_of(BenchConfig, "formats"))
+# Rows measured only when --formats names them (the Triton repository, whose model file onnx-fp32 measures).
+_OTHER_FORMATS = ", ".join(key for key in VARIANTS if key not in default_of(BenchConfig, "formats"))
 
 
 def _default(name: str) -> object:
@@ -51,7 +53,7 @@ RunDirs = Annotated[
 Providers = Annotated[
     str, typer.Option("--providers", help="Comma-separated: cpu, cuda. CUDA rows only where CUDA is active.")
 ]
-Formats = Annotated[str, typer.Option("--formats", help=f"Comma-separated rows: {ALL_FORMATS}.")]
+Formats = Annotated[str, typer.Option("--formats", help=f"Comma-separated rows: {ALL_FORMATS}; also {_OTHER_FORMATS}.")]
 Data = Annotated[
     str | None,
     typer.Option("--data", help="Eval images: a labelled folder or 'cifar10'. Default: the run's validation split."),

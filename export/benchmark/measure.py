@@ -236,7 +236,7 @@ def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _
     if artifact.error is not None:
         row.status, row.reason = "failed", artifact.error
         return None
-    row.size_mb = round(artifact.path.stat().st_size / 1e6, 4)
+    row.size_mb = round(artifact.model_file.stat().st_size / 1e6, 4)
     variant = artifact.variant
     if variant.artifact is None:  # the run's own module, wrapped in the TTA its record names
         row.passes_per_image = TTA_PASSES[tta_mode(shared.run.record)]

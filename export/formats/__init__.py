@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 ONNX = "onnx"
 TORCHSCRIPT = "torchscript"
 EXPORTED_PROGRAM = "exportedprogram"
+TRITON = "triton"
 # What ``--format all`` (cifar-export) stands for: every format of the table.
 ALL_FORMATS = "all"
 # The precision every format has; the others are asked for with the option in ``ArtifactFormat.selected_by``.
@@ -87,10 +88,21 @@ class ArtifactFormat:
     checker: str | None = None
     # Names inside a zip archive that make it this format (files whose suffix other kinds share, such as ".pt").
     zip_markers: tuple[str, ...] = ()
+    # A folder artifact (a Triton repository): "module:function" giving the model file inside such a folder (raising
+    # ValueError when the folder is not one); None for a file artifact.
+    locator: str | None = None
 
     @property
     def suffix(self) -> str:
-        return Path(self.file_name).suffix
+        return "" if self.is_folder else Path(self.file_name).suffix
+
+    @property
+    def is_folder(self) -> bool:
+        return self.locator is not None
+
+    def model_file(self, path: Path) -> Path:
+        """The file inside the artifact at ``path`` that holds the model (the artifact itself for a file row)."""
+        return cast(Callable[[Path], Path], _resolve(self.locator))(path) if self.locator else path
 
     def write(self, job: WriteJob, path: Path) -> None:
         cast(Writer, _resolve(self.writer))(job, self, path)
@@ -154,6 +166,22 @@ def _torch_row(
     )
 
 
+# A Triton model repository around the fp32 ONNX file (docs/serving.md): the ONNX options, the same gate.
+_TRITON_ROW = ArtifactFormat(
+    format=TRITON,
+    precision=FP32,
+    file_name=TRITON,
+    label="Triton repository",
+    bench_key=TRITON,
+    writer="cifar_edge.export.formats.triton:write_triton",
+    opener="cifar_edge.export.formats.triton:open_triton",
+    needs_torch=False,
+    options=_ONNX_OPTIONS,
+    gate_providers=("cpu", "cuda"),
+    checker="cifar_edge.export.formats.triton:check_triton",
+    locator="cifar_edge.runtime.serve.repository:find_model_file",
+)
+
 ROWS: tuple[ArtifactFormat, ...] = (
     _onnx_row(FP32, MODEL_ONNX, "cifar_edge.export.formats.onnx:write_fp32", _ONNX_OPTIONS),
     _onnx_row("fp16", "model.fp16.onnx", "cifar_edge.export.formats.onnx:write_fp16", (*_ONNX_OPTIONS, "--dtype")),
@@ -168,6 +196,7 @@ ROWS: tuple[ArtifactFormat, ...] = (
     _torch_row(
         EXPORTED_PROGRAM, "model.pt2", "torch.export", (f"{_TORCH_FILES}:write_program", f"{_TORCH_FILES}:open_program")
     ),
+    _TRITON_ROW,
 )
 
 # cifar-export's formats, in table order (what --format takes, and the order of --format all).
@@ -211,6 +240,18 @@ def format_of_zip(names: list[str]) -> str | None:
     for row in ROWS:
         if any(marker in name for marker in row.zip_markers for name in names):
             return row.format
+    return None
+
+
+def format_of_folder(path: Path) -> str | None:
+    """The folder format (a Triton repository) ``path`` is, by its row's locator; None when it is none of them."""
+    for row in ROWS:
+        if row.is_folder:
+            try:
+                if row.model_file(path).is_file():
+                    return row.format
+            except (OSError, ValueError):
+                continue
     return None
 
 

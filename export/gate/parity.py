@@ -301,7 +301,7 @@ def run_gate(
     report.notes.extend(notes)
     report.checks.append(Check("loads and validates", True, detail=", ".join(backend.name for backend in backends)))
     if contract.takes_pixels and inputs.pixels is not None:
-        report.checks.append(resize_check(path, inputs.pixels, thresholds.resize_max_lsb))
+        report.checks.append(resize_check(row.model_file(path), inputs.pixels, thresholds.resize_max_lsb))
     try:
         for backend in backends:
             report.backends.append(verify_backend(backend, row.precision, contract, inputs, thresholds))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -108,6 +109,65 @@ def atomic_path(final_path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             temp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(final_path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``final_path``; on success sync its files and rename it to
+    ``final_path`` (a folder already there is moved aside first and removed after: for that instant neither is
+    there, but no reader ever sees a half-written folder). On any exception the temporary folder is removed."""
+    final_path = Path(final_path)
+    try:
+        final_path.parent.mkdir(parents=True, exist_ok=True)
+        temp_path = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.", suffix=".tmp", dir=final_path.parent))
+    except OSError as error:
+        raise write_error(final_path, error) from None
+    try:
+        try:
+            yield temp_path
+        except OSError as error:
+            if isinstance(error, WriteError) or error.errno not in WRITE_ERRNOS:
+                raise
+            raise write_error(final_path, error) from None
+        try:
+            _sync_tree(temp_path)
+            aside = final_path.with_name(f"{temp_path.name}.old")
+            replaced = final_path.exists() or final_path.is_symlink()
+            if replaced:
+                os.rename(final_path, aside)
+            try:
+                os.rename(temp_path, final_path)
+            except OSError:
+                if replaced:
+                    os.rename(aside, final_path)
+                raise
+        except OSError as error:
+            raise write_error(final_path, error) from None
+        _fsync_directory(final_path.parent)
+        if replaced:
+            _remove(aside)
+    finally:
+        _remove(temp_path)
+
+
+def _sync_tree(folder: Path) -> None:
+    """Give ``folder``'s files and folders the modes plain creation would, and sync them to disk."""
+    for path in [folder, *sorted(folder.rglob("*"))]:
+        if path.is_dir():
+            os.chmod(path, _FILE_MODE | ((_FILE_MODE & 0o444) >> 2))  # r -> r-x: folders others may read
+            _fsync_directory(path)
+        else:
+            os.chmod(path, _FILE_MODE)
+            with open(path, "rb") as written:
+                os.fsync(written.fileno())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(final_path: str | os.PathLike[str], data: bytes) -> None:

@@ -69,13 +69,18 @@ EXTRA_OF_MODULE = {
     "safetensors": "train",
     "matplotlib": "train",
     "onnxruntime": "cpu",
+    "uvicorn": "serve",
+    "starlette": "serve",
+    "python_multipart": "serve",
+    "prometheus_client": "serve",
 }
 INSTALL_LINE = {
     "train": "pip install 'cifar-edge[train,cpu]'",
     "cpu": "pip install 'cifar-edge[cpu]' (or 'cifar-edge[gpu]' on an NVIDIA GPU)",
+    "serve": "pip install 'cifar-edge[serve,cpu]'",
 }
 # onnxruntime missing is "the runtime itself is unavailable" (README, "Exit codes"); the training extra is usage.
-EXIT_CODE_OF_EXTRA = {"train": ExitCode.USAGE, "cpu": ExitCode.PROVIDER_UNAVAILABLE}
+EXIT_CODE_OF_EXTRA = {"train": ExitCode.USAGE, "cpu": ExitCode.PROVIDER_UNAVAILABLE, "serve": ExitCode.USAGE}
 
 
 def missing_module(error: BaseException) -> str | None:

@@ -12,6 +12,7 @@ from fs_faults import fill, immutable, remount_read_only, tmpfs
 from cifar_edge.runtime.common.atomic_io import (
     LockedError,
     WriteError,
+    atomic_folder,
     atomic_write_bytes,
     check_writable,
     exclusive_lock,
@@ -93,3 +94,19 @@ def test_exclusive_lock_refuses_a_second_holder_and_cleans_up(tmp_path: Path) ->
     with exclusive_lock(lock, "model.onnx"):  # free again once the holder is done
         assert lock.is_file()
     assert not lock.exists()
+
+
+def test_atomic_folder_replaces_a_folder_whole_or_not_at_all(tmp_path: Path) -> None:
+    final = tmp_path / "repo"
+    with atomic_folder(final) as temp:
+        (temp / "model").mkdir()
+        (temp / "model" / "config.pbtxt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(final) as temp:
+        (temp / "model").mkdir()
+        (temp / "model" / "config.pbtxt").write_text("half")
+        raise RuntimeError("the gate failed")
+    assert (final / "model" / "config.pbtxt").read_text() == "old"
+    with atomic_folder(final) as temp:
+        (temp / "new").write_text("new")
+    assert [path.name for path in final.iterdir()] == ["new"] and (final / "new").stat().st_mode & 0o777 != 0o600
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["repo"]  # no temporary or moved-aside folder left

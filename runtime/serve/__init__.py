@@ -1,0 +1,1 @@
+"""``cifar-serve``: the Open Inference Protocol server over the runtime, and the Triton model repositories it reads."""
