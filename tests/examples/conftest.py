@@ -1,7 +1,8 @@
-"""Fixtures for the JS client tests: node and the npm packages (npm ci, once, cached), the model, the images.
+"""Fixtures for the JS client tests: node and the npm packages (npm ci, once, cached), a tiny real run exported by
+the real cifar-export (pixel form fp32 and int8, and the float form), the images and the references.
 
-These tests skip, saying why, only where node, npm's packages or Chromium cannot be had; with CI=true they fail
-instead. ``examples/setup.sh`` installs everything they need.
+These tests skip, saying why, only where node, npm's packages or Chromium cannot be had (or the shared data for
+the real images); with CI=true they fail instead. ``examples/setup.sh`` installs everything they need.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,15 +21,21 @@ from pathlib import Path
 import pytest
 from js_client_helpers import (
     MODEL_ENV,
-    NODE_EXAMPLE,
-    PythonReference,
-    build_pixel_model,
+    PIXEL_MODELS,
+    NaturalSizeReference,
+    References,
     require,
     write_bad_images,
     write_sample_images,
 )
+from js_clients import NODE_EXAMPLE, model_class_names, run_cifar_infer
 
 STAMP = NODE_EXAMPLE / "node_modules" / ".cifar-edge-lock-sha256"
+EXPORTS = {  # cifar-export's options for each file the tests use; the defaults give the pixel form
+    "fp32": [],
+    "int8": ["--quantize", "int8"],
+    "float": ["--input", "float", "--no-verify"],
+}
 
 
 @contextlib.contextmanager
@@ -70,18 +78,41 @@ def node_modules(node_bin: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pixel_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The model both clients run: $CIFAR_EDGE_EXAMPLES_MODEL when set, else the stand-in pixel-form model."""
-    if os.environ.get(MODEL_ENV):
-        path = Path(os.environ[MODEL_ENV]).resolve()
-        assert path.is_file(), f"{MODEL_ENV}={path} is not a file"
-        return path
-    return build_pixel_model(tmp_path_factory.mktemp("js_model") / "model.onnx")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset_dir: Path) -> Path:
+    """A real run folder: fit() with the default recipe, a tiny AirNet, one epoch on the tiny ImageFolder."""
+    from cifar_edge.train.config import TrainConfig
+    from cifar_edge.train.fit import fit
+
+    work = tmp_path_factory.mktemp("examples_run")
+    config = TrainConfig(
+        epochs=1,
+        batch_size=16,
+        model_kwargs={"widths": [8, 16, 16]},
+        data=str(tiny_dataset_dir),
+        cache_dir=str(work / "cache"),
+        run_dir=str(work / "run"),
+        quiet=True,
+        threads=1,
+    )
+    return fit(config).run_dir
 
 
 @pytest.fixture(scope="session")
-def python_reference(pixel_model: Path) -> PythonReference:
-    return PythonReference(pixel_model)
+def models(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{"fp32", "int8", "float"}: the tiny run exported by the cifar-export command; $CIFAR_EDGE_EXAMPLES_MODEL,
+    when set, stands in for the fp32 file."""
+    folder = tmp_path_factory.mktemp("examples_models")
+    exporter = Path(sys.executable).parent / "cifar-export"
+    paths = {}
+    for kind, options in EXPORTS.items():
+        paths[kind] = folder / f"model.{kind}.onnx"
+        command = [str(exporter), str(tiny_run), "--output", str(paths[kind]), "--quiet", *options]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0 and paths[kind].is_file(), f"cifar-export {kind}: {done.stderr[-2000:]}"
+    if os.environ.get(MODEL_ENV):
+        paths["fp32"] = Path(os.environ[MODEL_ENV]).resolve()
+        assert paths["fp32"].is_file(), f"{MODEL_ENV}={paths['fp32']} is not a file"
+    return paths
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +123,16 @@ def sample_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def bad_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_bad_images(tmp_path_factory.mktemp("js_bad_images"))
+
+
+@pytest.fixture(scope="session")
+def references(models: dict[str, Path], sample_images: dict[str, Path]) -> dict[str, References]:
+    """{model kind: cifar-infer's answers and the natural-size answers on every sample image}."""
+    paths = list(sample_images.values())
+    return {
+        kind: References(
+            cifar_infer=run_cifar_infer(models[kind], paths, model_class_names(models[kind])),
+            natural=NaturalSizeReference(models[kind]).answers(paths),
+        )
+        for kind in PIXEL_MODELS
+    }

@@ -1,72 +1,78 @@
-"""examples/node: onnxruntime-web (wasm) + sharp in Node give the Python runtime's answers for the same files."""
+"""examples/node: onnxruntime-web (wasm) + sharp in Node give cifar-infer's answers on the same files, with a real
+exported run (pixel form, fp32 and int8)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from js_client_helpers import EXAMPLES, NODE_EXAMPLE, PythonReference, build_pixel_model, check_agreement
+from js_client_helpers import PIXEL_MODELS, References, check_client, require
+from js_clients import EXAMPLES, NODE_CLI, NodeRun, compare, run_node
 from PIL import Image
-
-CLI = NODE_EXAMPLE / "classify.mjs"
-SAMPLE_NAMES = ("alpha.png", "grey_alpha.png", "palette.png", "exif_rotated.png", "exif_rotated.jpg", "cmyk.jpg")
-SHARED_NAMES = ("cifar_cat.jpg", "photo_cat.png")
-
-
-def _run_cli(node_bin: str, *args: Path | str) -> subprocess.CompletedProcess[str]:
-    command = [node_bin, str(CLI), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+from tiny_data import SHARED_CAT_PHOTO, SHARED_CIFAR_TRAIN
 
 
 @pytest.fixture(scope="module")
-def node_run(
-    node_bin: str, node_modules: Path, pixel_model: Path, sample_images: dict[str, Path], bad_images: dict[str, Path]
-) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
-    """One CLI run over every sample image with the bad files in the middle: (process, {file name: JSON line})."""
+def node_runs(
+    node_bin: str,
+    node_modules: Path,
+    models: dict[str, Path],
+    sample_images: dict[str, Path],
+    bad_images: dict[str, Path],
+) -> dict[str, NodeRun]:
+    """{model kind: one CLI run over every sample image, with the bad files in the middle}."""
     paths = list(sample_images.values())
     paths[2:2] = bad_images.values()
-    result = _run_cli(node_bin, pixel_model, *paths)
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(lines) == len(paths), result.stdout + result.stderr
-    return result, {Path(line["path"]).name: line for line in lines}
+    return {kind: run_node(models[kind], paths, node=node_bin) for kind in PIXEL_MODELS}
 
 
-@pytest.mark.parametrize("name", (*SAMPLE_NAMES, "grey16.png", *SHARED_NAMES))
-def test_node_gives_the_python_runtimes_answer(
-    name: str,
-    node_run: tuple[subprocess.CompletedProcess[str], dict[str, dict]],
+@pytest.mark.parametrize("kind", PIXEL_MODELS)
+def test_node_gives_cifar_infers_answers(
+    kind: str,
+    node_runs: dict[str, NodeRun],
     sample_images: dict[str, Path],
-    python_reference: PythonReference,
+    references: dict[str, References],
     record_property: Any,
 ) -> None:
-    if name not in sample_images:
-        pytest.skip(f"shared data missing: {name} (../shared/data)")
-    expected = python_reference.probabilities(sample_images[name])
-    difference = check_agreement(name, node_run[1][name], expected, python_reference.class_names)
-    record_property("max_probability_difference", difference)
+    keys = [str(path) for path in sample_images.values()]
+    problems = check_client(node_runs[kind].answers, references[kind], keys)
+    assert not problems, "\n".join(problems)
+    agreement = compare(references[kind].cifar_infer, node_runs[kind].answers, keys)
+    assert agreement.top1_percent == 100.0
+    record_property("agreement", agreement.to_dict())
+
+
+def test_the_images_include_real_cifar_jpegs_and_the_photo(sample_images: dict[str, Path]) -> None:
+    shared = SHARED_CIFAR_TRAIN.is_dir() and SHARED_CAT_PHOTO.is_file()
+    require(shared, f"shared data missing ({SHARED_CIFAR_TRAIN.parent}, {SHARED_CAT_PHOTO}): synthetic images only")
+    assert len(sample_images) >= 40
+    assert sum(name.startswith("cifar_") and name.endswith(".jpg") for name in sample_images) >= 20
 
 
 def test_node_reports_a_bad_file_on_one_line_and_carries_on(
-    node_run: tuple[subprocess.CompletedProcess[str], dict[str, dict]], bad_images: dict[str, Path]
+    node_runs: dict[str, NodeRun], sample_images: dict[str, Path], bad_images: dict[str, Path]
 ) -> None:
-    result, lines = node_run
-    assert result.returncode == 1, result.stderr  # as cifar-infer: some inputs failed
-    for name, path in bad_images.items():
-        assert set(lines[name]) == {"path", "error"}
-        assert lines[name]["error"].startswith(f"{path}: ")
-        assert "\n" not in lines[name]["error"]
-    assert sum("label" in line for line in lines.values()) == len(lines) - len(bad_images)
+    run = node_runs["fp32"]
+    assert run.returncode == 1, run.stderr  # as cifar-infer: some inputs failed
+    for path in bad_images.values():
+        answer = run.answers[str(path)]
+        assert set(answer) == {"error"}
+        assert answer["error"].startswith(f"{path}: ")
+        assert "\n" not in answer["error"]
+    assert sum("label" in answer for answer in run.answers.values()) == len(sample_images)
 
 
-def test_node_refuses_a_float_form_model_in_one_line(node_bin: str, node_modules: Path, tmp_path: Path) -> None:
-    model = build_pixel_model(tmp_path / "float.onnx", input_form="float")
+def test_node_refuses_a_float_form_export_in_one_line(
+    node_bin: str, node_modules: Path, models: dict[str, Path], tmp_path: Path
+) -> None:
     image = tmp_path / "grey.png"
     Image.new("L", (8, 8), 128).save(image)
-    result = _run_cli(node_bin, model, image)
+    result = subprocess.run(
+        [node_bin, str(NODE_CLI), str(models["float"]), str(image)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and 'input_form "float"' in result.stderr

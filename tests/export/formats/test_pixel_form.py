@@ -81,7 +81,7 @@ def test_default_export_takes_raw_pixels_of_any_size(exported_all) -> None:
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
         np.testing.assert_allclose(probabilities, torch.softmax(torch.from_numpy(logits), 1).numpy(), atol=1e-6)
     # AirNet's whitening stem has no padding: the normalisation is folded into it, nothing but the prefix is left.
-    assert _prefix_ops(path) == ["Resize", "Cast", "Transpose"]
+    assert _prefix_ops(path) == ["Resize", "Transpose", "Cast"]
     (resize,) = [node for node in onnx.load(str(path)).graph.node if node.op_type == "Resize"]
     attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in resize.attribute}
     assert attributes["axes"] == [1, 2]
@@ -106,7 +106,7 @@ def test_input_float_keeps_the_float_form(trained_run_dir: Path, tmp_path: Path)
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--format", "torchscript", "--input", "pixels"], "--input pixels applies to ONNX only"),
+        (["--format", "torchscript", "--input", "pixels"], "--input pixels applies to ONNX/Triton repository only"),
         (["--opset", "17"], "use --opset 18 or newer, or --input float"),
     ],
     ids=["torchscript-pixels", "opset-17"],
@@ -178,7 +178,7 @@ def test_normalisation_is_folded_only_where_exact(
     result = export_run(run_dir, ExportConfig(data=labelled_data_dir, verify_images=30, tta=tta))
     assert result.ok, result.artifacts[0].report.failures()
     ops = _prefix_ops(run_dir / "model.onnx")
-    assert ops[:3] == ["Resize", "Cast", "Transpose"]
+    assert ops[:3] == ["Resize", "Transpose", "Cast"]
     assert ("Div" in ops or "Sub" in ops) is not folded, ops
 
 
