@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from cifar_edge.export.engines import Engine, OpenOptions, torch_device, torch_engine
 from cifar_edge.export.formats import ONNX, ROWS, format_of_folder, format_of_suffix, format_of_zip, row_of
 from cifar_edge.export.formats.metadata import read_entries
-from cifar_edge.runtime.common.command import first_line, missing_module, needs_extra
+from cifar_edge.runtime.common.command import ExitCode, first_line, missing_module, needs_extra
 from cifar_edge.runtime.common.names import RUN_JSON, WEIGHTS_FILE
 from cifar_edge.runtime.contract import Contract, ContractError
 from cifar_edge.runtime.model_file import describe_passes, passes_per_image
@@ -42,6 +42,8 @@ KIND_LABELS |= {row.format: row.label for row in ROWS}
 
 class ModelLoadError(ValueError):
     """The model cannot be used; ``str()`` is one line naming the file and the problem (exit code 2)."""
+
+    exit_code = ExitCode.USAGE
 
 
 @dataclass

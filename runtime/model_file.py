@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifar_edge.runtime.common.command import first_line
+from cifar_edge.runtime.common.command import ExitCode, first_line
 from cifar_edge.runtime.common.names import LATEST_LINK, MODEL_ONNX, RUNS_DIR
 from cifar_edge.runtime.contract import CONTRACT_METADATA_KEY, PROVENANCE_METADATA_KEY, Contract, ContractError
 
@@ -38,6 +38,8 @@ TTA_PASSES: dict[str, int] = {"none": 1, "flip": 2, "flip_shift": 6}
 
 class ModelError(ValueError):
     """The model cannot be used (missing, not ONNX, no or bad contract, contract and graph disagree): exit code 2."""
+
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

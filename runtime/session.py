@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from cifar_edge.runtime.common.command import ExitCode
 from cifar_edge.runtime.hardware import EXECUTION_PROVIDERS, diagnose_unavailable, probe_environment
 
 PROVIDER_CHOICES = ("auto", *EXECUTION_PROVIDERS)
@@ -37,6 +38,8 @@ Forward = Callable[[np.ndarray], np.ndarray]
 
 class ProviderUnavailableError(RuntimeError):
     """An explicitly requested execution provider is not active (exit code 3)."""
+
+    exit_code = ExitCode.PROVIDER_UNAVAILABLE
 
     def __init__(self, requested: str, cause: str) -> None:
         super().__init__(f"--provider {requested} is unavailable: {cause}")

@@ -80,12 +80,9 @@ def run_eval(options: EvalOptions, stdout: TextIO | None = None, stderr: TextIO 
         return ExitCode.USAGE
     try:
         opened = open_model(options.model, options.provider, threads=options.threads, batch_size=options.batch_size)
-    except ModelLoadError as error:
+    except (ModelLoadError, ProviderUnavailableError) as error:
         errors.print(f"cifar-eval: error: {error}")
-        return ExitCode.USAGE
-    except ProviderUnavailableError as error:
-        errors.print(f"cifar-eval: error: {error}")
-        return ExitCode.PROVIDER_UNAVAILABLE
+        return error.exit_code
     try:
         return _evaluate_opened(opened, options, stdout, errors, notes)
     finally:

@@ -77,12 +77,9 @@ def run_infer(
             decode_workers=options.decode_workers,
             max_pixels=options.max_pixels,
         )
-    except ModelError as error:
+    except (ModelError, ProviderUnavailableError) as error:
         stderr.write(f"error: {error}\n")
-        return ExitCode.USAGE
-    except ProviderUnavailableError as error:
-        stderr.write(f"error: {error}\n")
-        return ExitCode.PROVIDER_UNAVAILABLE
+        return error.exit_code
     _describe_model(printer, classifier, f"{resolved.path} (from {resolved.origin}")
     items = list(expand_inputs(options.inputs, stdin, warn=printer.warning))
     started = time.perf_counter()

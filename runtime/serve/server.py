@@ -97,12 +97,9 @@ def run_serve(options: ServeOptions, stderr: TextIO | None = None) -> int:
     try:
         served = served_model(options.model, options.model_name)
         classifier = Classifier(served.model_path, options.provider, max_pixels=SERVER_MAX_PIXELS)
-    except ModelError as error:
+    except (ModelError, ProviderUnavailableError) as error:
         stderr.write(f"error: {error}\n")
-        return ExitCode.USAGE
-    except ProviderUnavailableError as error:
-        stderr.write(f"error: {error}\n")
-        return ExitCode.PROVIDER_UNAVAILABLE
+        return error.exit_code
     max_batch = options.max_batch_size or served.max_batch_size or DEFAULT_MAX_BATCH_SIZE
     delay_ms = options.max_queue_delay_ms
     if delay_ms is None:

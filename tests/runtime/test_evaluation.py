@@ -13,7 +13,7 @@ from PIL import Image
 from runtime_helpers import TINY_CLASSES, build_colour_model, save_model, write_colour_folder
 
 from cifar_edge.runtime.classifier import Classifier
-from cifar_edge.runtime.contract import Contract, unnormalized_contract
+from cifar_edge.runtime.contract import Contract
 from cifar_edge.runtime.evaluation import compute_metrics, confusion_matrix, evaluate, most_confused_pairs
 from cifar_edge.runtime.labelled import (
     ArrayImages,
@@ -26,8 +26,8 @@ from cifar_edge.runtime.labelled import (
 
 
 @pytest.fixture(scope="module")
-def contract() -> Contract:
-    return unnormalized_contract(class_names=TINY_CLASSES, alpha_background=(0, 0, 0))
+def contract(colour_contract: Contract) -> Contract:
+    return colour_contract  # the colour models' contract (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from evalbench_fixtures import eval_images_fixture  # noqa: F401  (session fixture)
-from export_helpers import copy_run
+from export_helpers import copy_run, quick_bench_config
 
 from cifar_edge.export import ExportConfig, export_run
-from cifar_edge.export.benchmark.artifacts import VARIANTS, BenchConfig
+from cifar_edge.export.benchmark.artifacts import VARIANTS
 from cifar_edge.export.benchmark.measure import run_benchmark
 from cifar_edge.export.engines import OpenOptions
 from cifar_edge.export.evaluate.command import EvalOptions, run_eval
@@ -86,16 +86,7 @@ def test_every_row_exports_opens_runs_evaluates_and_benchmarks(
     assert report["model"]["format"] == row.label and report["model"]["precision"] == row.precision
     assert report["images"] == 18
 
-    config = BenchConfig(
-        run_dir=run_dir,
-        formats=(row.bench_key,),
-        providers=("cpu",),
-        data=str(eval_images),
-        quick=True,
-        cold_start=False,
-        threads=1,
-    )
-    (bench_row,) = run_benchmark(config).rows
+    (bench_row,) = run_benchmark(quick_bench_config(run_dir, eval_images, row.bench_key)).rows
     assert (bench_row.variant, bench_row.format, bench_row.status) == (row.bench_key, row.label, "ok"), bench_row
     assert bench_row.notes == []  # the file just exported was reused, not exported again
     assert bench_row.accuracy == pytest.approx(100.0 * report["top1_accuracy"], abs=1e-3)

@@ -12,13 +12,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from export_helpers import copy_run
+from export_helpers import copy_run, quick_bench_config
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from typer.testing import CliRunner
 
 from cifar_edge.export import ExportConfig, export_run
-from cifar_edge.export.benchmark.artifacts import BenchConfig
 from cifar_edge.export.benchmark.measure import run_benchmark
 from cifar_edge.export.cli import app
 from cifar_edge.export.engines import onnx_engine, pixels_from_inputs
@@ -263,16 +262,7 @@ def test_eval_and_bench_give_the_same_accuracy_on_both_forms(
         assert run_eval(options, stdout=io.StringIO(), stderr=io.StringIO()) == 0
         report = json.loads((tmp_path / "eval.json").read_text())
         assert report["input_form"] == form
-        config = BenchConfig(
-            run_dir=run_dir,
-            formats=("onnx-fp32",),
-            providers=("cpu",),
-            data=str(labelled_data_dir),
-            quick=True,
-            cold_start=False,
-            threads=1,
-        )
-        (row,) = run_benchmark(config).rows
+        (row,) = run_benchmark(quick_bench_config(run_dir, labelled_data_dir, "onnx-fp32")).rows
         assert row.status == "ok" and row.notes == [], row  # the file exported above, not a new one
         results[form] = (report["top1_accuracy"], row.accuracy, row.agreement)
     assert results["pixels"] == results["float"]
