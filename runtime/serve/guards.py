@@ -39,17 +39,30 @@ async def send_error(send: Send, status: int, message: str, headers: dict[str, s
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyLimit:
-    """413 for a declared Content-Length over ``limit``; BodyTooLarge raised from ``receive`` past it otherwise."""
+class _HttpMiddleware:
+    """An ASGI middleware that minds HTTP requests only: lifespan and other scopes go straight through."""
 
-    def __init__(self, app: App, limit: int) -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
-        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
+        else:
+            await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class BodyLimit(_HttpMiddleware):
+    """413 for a declared Content-Length over ``limit``; BodyTooLarge raised from ``receive`` past it otherwise."""
+
+    def __init__(self, app: App, limit: int) -> None:
+        super().__init__(app)
+        self.limit = limit
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await send_error(send, 413 if declared.isdigit() else 400, str(BodyTooLarge(self.limit)))
@@ -67,15 +80,15 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-class ApiKey:
+class ApiKey(_HttpMiddleware):
     """``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` on every path but health and the page (401 otherwise)."""
 
     def __init__(self, app: App, key: str) -> None:
-        self.app = app
+        super().__init__(app)
         self.key = key.encode()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
         given = _header(scope, b"x-api-key")
@@ -88,17 +101,14 @@ class ApiKey:
         await self.app(scope, receive, send)
 
 
-class RequestLog:
+class RequestLog(_HttpMiddleware):
     """One debug line per request (method, path, status, milliseconds), its outcome counted, in-flight gauged."""
 
     def __init__(self, app: App, metrics: ServeMetrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500
 
