@@ -17,6 +17,7 @@ from typing import Any
 
 from cifar_edge.export.benchmark.timing import FULL, QUICK, Repeats
 from cifar_edge.export.config import ExportConfig, ExportError
+from cifar_edge.export.engines import Engine
 from cifar_edge.export.formats import FP32, ONNX, ROWS, ArtifactFormat, row_of
 from cifar_edge.runtime.common.command import first_line
 from cifar_edge.runtime.common.names import PARITY_SUFFIX, WEIGHTS_FILE
@@ -135,12 +136,18 @@ def artifact_provenance(path: Path, variant: Variant) -> dict[str, Any] | None:
     except Exception:  # unreadable: callers treat it as stale, an export replaces it (through the gate)
         return None
     try:
+        return engine_provenance(engine)
+    finally:
+        engine.close()
+
+
+def engine_provenance(engine: Engine) -> dict[str, Any] | None:
+    """The provenance an open engine's file carries (None when it carries none or it is not a JSON object)."""
+    try:
         text = engine.metadata.get(PROVENANCE_METADATA_KEY)
         provenance = json.loads(text) if text else None
     except ValueError:
         return None
-    finally:
-        engine.close()
     return provenance if isinstance(provenance, dict) else None
 
 

@@ -28,7 +28,7 @@ from cifar_edge.export.benchmark.artifacts import (
     VARIANTS,
     Artifact,
     BenchConfig,
-    artifact_provenance,
+    engine_provenance,
     ensure_artifacts,
 )
 from cifar_edge.export.benchmark.flops import add_efficiency
@@ -238,10 +238,6 @@ def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _
         return None
     row.size_mb = round(artifact.model_file.stat().st_size / 1e6, 4)
     variant = artifact.variant
-    if variant.artifact is None:  # the run's own module, wrapped in the TTA its record names
-        row.passes_per_image = TTA_PASSES[tta_mode(shared.run.record)]
-    else:
-        row.passes_per_image = passes_per_image(artifact_provenance(artifact.path, variant))
     target = Path(shared.run.run_dir) if variant.artifact is None else artifact.path
     try:
         engine = open_model(target, provider, threads=shared.threads).engine
@@ -251,6 +247,10 @@ def _open_row(row: Row, artifact: Artifact, provider: str, shared: _Shared) -> _
     except Exception as error:  # an artifact that does not load is this row's failure, not the benchmark's
         row.status, row.reason = "failed", f"cannot load: {first_line(error)}"
         return None
+    if variant.artifact is None:  # the run's own module, wrapped in the TTA its record names
+        row.passes_per_image = TTA_PASSES[tta_mode(shared.run.record)]
+    else:  # read from the engine just opened: the file is not opened a second time for its metadata
+        row.passes_per_image = passes_per_image(engine_provenance(engine))
     try:
         top1 = engine.run(shared.inputs, shared.config.batch_size).argmax(axis=1)
     except Exception as error:  # e.g. a provider that loads but fails at run time
