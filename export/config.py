@@ -40,6 +40,9 @@ class Thresholds:
     preprocess_max_abs_diff: float = 1e-6
     # Pixel form: the graph's Resize against Pillow's bilinear resize, per uint8 value (1 LSB: rounding differs).
     resize_max_lsb: int = 1
+    # Pixel form, raw pixels at other sizes (fp32 and fp16): top-1 agreement with the training-time preprocessing.
+    # Below 1.0 because that 1 LSB turns near-ties: a 10-minute default run flipped 1 of 128 (2026-12-07, Zen 4).
+    sized_min_agreement: float = 0.98
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@
   pixel off the contract's) or cropped and upscaled (seeded), plus the image files the preprocessing check reads at
   their own sizes (``--preprocess-check`` files, a few files of an image-folder data set). The file gets the raw
   pixels, one forward call per size; the reference gets the training-time preprocessing (Pillow resize to the
-  contract size, normalise): for fp32 the PyTorch model, with today's fp32 agreement threshold; for fp16 and int8
+  contract size, normalise): for fp32 the PyTorch model; for fp16 and int8
   the same file (their loss against PyTorch is gated on the real images already, and on the near-ties of images
-  that far from the training data it flips a top-1 whatever the preprocessing), with the precision's threshold
-  (top-1 agreement for fp16, the accuracy drop for int8 on labelled images). Logit differences are reported, not
+  that far from the training data it flips a top-1 whatever the preprocessing). fp32 and fp16 are judged on top-1
+  agreement (``sized_min_agreement``: a 1-LSB resize rounding can turn a near-tie), int8 on the accuracy drop on
+  labelled images. Logit differences are reported, not
   bounded: where the graph's resize rounds a value the other way from Pillow's (at most 1 LSB, next check) the
   logits differ by more than float reordering does.
 - **In-graph resize vs Pillow.** The file's own Resize node, run alone (``formats/pixels.resize_probe``) on images
@@ -156,8 +157,8 @@ def sized_results(
 
 def _verdicts(precision: str, comparison: Comparison, thresholds: Thresholds, sizes: str) -> list[Check]:
     detail = f"{comparison.inputs} inputs, {sizes}; max |logit diff| {comparison.max_abs_diff:.3g}"
-    agreement = {"fp32": thresholds.fp32_min_agreement, "fp16": thresholds.fp16_min_agreement}.get(precision)
-    if agreement is not None:
+    if precision in ("fp32", "fp16"):
+        agreement = thresholds.sized_min_agreement  # the resize's own bound is the resize check's
         return [bounded(f"top-1 agreement on {comparison.name}", comparison.top1_agreement, ">=", agreement, detail)]
     if comparison.reference_accuracy is None or comparison.artifact_accuracy is None:
         return []  # int8 is judged on accuracy: unlabelled images are reported only
