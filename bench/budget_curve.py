@@ -120,7 +120,7 @@ def train_one(method: str, budget_s: float, splits: Splits, args: argparse.Names
             "steps": event.global_step,
             "epochs": event.epoch,
             "plan": None,
-            "replanned": None,
+            "replans": [],
             "stopped": {"cut_off_s": budget_s, "epoch": event.epoch, "global_step": event.global_step},
             "run_dir": str(run_dir),
         }
@@ -137,7 +137,7 @@ def train_one(method: str, budget_s: float, splits: Splits, args: argparse.Names
         "steps": int(torch.load(result.checkpoint, weights_only=True)["position"]["global_step"]),
         "epochs": len(result.metrics),
         "plan": None if plan is None else {key: plan[key] for key in ("batch_size", "total_steps", "reason")},
-        "replanned": None if plan is None else plan["replanned"],
+        "replans": [] if plan is None else plan["replans"],
         "stopped": None,
         "run_dir": str(run_dir),
     }

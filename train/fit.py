@@ -110,7 +110,7 @@ def fit(
     session_start = time.perf_counter()
     session = open_session(config, splits, reporter, clock)
     try:
-        run_clock = RunClock(clock, session.previous_clock_s, session.distributed, reporter)
+        run_clock = RunClock(clock, session.previous_clock_s, session.distributed, reporter, session.speeds)
         return _Epochs(session, reporter, run_clock, session_start).train(on_step)
     finally:
         close_session(session)
@@ -193,6 +193,7 @@ class _Epochs:
                     raise _failure(run_dir, session.position.epoch, error) from None
                 if not completed:
                     session.clock_s = self.clock.elapsed()
+                    session.speeds = self.clock.speeds(session.totals.seen)
                     self._save_checkpoint(run_dir, self.wall_time())
                     curves.draw(session.metrics)
                     raise TrainingInterrupted(run_dir, position.global_step)
@@ -233,7 +234,7 @@ class _Epochs:
         }
         session.metrics.append(row)
         position.epoch, position.step = position.epoch + 1, 0
-        # The clock; a planned run that slowed down (or sped up) re-plans its rest here, once.
+        # The clock; a planned run whose forecast left its budget (the machine slowed or sped up) re-plans here.
         replanned = self.clock.end_epoch(
             trainer=trainer,
             plan=session.plan,
@@ -242,8 +243,9 @@ class _Epochs:
             train_images=len(session.train_data),
         )
         session.clock_s = self.clock.recorded_s
+        session.speeds = self.clock.speeds()
         if replanned is not None and session.plan is not None:
-            session.plan = replace(session.plan, replanned=replanned)
+            session.plan = replace(session.plan, replans=(*session.plan.replans, replanned))
         session.totals = EpochTotals()
         self._save_checkpoint(run_dir, wall_time_s)
         if session.distributed.is_main:

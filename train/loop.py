@@ -103,12 +103,13 @@ class Trainer:
         """The run's optimizer steps: as planned, or every step of recipe.epochs epochs."""
         return self.total_steps or self.recipe.epochs * self.steps_per_epoch(num_images)
 
-    def replan(self, *, at_step: int, total_steps: int, epochs: int) -> None:
-        """Make the run ``total_steps`` long over ``epochs`` epochs from global step ``at_step`` on: the learning
-        rate's rest is compressed or stretched to the new end without a jump (the budget clock's one re-plan)."""
+    def replan(self, *, at_step: int, total_steps: int, knobs: dict[str, Any]) -> None:
+        """Make the run ``total_steps`` long from global step ``at_step`` on, with the recipe's epoch-counted
+        ``knobs`` (epochs included) as re-scaled for it: the learning rate's rest is compressed or stretched to the
+        new end without a jump (the budget clock's re-plans)."""
         self.schedule.replan(at_step, total_steps)
         self.total_steps = total_steps
-        self.recipe = replace(self.recipe, epochs=epochs)
+        self.recipe = replace(self.recipe, **knobs)
 
     def train_epoch(
         self,
@@ -182,7 +183,7 @@ class Trainer:
         position.step, position.global_step = step + 1, position.global_step + 1
         if epoch.averaging and self.lookahead is not None and self.lookahead.due(position.global_step):
             average_buffers(self.model, self.distributed)
-            self.lookahead.update(self.model, position.global_step, epoch.total_steps)
+            self.lookahead.update(self.model, self.schedule.progress(position.global_step))
         hits = (logits.detach().argmax(dim=1) == labels).sum()
         return batch_stats(
             loss.detach(),

@@ -82,30 +82,47 @@ class LrSchedule:
     ) -> None:
         self.kind, self.total_steps = kind, total_steps
         self.start_factor, self.peak_fraction, self.end_factor = start_factor, peak_fraction, end_factor
-        # A mid-run re-plan (budget/clock.py): the step it happened after and the total it replaced; -1 = none.
-        self.replanned_at, self.planned_total = -1, total_steps
+        # Re-plans (budget/clock.py) keep the first plan's shape over ``planned_total`` steps: from the latest one,
+        # at step ``replanned_at`` (at ``replanned_position`` on that shape), the rest of the shape is stretched or
+        # compressed to the new end. -1 = none.
+        self.replanned_at, self.replanned_position, self.planned_total = -1, -1.0, total_steps
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, total_steps: int) -> LrSchedule:
         return cls(recipe.schedule, total_steps, recipe.lr_start_factor, recipe.lr_peak_fraction, recipe.lr_end_factor)
 
     def replan(self, step: int, total_steps: int) -> None:
-        """Compress the rest of the schedule after ``step`` into a run of ``total_steps``: the factor at ``step``
-        stays (no jump), and what was left of the warm-up and decay follows at the new pace to the same end."""
-        self.replanned_at, self.planned_total, self.total_steps = step, self.total_steps, total_steps
+        """Make the run ``total_steps`` long from ``step`` on, as often as the budget asks: the factor at ``step``
+        stays (no jump), and what is left of the warm-up and decay follows at the new pace to the same end."""
+        position = self.position(step)
+        if self.replanned_at < 0:
+            self.planned_total = self.total_steps
+        self.replanned_at, self.replanned_position, self.total_steps = step, position, total_steps
 
     def extend(self, total_steps: int) -> None:
         """The plain schedule over ``total_steps`` from step 0 (a run extended by --epochs: the extension replaces
         any re-plan)."""
         self.replanned_at, self.total_steps = -1, total_steps
 
+    def position(self, step: int) -> float:
+        """Where ``step`` lies on the planned shape, in the first plan's steps (from the latest re-plan on)."""
+        if self.replanned_at < 0:
+            return float(step)
+        # Checkpoints from before re-plans could repeat hold one re-plan and no position: it was its own step.
+        anchor = self.replanned_position if self.replanned_position >= 0 else float(self.replanned_at)
+        stretch = (self.planned_total - 1 - anchor) / max(1, self.total_steps - 1 - self.replanned_at)
+        return anchor + (step - self.replanned_at) * stretch
+
+    def progress(self, step: int) -> float:
+        """The fraction of the planned work done after ``step`` steps, which re-plans move without a jump: what
+        the averaging's strength follows (LookaheadAverage)."""
+        total = self.total_steps if self.replanned_at < 0 else self.planned_total
+        return self.position(step) / total
+
     def __call__(self, step: int) -> float:
         if self.replanned_at < 0:
             return self._factor(step, self.total_steps)
-        if step <= self.replanned_at:
-            return self._factor(step, self.planned_total)
-        stretch = (self.planned_total - 1 - self.replanned_at) / max(1, self.total_steps - 1 - self.replanned_at)
-        return self._factor(self.replanned_at + (step - self.replanned_at) * stretch, self.planned_total)
+        return self._factor(self.position(step), self.planned_total)
 
     def _factor(self, step: float, total_steps: int) -> float:
         last = total_steps - 1  # the factor at the last optimizer step is end_factor exactly
@@ -122,8 +139,9 @@ class LookaheadAverage:
     from it (the model *is* the average after each update, so evaluation and export need no second copy).
 
     The first update snapshots the model's floating-point state (weights and BatchNorm running statistics; the
-    integer batch counters are left alone). Each later update at global step ``step`` of ``total_steps`` does
-    ``average.lerp_(current, 1 - rho)`` with ``rho = decay**every * (step / total_steps) ** power`` and copies the
+    integer batch counters are left alone). Each later update does
+    ``average.lerp_(current, 1 - rho)`` with ``rho = decay**every * progress ** power`` (progress: the fraction of
+    the planned steps done, which a budget's re-plans move without a jump) and copies the
     average back into the model: early on rho is ~0 (the average follows the model), near the end it approaches
     ``decay**every`` (strong averaging while the learning rate anneals). :meth:`settle` copies the average into the
     model once more (at each epoch end), dropping the few steps taken since the last update.
@@ -137,12 +155,13 @@ class LookaheadAverage:
         return global_step % self.every == 0
 
     @torch.no_grad()
-    def update(self, model: nn.Module, global_step: int, total_steps: int) -> None:
+    def update(self, model: nn.Module, progress: float) -> None:
+        """Pull ``model`` into the average; ``progress``: the fraction of the planned work done (LrSchedule)."""
         current = _floating_state(model)
         if self.average is None:
             self.average = {name: tensor.detach().clone() for name, tensor in current.items()}
             return
-        rho = self.decay**self.every * (global_step / total_steps) ** self.power
+        rho = self.decay**self.every * progress**self.power
         for name, tensor in current.items():
             averaged = self.average[name]
             averaged.lerp_(tensor, 1 - rho)

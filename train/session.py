@@ -50,6 +50,7 @@ class Session:
     plan: Plan | None = None  # a budgeted run's plan (budget/plan.py); None = fixed length
     clock_s: float = 0.0  # the training clock at the last epoch's end, all sessions (budget/clock.py)
     previous_clock_s: float = 0.0  # the training clock's seconds in earlier sessions of a resumed run
+    speeds: dict[str, Any] = field(default_factory=dict)  # the budget clock's recent epoch speeds (RunClock.speeds)
 
     @property
     def recipe(self) -> Recipe:
@@ -85,6 +86,7 @@ class Session:
             "data": self.data_record,
             "wall_time_s": wall_time_s,
             "train_clock_s": self.clock_s,
+            "clock_speeds": self.speeds,
             "plan": None if self.plan is None else self.plan.record(),
             "saved_at": _now(),
         }
@@ -133,6 +135,7 @@ class Session:
         self.metrics = list(saved["metrics"])
         self.previous_wall_time_s = float(saved["wall_time_s"])
         self.previous_clock_s = self.clock_s = float(saved.get("train_clock_s", 0.0))
+        self.speeds = dict(saved.get("clock_speeds", {}))
         self.data_record = {**saved["data"], "summary": self.data_record["summary"]}
         restore_rng_state(saved["rng"])
 

@@ -27,7 +27,7 @@ def test_lookahead_snapshots_then_pulls_the_model_into_the_average() -> None:
     lookahead = LookaheadAverage(every=5, decay=0.95, power=3.0)
     assert not lookahead.due(4) and lookahead.due(10)
     lookahead.settle(model)  # nothing to copy before the first update
-    lookahead.update(model, global_step=5, total_steps=10)  # the first update only takes a snapshot
+    lookahead.update(model, progress=5 / 10)  # the first update only takes a snapshot
     snapshot = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     assert lookahead.average is not None and "1.num_batches_tracked" not in lookahead.average
     assert "1.running_mean" in lookahead.average  # BatchNorm statistics are averaged too
@@ -35,7 +35,7 @@ def test_lookahead_snapshots_then_pulls_the_model_into_the_average() -> None:
     with torch.no_grad():
         for tensor in (model[0].weight, model[1].running_mean):
             tensor.add_(1.0)
-    lookahead.update(model, global_step=10, total_steps=10)
+    lookahead.update(model, progress=1.0)
     rho = 0.95**5 * 1.0**3
     for name in ("0.weight", "1.running_mean"):
         expected = snapshot[name] + (1 - rho) * 1.0  # lerp toward (snapshot + 1) by 1 - rho

@@ -1,42 +1,58 @@
-"""The training clock: what a budget measures, and a budgeted run's one re-plan when its speed leaves the plan's.
+"""The training clock: what a budget measures, and the controller that keeps a budgeted run on it.
 
 The clock runs from the first epoch's start to the end of the last epoch's evaluation, over all sessions of a run
 (setup, data loading and the budget's warm-up measurement are outside it). Every read goes through one injected
 clock (``time.perf_counter`` unless a test passes a fake one), read once per optimizer step.
+
+The controller: at every epoch's end a planned run forecasts where its current length ends at its recent speed; when
+that misses the budget by more than a dead band, the rest is re-planned to the most steps that fit at that speed,
+longer or shorter, as often as the load changes. The learning rate and the averaging follow the fraction of planned
+work done (optim.LrSchedule), so a re-plan moves neither; the knobs counted in epochs are re-scaled by the plan's
+rule. run.json records every re-plan.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-from cifar_edge.train.budget.plan import Plan, Replan, replan_steps
+from cifar_edge.train.budget.plan import Plan, Replan, forecast_s, replan_steps
 from cifar_edge.train.distributed import DistributedContext, main_decides
 from cifar_edge.train.loop import Trainer
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.state import Position, StepEvent
 
-# A planned run that trains this much slower than the measured plan (img/s) re-plans its rest, once: past this the
-# run would overrun its budget by more than the +-10% it promises.
-REPLAN_SLOWDOWN = 0.2
-# ... and one that trains this much faster lengthens its rest (the same once): the warm-up measurement can read a
-# machine slower than it then runs, and a run that ends early misses the promise as surely as a late one.
-REPLAN_SPEEDUP = 0.1
-# The speed is judged over whole epochs covering at least this share of the budget, so that a short epoch's noise
-# (tiny data, a one-step epoch) does not count as a slowdown; a session's first epoch is left out: it pays one-time
-# costs (allocations, kernel choices for each batch shape) that the plan's warmed-up measurement does not.
-REPLAN_WINDOW = 0.1
+# The recent speed is measured over the latest whole epochs covering at least this share of the budget: one ~30 s
+# epoch of a 10-minute run reads +-8% between quiet epochs (docs/training.md); longer windows lag a change of load.
+SPEED_WINDOW = 0.05
+# Damping: a forecast within this share of the seconds left (or MIN_DEAD_BAND of the budget, whichever is larger)
+# of the budget changes nothing, so epoch-to-epoch noise does not make the length oscillate; near the end the band
+# narrows to MIN_DEAD_BAND, which bounds the error the controller leaves.
+DEAD_BAND = 0.05
+MIN_DEAD_BAND = 0.01
 
 
 class RunClock:
     def __init__(
-        self, clock: Callable[[], float], previous_s: float, distributed: DistributedContext, reporter: Reporter
+        self,
+        clock: Callable[[], float],
+        previous_s: float,
+        distributed: DistributedContext,
+        reporter: Reporter,
+        speeds: dict[str, Any] | None = None,
     ) -> None:
+        """``previous_s`` and ``speeds``: the clock and the :meth:`speeds` record of earlier sessions of the run."""
         self.clock, self.previous_s, self.distributed, self.reporter = clock, previous_s, distributed, reporter
         self.started = self.epoch_started = self.last_step = 0.0
         self.recorded_s = previous_s  # the clock at the last epoch's end, earlier sessions included
         self.epoch_seen = 0  # images the epoch had trained when it (re)started
-        self.window = (0.0, 0)  # steps' seconds and images since the speed was last judged
-        self.epochs = 0  # epochs ended in this session
+        # (seconds, images) of the latest measured epochs, and of the part of this one an earlier session trained:
+        # saved with the checkpoint, so a resumed run judges its speed as the uninterrupted run would.
+        speeds = speeds or {}
+        self.recent: deque[tuple[float, int]] = deque((s, i) for s, i in speeds.get("recent", []))
+        partial = speeds.get("partial", (0.0, 0))
+        self.partial = (float(partial[0]), int(partial[1]))
 
     def start(self) -> None:
         self.started = self.clock()
@@ -49,6 +65,14 @@ class RunClock:
         """An epoch (re)starts with ``seen`` of its images trained."""
         self.epoch_started = self.last_step = self.clock()
         self.epoch_seen = seen
+
+    def speeds(self, seen: int | None = None) -> dict[str, Any]:
+        """The speed record a checkpoint keeps; ``seen``: the images of an epoch stopped part-way (None: between
+        epochs)."""
+        part = (0.0, 0)
+        if seen is not None:
+            part = (self.partial[0] + self.last_step - self.epoch_started, self.partial[1] + seen - self.epoch_seen)
+        return {"recent": [list(epoch) for epoch in self.recent], "partial": list(part)}
 
     def step_hook(self, on_step: Callable[[StepEvent], None] | None) -> Callable[[StepEvent], None]:
         """The loop's on_step: read the clock, then call the caller's ``on_step``."""
@@ -63,11 +87,11 @@ class RunClock:
     def end_epoch(
         self, *, trainer: Trainer, plan: Plan | None, position: Position, seen: int, train_images: int
     ) -> Replan | None:
-        """At an epoch's end, before its checkpoint: record the clock; when a planned run's speed left the plan's,
-        re-plan its rest (once; rank 0's clock decides for all) through ``trainer.replan`` and return the re-plan
+        """At an epoch's end, before its checkpoint: record the clock; when a planned run's forecast leaves the
+        budget, re-plan its rest (rank 0's clock decides for all) through ``trainer.replan`` and return the re-plan
         for the plan's record. ``seen``: the epoch's trained images."""
         self.recorded_s = self.elapsed()
-        if plan is None or plan.replanned is not None or plan.extended is not None:  # once; --epochs ends the plan
+        if plan is None or plan.extended is not None:  # --epochs ends the plan
             return None
         if position.epoch >= trainer.recipe.epochs:
             return None
@@ -75,39 +99,44 @@ class RunClock:
         decision = main_decides(self.distributed, lambda: self._judge(plan, position, seen, current))
         if decision is None:
             return None
-        trainer.replan(at_step=decision.global_step, total_steps=decision.total_steps, epochs=decision.epochs)
+        now = {name: getattr(trainer.recipe, name) for name in ("whiten_bias_epochs", "average_start_epoch")}
+        knobs = plan.rescaled_knobs(decision.epochs, now, position.epoch)
+        trainer.replan(at_step=decision.global_step, total_steps=decision.total_steps, knobs=knobs)
         self.reporter.line(
-            f"re-planned after epoch {decision.after_epoch}: {decision.measured_images_per_s:.0f} img/s "
-            f"against the planned {decision.planned_images_per_s:.0f}, so {decision.total_steps} steps in all "
-            f"({decision.epochs} epochs, {decision.direction}) to end within the budget"
+            f"re-planned after epoch {decision.after_epoch}: at {decision.measured_images_per_s:.0f} img/s the run "
+            f"would end at {decision.forecast_s:.0f}s of {plan.budget_s:g}s, so {decision.total_steps} steps in all "
+            f"({decision.epochs} epochs, {decision.direction})"
         )
         return decision
 
     def _judge(self, plan: Plan, position: Position, seen: int, current_steps: int) -> Replan | None:
-        """Add the epoch to the speed window; once the window is long enough, the re-plan it calls for, if any."""
-        self.epochs += 1
-        if self.epochs == 1:
+        """Add the epoch to the recent ones; the re-plan the recent speed calls for, if any."""
+        epoch = (self.partial[0] + self.last_step - self.epoch_started, self.partial[1] + seen - self.epoch_seen)
+        self.partial = (0.0, 0)
+        if position.epoch == 1:  # the run's first epoch pays one-time costs the plan's warmed-up measurement does not
             return None
-        seconds = self.window[0] + self.last_step - self.epoch_started
-        images = self.window[1] + seen - self.epoch_seen
-        self.window = (seconds, images)
-        if seconds < REPLAN_WINDOW * plan.budget_s or images <= 0:
+        self.recent.append(epoch)
+        while len(self.recent) > 1 and sum(s for s, _ in list(self.recent)[1:]) >= SPEED_WINDOW * plan.budget_s:
+            self.recent.popleft()
+        seconds, images = sum(s for s, _ in self.recent), sum(i for _, i in self.recent)
+        if seconds <= 0 or images <= 0:
             return None
-        self.window = (0.0, 0)
-        images_per_s, planned = images / seconds, plan.candidate.images_per_s
-        slower, faster = images_per_s < (1 - REPLAN_SLOWDOWN) * planned, images_per_s > (1 + REPLAN_SPEEDUP) * planned
-        if not (slower or faster):
+        speed = images / seconds
+        done, elapsed = position.epoch, self.recorded_s
+        forecast = forecast_s(plan, done_epochs=done, elapsed_s=elapsed, images_per_s=speed, total_steps=current_steps)
+        band = max(DEAD_BAND * (plan.budget_s - elapsed), MIN_DEAD_BAND * plan.budget_s)
+        if abs(forecast - plan.budget_s) <= band:
             return None
-        total = replan_steps(plan, position.epoch, self.recorded_s, images_per_s, longer=faster)
-        if (slower and total >= current_steps) or (faster and total <= current_steps):
-            return None  # time to spare from faster epochs before, or no whole step to add: nothing to change
+        total = replan_steps(plan, done, elapsed, speed)
+        if total == current_steps or (forecast < plan.budget_s) != (total > current_steps):
+            return None  # no whole step to add or remove in the direction the forecast asks
         return Replan(
-            after_epoch=position.epoch,
+            after_epoch=done,
             global_step=position.global_step,
-            clock_s=round(self.recorded_s, 3),
-            measured_images_per_s=round(images_per_s, 3),
-            planned_images_per_s=planned,
+            clock_s=round(elapsed, 3),
+            measured_images_per_s=round(speed, 3),
+            forecast_s=round(forecast, 3),
             total_steps=total,
             epochs=-(-total // plan.steps_per_epoch),
-            direction="longer" if faster else "shorter",
+            direction="longer" if total > current_steps else "shorter",
         )

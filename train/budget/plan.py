@@ -1,5 +1,6 @@
 """A budgeted run's plan and what a run costs: the measured speeds, the predicted seconds of any number of steps,
-the plan as a typed record (until run.json), and the arithmetic of a mid-run re-plan.
+the plan as a typed record (until run.json), the one rule that scales the knobs counted in epochs, and the
+arithmetic of mid-run re-plans.
 
 policy.py decides a session's plan from these, probe.py measures the speeds, clock.py re-plans; this module only
 computes.
@@ -7,8 +8,9 @@ computes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from cifar_edge.runtime.model_file import TTA_PASSES
@@ -17,6 +19,10 @@ from cifar_edge.train.recipes import Recipe
 
 # Forward passes per image of the last epoch's evaluation: it scores every TTA view (fit.py), the bare one included.
 FINAL_PASSES = sum(TTA_PASSES.values())
+
+
+# The recipe's knobs counted in epochs: a plan scales them to its length and a re-plan re-scales them (epoch_knobs).
+EPOCH_KNOBS = ("whiten_bias_epochs", "average_start_epoch", "eval_every")
 
 
 class BudgetTooSmall(ValueError):
@@ -109,16 +115,23 @@ class CostModel:
 
 @dataclass(frozen=True)
 class Replan:
-    """The one mid-run re-plan of a run whose measured speed left the plan's (budget/clock.py)."""
+    """One mid-run re-plan (budget/clock.py): when, the speed it measured, where the old length would have ended at
+    that speed, and the new length."""
 
     after_epoch: int
     global_step: int
     clock_s: float
     measured_images_per_s: float
-    planned_images_per_s: float
+    forecast_s: float  # the training clock at the end of the old length, at the measured speed
     total_steps: int
     epochs: int
     direction: str  # "shorter" or "longer"
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Replan:
+        names = {field.name for field in fields(cls)}
+        # Runs from before re-plans could repeat recorded no forecast: 0 says "not recorded".
+        return cls(**{"forecast_s": 0.0, **{key: value for key, value in record.items() if key in names}})
 
 
 @dataclass(frozen=True)
@@ -156,8 +169,9 @@ class Plan:
     warm_up_s: float = 0.0  # the measurement's seconds, before the clock
     precision: str = "fp32"  # of the measured steps
     design_epochs: int = 0  # the recipe's own epochs, which the knobs were scaled from
+    design_knobs: dict[str, int] | None = None  # the recipe's own EPOCH_KNOBS (None: recorded before re-scaling)
     size: SizeChoice | None = None
-    replanned: Replan | None = None
+    replans: tuple[Replan, ...] = ()  # every mid-run re-plan, in order
     extended: Extension | None = None
 
     @property
@@ -169,7 +183,7 @@ class Plan:
         """The run's total steps now: as extended by --epochs on resume, as re-planned, or as planned."""
         if self.extended is not None:
             return self.extended.total_steps
-        return self.total_steps if self.replanned is None else self.replanned.total_steps
+        return self.replans[-1].total_steps if self.replans else self.total_steps
 
     def recipe_for(self, design: Recipe) -> Recipe:
         """``design`` with the plan's knobs."""
@@ -177,8 +191,8 @@ class Plan:
 
     def summary(self) -> str:
         """The plan in one phrase for the progress header."""
-        replanned = self.replanned
-        steps = f"{self.total_steps} steps" if not replanned else f"{replanned.total_steps} steps (re-planned)"
+        count = len(self.replans)
+        steps = f"{self.current_total_steps} steps" + (f" (re-planned {count}x)" if count else "")
         batch, speed = self.candidate.batch_size, self.candidate.images_per_s
         return (
             f"budget {self.budget_s:g}s: {steps} = {self.planned_epochs:g} epochs at batch {batch}, "
@@ -186,12 +200,13 @@ class Plan:
         )
 
     def record(self) -> dict[str, Any]:
-        """run.json's and checkpoint.pt's ``plan``: plain JSON, enough for --resume and one re-plan."""
+        """run.json's and checkpoint.pt's ``plan``: plain JSON, enough for --resume and further re-plans."""
         record: dict[str, Any] = {
             "source": self.source,
             "warm_up_s": self.warm_up_s,
             "precision": self.precision,
             "design_epochs": self.design_epochs,
+            "design_knobs": self.design_knobs,
             "budget_s": self.budget_s,
             "speeds": self.speeds,
             "workload": asdict(self.workload),
@@ -204,7 +219,7 @@ class Plan:
             "predicted_s": {key: round(value, 3) for key, value in self.predicted.items()},
             "knobs": self.knobs,
             "reason": self.reason,
-            "replanned": None if self.replanned is None else asdict(self.replanned),
+            "replans": [asdict(replan) for replan in self.replans],
         }
         if self.size is not None:
             record["size"] = asdict(self.size)
@@ -215,8 +230,10 @@ class Plan:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Plan:
         """The plan a checkpoint recorded (:meth:`record`'s output)."""
-        optional = {"size": SizeChoice, "replanned": Replan, "extended": Extension}
+        optional = {"size": SizeChoice, "extended": Extension}
         parts: dict[str, Any] = {name: kind(**record[name]) for name, kind in optional.items() if record.get(name)}
+        # Runs from before re-plans could repeat recorded at most one, as "replanned".
+        replans = record.get("replans", [record["replanned"]] if record.get("replanned") else [])
         return cls(
             budget_s=record["budget_s"],
             candidate=Candidate(record["batch_size"], record["images_per_s"]),
@@ -231,15 +248,52 @@ class Plan:
             warm_up_s=record["warm_up_s"],
             precision=record["precision"],
             design_epochs=record["design_epochs"],
+            design_knobs=record.get("design_knobs"),
+            replans=tuple(Replan.from_record(replan) for replan in replans),
             **parts,
         )
 
+    def rescaled_knobs(self, epochs: int, current: dict[str, int], done_epochs: int) -> dict[str, int]:
+        """The epoch-counted knobs of a rest re-planned to ``epochs`` epochs in all, after ``done_epochs``: the
+        monitor cadence re-scaled by the plan's rule; the bias freeze and the averaging start too while still ahead
+        (never into the past), once reached kept. ``current``: the knobs' values now."""
+        knobs = {"epochs": epochs}
+        if not self.design_knobs:
+            return knobs
+        scaled = epoch_knobs(self.design_knobs, self.design_epochs, epochs)
+        knobs["eval_every"] = scaled["eval_every"]
+        for name in ("whiten_bias_epochs", "average_start_epoch"):
+            if current[name] > done_epochs:
+                knobs[name] = max(done_epochs, scaled[name])
+        return knobs
 
-def replan_steps(plan: Plan, done_epochs: int, elapsed_s: float, images_per_s: float, longer: bool = False) -> int:
-    """New total steps for a run of ``plan`` whose ``done_epochs`` epochs took ``elapsed_s`` and now train at
-    ``images_per_s``: the most that still end within the budget at that speed (evaluations and overheads slowed
-    alike), never more than planned unless ``longer``, at least one more step (the final evaluation needs an epoch
-    to end)."""
+    def eval_every_for(self, epochs: int) -> int:
+        """The monitor cadence of a run of ``epochs`` epochs (the plan's own, when recorded before re-scaling)."""
+        if not self.design_knobs:
+            every: int = self.knobs["eval_every"]
+            return every
+        return epoch_knobs(self.design_knobs, self.design_epochs, epochs)["eval_every"]
+
+
+def epoch_knobs(design: dict[str, int], design_epochs: int, epochs: int) -> dict[str, int]:
+    """The EPOCH_KNOBS of a run of ``epochs`` epochs, from the recipe's own (``design``, tuned at ``design_epochs``):
+    each keeps its share of the run, rounded half up, with whiten_bias_epochs and eval_every at least 1 (0 would mean
+    "never frozen" / nothing; a recipe's 0 stays off) and the averaging start before the last epoch."""
+    share = epochs / design_epochs
+
+    def scale(value: int, minimum: int = 0) -> int:
+        return max(minimum, math.floor(value * share + 0.5))  # half up, not Python's half-to-even
+
+    bias = design["whiten_bias_epochs"]
+    return {
+        "whiten_bias_epochs": scale(bias, 1) if bias else 0,
+        "average_start_epoch": min(epochs - 1, scale(design["average_start_epoch"])),
+        "eval_every": scale(design["eval_every"], 1),
+    }
+
+
+def rest_cost(plan: Plan, images_per_s: float) -> CostModel:
+    """The cost of a run's rest at a measured ``images_per_s``: evaluations and overheads slowed (or sped up) alike."""
     slower = images_per_s / plan.candidate.images_per_s
     work = replace(
         plan.workload,
@@ -248,11 +302,23 @@ def replan_steps(plan: Plan, done_epochs: int, elapsed_s: float, images_per_s: f
         epoch_overhead_s=plan.workload.epoch_overhead_s / slower,
         curves_s=plan.workload.curves_s / slower,
     )
-    model = CostModel(plan.candidate.batch_size, images_per_s, work)
-    every = plan.knobs["eval_every"]
-    steps = model.max_steps(plan.budget_s - elapsed_s, lambda _epochs: every, from_epoch=done_epochs)
-    steps = max(done_epochs * model.steps_per_epoch + 1, steps)
-    return steps if longer else min(plan.total_steps, steps)
+    return CostModel(plan.candidate.batch_size, images_per_s, work)
+
+
+def forecast_s(plan: Plan, *, done_epochs: int, elapsed_s: float, images_per_s: float, total_steps: int) -> float:
+    """The training clock at the end of a run ``total_steps`` long whose ``done_epochs`` epochs took ``elapsed_s``,
+    if the rest trains at ``images_per_s``."""
+    every = plan.eval_every_for(-(-total_steps // plan.steps_per_epoch))
+    return elapsed_s + rest_cost(plan, images_per_s).seconds(total_steps, every, done_epochs)["total_s"]
+
+
+def replan_steps(plan: Plan, done_epochs: int, elapsed_s: float, images_per_s: float) -> int:
+    """New total steps for a run of ``plan`` whose ``done_epochs`` epochs took ``elapsed_s`` and now train at
+    ``images_per_s``: the most that still end within the budget at that speed, more or fewer than now, and at least
+    one more step (the final evaluation needs an epoch to end)."""
+    model = rest_cost(plan, images_per_s)
+    steps = model.max_steps(plan.budget_s - elapsed_s, plan.eval_every_for, from_epoch=done_epochs)
+    return max(done_epochs * model.steps_per_epoch + 1, steps)
 
 
 def _pass_seconds(images: int, images_per_s: float) -> float:

@@ -4,7 +4,7 @@ size and model size it trains and the knobs it scales.
 Budget-aware linear decay (Li, Yumer and Ramanan, "Budgeted Training", ICLR 2020): a schedule that decays to its end
 at the budget beats a longer one cut off there. The triangle schedule is defined in fractions of the run's steps
 (optim.py), so planning the steps stretches it to the budget; the knobs a recipe counts in epochs are scaled by one
-rule (:func:`scaled_knobs`).
+rule (:func:`scaled_knobs`), which mid-run re-plans (clock.py) apply again.
 
 The size menu: below a few epochs a smaller net, which fits more epochs in the same minutes, is as accurate and
 cheaper per image (docs/training.md, 'The size menu'), so a budget too short for the recipe's model trains the
@@ -23,7 +23,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from cifar_edge.train.budget.plan import FINAL_PASSES, BudgetTooSmall, Candidate, CostModel, Plan, SizeChoice, Workload
+from cifar_edge.train.budget.plan import (
+    EPOCH_KNOBS,
+    FINAL_PASSES,
+    BudgetTooSmall,
+    Candidate,
+    CostModel,
+    Plan,
+    SizeChoice,
+    Workload,
+    epoch_knobs,
+)
 from cifar_edge.train.budget.probe import ProbeInputs, probe
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.distributed import DistributedContext, broadcast_object
@@ -174,27 +184,25 @@ def existing_folder(path: Path) -> Path:
 def scaled_knobs(design: Recipe, batch_size: int, epochs: int) -> dict[str, Any]:
     """The recipe fields a plan of ``epochs`` epochs at ``batch_size`` sets, from the recipe as designed.
 
-    The rule: a knob counted in epochs keeps its share of the run, round(value x epochs / design.epochs), with
-    whiten_bias_epochs and eval_every at least 1 (0 would mean "never frozen" / nothing) and the averaging start
-    before the last epoch. Per-step knobs follow the batch as the recipes
-    do between batch sizes: lr x batch / design batch, lookahead_every x design batch / batch (the same images
-    between averaging updates). The triangle's warm-up, peak and decay and the lookahead ramp (step / total steps)
-    are fractions of the planned steps already, so they need no rule.
+    The knobs counted in epochs keep their share of the run (plan.epoch_knobs, the rule re-plans use too). Per-step
+    knobs follow the batch as the recipes do between batch sizes: lr x batch / design batch, lookahead_every x design
+    batch / batch (the same images between averaging updates). The triangle's warm-up, peak and decay and the
+    lookahead ramp are fractions of the planned steps already, so they need no rule.
     """
-    share, per_image = epochs / design.epochs, design.batch_size / batch_size
-
-    def scale(value: float, minimum: int = 0, factor: float = share) -> int:
-        return max(minimum, math.floor(value * factor + 0.5))  # half up, not Python's half-to-even
-
+    per_image = design.batch_size / batch_size
+    lookahead_every = max(1, math.floor(design.lookahead_every * per_image + 0.5)) if design.lookahead_every else 0
     return {
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": design.lr / per_image,
-        "whiten_bias_epochs": scale(design.whiten_bias_epochs, 1) if design.whiten_bias_epochs else 0,
-        "average_start_epoch": min(epochs - 1, scale(design.average_start_epoch)),
-        "eval_every": scale(design.eval_every, 1),
-        "lookahead_every": scale(design.lookahead_every, 1, per_image) if design.lookahead_every else 0,
+        **epoch_knobs(design_knobs(design), design.epochs, epochs),
+        "lookahead_every": lookahead_every,
     }
+
+
+def design_knobs(design: Recipe) -> dict[str, int]:
+    """The recipe's own values of the knobs counted in epochs."""
+    return {name: getattr(design, name) for name in EPOCH_KNOBS}
 
 
 def plan_budget(
@@ -230,6 +238,7 @@ def plan_budget(
         reason=reason,
         source=source,
         design_epochs=design.epochs,
+        design_knobs=design_knobs(design),
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import torch
 from cifar_edge.train import TrainConfig, fit
 from cifar_edge.train.budget.plan import BudgetTooSmall
 from cifar_edge.train.data.load import Splits
-from cifar_edge.train.fit import TrainingInterrupted
+from cifar_edge.train.fit import FitResult, TrainingInterrupted
 from cifar_edge.train.recipes import DEFAULT
 from cifar_edge.train.state import StepEvent
 
@@ -39,6 +42,15 @@ def budget_config(airnet_config: TrainConfig) -> TrainConfig:
     return replace(airnet_config, epochs=None, budget_s=0.3, batch_size=18, recipe_overrides={})
 
 
+@pytest.fixture
+def unscored(tiny_splits: Splits) -> Splits:
+    """The tiny data without validation images. A fake clock charges a tick per reading, so evaluation (which reads
+    none) would be free while the plan prices the probe's ticks for it: without a validation split the fake machine
+    and the plan agree on everything but one tick per epoch, which the controller corrects as it would any
+    mispriced overhead."""
+    return replace(tiny_splits, val_images=tiny_splits.val_images[:0], val_labels=tiny_splits.val_labels[:0])
+
+
 def _record(result) -> dict:
     return json.loads(result.run_json.read_text())
 
@@ -51,7 +63,7 @@ def test_run_json_records_the_plan_and_the_run_follows_it(tiny_splits: Splits, b
     assert plan["speeds"] == [
         {"batch_size": 18, "images_per_s": 18 / TICK, "steps": plan["total_steps"], "images": 54 * plan["epochs"]}
     ]
-    assert plan["images_per_s"] == pytest.approx(18 / TICK) and plan["warm_up_s"] > 0 and plan["replanned"] is None
+    assert plan["images_per_s"] == pytest.approx(18 / TICK) and plan["warm_up_s"] > 0 and plan["replans"] == []
     assert plan["predicted_s"]["total_s"] <= 0.3 and plan["steps_per_epoch"] == 3
     assert plan["workload"]["val_images"] == 18 and plan["workload"]["final_passes"] == 9  # every view: 1 + 2 + 6
     # The recipe the run trained is the plan's: its length, and the knobs counted in epochs scaled to it.
@@ -65,27 +77,84 @@ def test_run_json_records_the_plan_and_the_run_follows_it(tiny_splits: Splits, b
     assert record["environment"]["train_clock_s"] > 0
 
 
-def test_resume_continues_the_plan_bit_identically(
-    tiny_splits: Splits, budget_config: TrainConfig, tmp_path: Path
-) -> None:
-    straight = fit(replace(budget_config, run_dir=str(tmp_path / "straight")), tiny_splits, clock=FakeClock())
+class ResumedClock(FakeClock):
+    """A resumed session's clock. The uninterrupted run reads the clock once where the split one reads it three
+    times (the stop, the new session's start and its epoch's restart): the stop's reading is made free by the
+    caller (tick 0), this clock makes its second reading free, so both runs see the same seconds."""
 
-    def press_ctrl_c(event: StepEvent) -> None:
-        if event.global_step == 5:  # mid-epoch 2
-            os.kill(os.getpid(), signal.SIGINT)
+    def __init__(self, tick: float) -> None:
+        super().__init__(tick)
+        self.readings = 0
 
-    split = tmp_path / "split"
+    def __call__(self) -> float:
+        self.readings += 1
+        return self.now if self.readings == 2 else super().__call__()
+
+
+Load = Callable[[FakeClock, StepEvent], None]
+
+
+def _straight_and_resumed(
+    config: TrainConfig, splits: Splits, tmp_path: Path, load: Load, stop_at: int
+) -> list[FitResult]:
+    """The run without a stop and the same run stopped by Ctrl-C after global step ``stop_at`` and resumed;
+    ``load(clock, event)`` sets each step's pace in both."""
+
+    paces: list[float] = []
+
+    def hooked(clock: FakeClock, stop: bool = False) -> Callable[[StepEvent], None]:
+        def on_step(event: StepEvent) -> None:
+            load(clock, event)
+            if stop and event.global_step == stop_at:
+                paces.append(clock.tick)  # the pace the resumed session starts at
+                clock.tick = 0.0  # the stop's own reading: not part of the uninterrupted run
+                os.kill(os.getpid(), signal.SIGINT)
+
+        return on_step
+
+    clock = FakeClock()
+    straight = fit(replace(config, run_dir=str(tmp_path / "straight")), splits, on_step=hooked(clock), clock=clock)
+    split, first_clock = tmp_path / "split", FakeClock()
     with pytest.raises(TrainingInterrupted):
-        fit(replace(budget_config, run_dir=str(split)), tiny_splits, on_step=press_ctrl_c, clock=FakeClock())
-    resumed = fit(TrainConfig(resume=str(split), quiet=True, threads=1), tiny_splits, clock=FakeClock())
+        fit(replace(config, run_dir=str(split)), splits, on_step=hooked(first_clock, stop=True), clock=first_clock)
+    clock = ResumedClock(paces[0])
+    resumed = fit(TrainConfig(resume=str(split), quiet=True, threads=1), splits, on_step=hooked(clock), clock=clock)
+    return [straight, resumed]
+
+
+def _assert_identical(straight: FitResult, resumed: FitResult) -> None:
     assert _record(resumed)["plan"] == _record(straight)["plan"] | {"warm_up_s": _record(resumed)["plan"]["warm_up_s"]}
+    assert resumed.train_clock_s == pytest.approx(straight.train_clock_s)
     states = [torch.load(result.checkpoint, weights_only=True)["model"] for result in (straight, resumed)]
     for name, tensor in states[0].items():
         assert torch.equal(tensor, states[1][name]), name
     assert [row["train_loss"] for row in straight.metrics] == [row["train_loss"] for row in resumed.metrics]
 
 
-def test_a_slowdown_replans_the_rest_once(tiny_splits: Splits, budget_config: TrainConfig) -> None:
+def test_resume_continues_the_plan_bit_identically(
+    tiny_splits: Splits, budget_config: TrainConfig, tmp_path: Path
+) -> None:
+    def steady(clock: FakeClock, event: StepEvent) -> None:
+        clock.tick = TICK
+
+    _assert_identical(*_straight_and_resumed(budget_config, tiny_splits, tmp_path, steady, stop_at=5))  # mid-epoch 2
+
+
+def _continuous(lrs: list[float], replans: list[dict]) -> bool:
+    """The rates rise to one peak and then only fall, and no re-plan makes them jump: the change across a re-plan
+    (the first step priced by the new length) is no larger than the next step's, at the same new pace. ``lrs[i]``:
+    the rate after step i + 1, as on_step reads it (the scheduler has priced the next step)."""
+    peak = lrs.index(max(lrs))
+    if not all(a >= b for a, b in itertools.pairwise(lrs[peak:])):
+        return False
+    for replan in replans:
+        at = replan["global_step"]
+        if at + 1 < len(lrs) and abs(lrs[at] - lrs[at - 1]) > 1.01 * abs(lrs[at + 1] - lrs[at]) + 1e-12:
+            return False
+    return True
+
+
+def test_a_slowdown_shortens_the_rest_and_ends_on_time(unscored: Splits, budget_config: TrainConfig) -> None:
     clock, lrs = FakeClock(), []
 
     def slow_down(event: StepEvent) -> None:
@@ -93,21 +162,20 @@ def test_a_slowdown_replans_the_rest_once(tiny_splits: Splits, budget_config: Tr
         if event.global_step == 3:  # from epoch 2 on, every step takes three times as long
             clock.tick = 3 * TICK
 
-    result = fit(replace(budget_config, budget_s=1.0), tiny_splits, on_step=slow_down, clock=clock)
+    result = fit(replace(budget_config, budget_s=1.0), unscored, on_step=slow_down, clock=clock)
     plan = _record(result)["plan"]
-    replanned = plan["replanned"]
-    # Judged over epochs 2 and 3 (the first pays one-time costs; a window covers >= 10% of the budget): both slow.
-    assert replanned is not None and replanned["after_epoch"] == 3 and replanned["direction"] == "shorter"
-    assert replanned["measured_images_per_s"] == pytest.approx(plan["images_per_s"] / 3)
-    assert replanned["total_steps"] < plan["total_steps"] and replanned["epochs"] == len(result.metrics)
-    assert len(lrs) == replanned["total_steps"]  # the run trained the new length...
-    assert replanned["clock_s"] < result.train_clock_s <= 1.1 * plan["budget_s"]  # ...and ended on time, slower
-    peak = lrs.index(max(lrs))
-    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False))  # the decay compressed, no jump
+    first, last = plan["replans"][0], plan["replans"][-1]
+    # Epoch 1 is left out (a session's first pays one-time costs); epoch 2 is the first measured: slow.
+    assert first["after_epoch"] == 2 and first["direction"] == "shorter"
+    assert first["measured_images_per_s"] == pytest.approx(plan["images_per_s"] / 3)
+    assert last["total_steps"] < plan["total_steps"] and last["epochs"] == len(result.metrics)
+    assert len(lrs) == last["total_steps"]  # the run trained the new length...
+    assert 0.95 * plan["budget_s"] <= result.train_clock_s <= 1.05 * plan["budget_s"]  # ...and ended on time
+    assert _continuous(lrs, plan["replans"])
     assert lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)  # the last step's rate: the triangle's end
 
 
-def test_a_speedup_lengthens_the_rest_once(tiny_splits: Splits, budget_config: TrainConfig) -> None:
+def test_a_speedup_lengthens_the_rest(unscored: Splits, budget_config: TrainConfig) -> None:
     """The warm-up measured a slower machine than the run then trains on: the rest is stretched to fill the budget."""
     clock, lrs = FakeClock(), []
 
@@ -116,14 +184,55 @@ def test_a_speedup_lengthens_the_rest_once(tiny_splits: Splits, budget_config: T
         if event.global_step == 3:  # from epoch 2 on, every step takes half as long
             clock.tick = TICK / 2
 
-    result = fit(replace(budget_config, budget_s=1.0), tiny_splits, on_step=speed_up, clock=clock)
+    result = fit(replace(budget_config, budget_s=1.0), unscored, on_step=speed_up, clock=clock)
     plan = _record(result)["plan"]
-    replanned = plan["replanned"]
-    assert replanned is not None and replanned["direction"] == "longer"
-    assert replanned["measured_images_per_s"] == pytest.approx(plan["images_per_s"] * 2)
-    assert replanned["total_steps"] > plan["total_steps"] and len(lrs) == replanned["total_steps"]
-    assert 0.9 * plan["budget_s"] <= result.train_clock_s <= 1.1 * plan["budget_s"]
-    assert lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)  # the decay still ends where it should
+    first = plan["replans"][0]
+    assert first["direction"] == "longer" and first["measured_images_per_s"] == pytest.approx(plan["images_per_s"] * 2)
+    assert plan["replans"][-1]["total_steps"] > plan["total_steps"] and len(lrs) == plan["replans"][-1]["total_steps"]
+    assert 0.95 * plan["budget_s"] <= result.train_clock_s <= 1.05 * plan["budget_s"]
+    assert _continuous(lrs, plan["replans"]) and lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)
+
+
+def test_a_load_that_comes_and_goes_is_followed_both_ways(
+    unscored: Splits, budget_config: TrainConfig, tmp_path: Path
+) -> None:
+    """A busy spell in the first part of the run: the plan shortens while it lasts and lengthens again after, the
+    schedule stays continuous, the clock ends on the budget, and a resume from the middle is bit-identical."""
+
+    def load(clock: FakeClock, event: StepEvent) -> None:
+        clock.tick = 4 * TICK if 6 <= event.global_step < 30 else TICK  # steps 7-30: four times slower
+
+    budget = replace(budget_config, budget_s=2.0)
+    # Stopped mid-epoch 10, after the first re-plans, as the load lifts: the epoch is measured across two sessions.
+    result, resumed = _straight_and_resumed(budget, unscored, tmp_path, load, stop_at=29)
+    plan = _record(result)["plan"]
+    directions = [replan["direction"] for replan in plan["replans"]]
+    assert "shorter" in directions and "longer" in directions[directions.index("shorter") :]
+    assert plan["replans"][0]["global_step"] < 29 and all(r["clock_s"] < result.train_clock_s for r in plan["replans"])
+    assert 0.95 * 2.0 <= result.train_clock_s <= 1.05 * 2.0
+    lrs = [row["lr"] for row in result.metrics]  # each epoch's last rate
+    assert len(result.metrics) == plan["replans"][-1]["epochs"] == _record(result)["recipe"]["epochs"]
+    assert all(a >= b for a, b in itertools.pairwise(lrs[lrs.index(max(lrs)) :]))
+    _assert_identical(result, resumed)  # the re-plans, the schedule and the weights survive a stop and resume
+
+
+def test_noise_does_not_make_the_plan_oscillate(unscored: Splits, budget_config: TrainConfig, tmp_path: Path) -> None:
+    """Damping: epochs up to 4% faster or slower than planned, at random, change the length no more often than a
+    steady run's own drift does (the fake machine's one unpriced tick per epoch), and never back and forth."""
+    jitter = random.Random(0)
+    runs = []
+    for noise in (0.0, 0.04):
+        clock = FakeClock()
+
+        def on_step(event: StepEvent, clock: FakeClock = clock, noise: float = noise) -> None:
+            if event.step == 3:  # a new epoch, a new pace
+                clock.tick = TICK * (1 + jitter.uniform(-noise, noise))
+
+        config = replace(budget_config, budget_s=1.0, run_dir=str(tmp_path / f"noise-{noise}"))
+        runs.append(_record(fit(config, unscored, on_step=on_step, clock=clock)))
+    steady, noisy = ([replan["direction"] for replan in run["plan"]["replans"]] for run in runs)
+    assert len(noisy) <= len(steady) + 1 and len(set(noisy)) <= 1
+    assert 0.95 <= runs[1]["environment"]["train_clock_s"] <= 1.05
 
 
 class SlowStartClock(FakeClock):

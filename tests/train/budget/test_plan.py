@@ -17,6 +17,7 @@ from cifar_edge.train.budget.plan import (
     Replan,
     SizeChoice,
     Workload,
+    forecast_s,
     replan_steps,
 )
 from cifar_edge.train.budget.policy import SWITCH_GAIN, plan_budget, scaled_knobs
@@ -129,30 +130,58 @@ def test_a_budget_without_room_for_one_epoch_names_the_minimum() -> None:
     assert plan_budget(minimum, DEFAULT, OWN, WORKLOAD).knobs["epochs"] == 1  # and that minimum does fit
 
 
-def test_a_slowed_run_shortens_its_rest_to_end_in_time() -> None:
+def test_a_replan_fits_the_rest_to_the_measured_speed_both_ways() -> None:
     plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)
     spent = 160.0  # five epochs at the planned pace take ~155 s (30 s of steps each, saving, one monitor)
     slowed = replan_steps(plan, done_epochs=5, elapsed_s=spent, images_per_s=1_000.0)
     assert 5 * plan.steps_per_epoch < slowed < plan.total_steps
-    rest = CostModel(512, 1_000.0, replace(WORKLOAD, final_passes=7, epoch_overhead_s=0.75, curves_s=0.45))
-    assert rest.seconds(slowed, plan.knobs["eval_every"], from_epoch=5)["total_s"] <= 600 - spent + 1e-9
-    assert replan_steps(plan, 5, 150.0, 1_500.0) == plan.total_steps  # on time at the planned pace: no change
+    rest = CostModel(512, 1_000.0, replace(WORKLOAD, final_passes=FINAL_PASSES, epoch_overhead_s=0.75, curves_s=0.45))
+    assert rest.seconds(slowed, plan.eval_every_for(-(-slowed // 87)), from_epoch=5)["total_s"] <= 600 - spent + 1e-9
+    on_time = forecast_s(plan, done_epochs=5, elapsed_s=spent, images_per_s=1_500.0, total_steps=plan.total_steps)
+    assert on_time == pytest.approx(600, abs=8)  # the plan's own forecast at its own pace: the budget
+    sped_up = replan_steps(plan, 5, spent, 2_000.0)
+    assert sped_up > plan.total_steps  # faster than planned: the rest is lengthened
+    assert forecast_s(plan, done_epochs=5, elapsed_s=spent, images_per_s=2_000.0, total_steps=sped_up) <= 600
     assert replan_steps(plan, 5, 599.0, 1_000.0) == 5 * plan.steps_per_epoch + 1  # out of time: one last step
+
+
+def test_a_replan_rescales_the_epoch_knobs_still_ahead() -> None:
+    plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)  # 18-epoch design: bias freeze, averaging, monitor at 3
+    now = {"whiten_bias_epochs": 3, "average_start_epoch": 3}
+    assert plan.rescaled_knobs(36, now, done_epochs=1) == {
+        "epochs": 36,
+        "whiten_bias_epochs": 6,
+        "average_start_epoch": 6,
+        "eval_every": 6,
+    }
+    # Past the bias freeze and the averaging start: they stay; an earlier start is never put into the past.
+    assert plan.rescaled_knobs(6, now, done_epochs=4) == {"epochs": 6, "eval_every": 1}
+    assert plan.rescaled_knobs(6, now, done_epochs=2)["average_start_epoch"] == 2
+    old = replace(plan, design_knobs=None)  # a plan recorded before re-scaling: only the length changes
+    assert old.rescaled_knobs(36, now, 1) == {"epochs": 36} and old.eval_every_for(36) == plan.knobs["eval_every"]
 
 
 def test_the_plan_stays_typed_until_its_record_and_reads_back_the_same() -> None:
     plan = replace(plan_budget(600, DEFAULT, OWN, WORKLOAD), warm_up_s=1.5, precision="bf16")
     record = plan.record()
-    assert record["batch_size"] == 512 and record["epochs"] == plan.knobs["epochs"] and record["replanned"] is None
+    assert record["batch_size"] == 512 and record["epochs"] == plan.knobs["epochs"] and record["replans"] == []
     assert record["design_epochs"] == DEFAULT.epochs and record["source"] == "--budget"
     assert "size" not in record and "extended" not in record
     assert plan.current_total_steps == plan.total_steps
     changed = replace(
         plan,
         size=SizeChoice("airnet 32/128/128", "airnet-s", 2.5, 3.0),
-        replanned=Replan(3, 99, 12.5, 900.0, 1500.0, plan.total_steps - 10, 12, "shorter"),
+        replans=(
+            Replan(3, 99, 12.5, 900.0, 640.0, plan.total_steps - 30, 12, "shorter"),
+            Replan(5, 160, 160.0, 1600.0, 580.0, plan.total_steps - 10, 12, "longer"),
+        ),
     )
     assert changed.current_total_steps == plan.total_steps - 10
     assert Plan.from_record(changed.record()).record() == changed.record()
+    # A run recorded when a plan re-planned at most once reads back with that one re-plan.
+    first = {key: value for key, value in changed.record()["replans"][0].items() if key != "forecast_s"}
+    old = {**changed.record(), "replanned": {**first, "planned_images_per_s": 1500.0}}
+    del old["replans"], old["design_knobs"]
+    assert Plan.from_record(old).replans == (replace(changed.replans[0], forecast_s=0.0),)
     extended = replace(changed, extended=Extension(30, 4000))
     assert extended.current_total_steps == 4000 and extended.record()["extended"] == {"epochs": 30, "total_steps": 4000}

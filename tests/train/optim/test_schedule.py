@@ -70,15 +70,42 @@ def test_the_triangle_follows_the_planned_steps(total: int) -> None:
 @pytest.mark.parametrize("at", [10, 40, 70])  # during the warm-up, right after the peak, late in the decay
 def test_a_replan_compresses_the_rest_without_a_jump(at: int) -> None:
     planned = LrSchedule("triangle", 100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
-    before = [planned(step) for step in range(at + 1)]
     replanned = LrSchedule("triangle", 100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
     replanned.replan(at, 80)
-    factors = [replanned(step) for step in range(80)]
-    assert factors[: at + 1] == before  # what has been trained keeps its rates; no jump at the re-plan
+    factors = [replanned(step) for step in range(at, 80)]
+    assert factors[0] == planned(at)  # the step it happened at keeps its rate: no jump
     assert factors[-1] == pytest.approx(0.07)  # the same end, 20 steps earlier
     rest = [planned(at + (step - at) * (99 - at) / (79 - at)) for step in range(at, 80)]
-    assert factors[at:] == pytest.approx(rest)  # the remaining shape, at the new pace
+    assert factors == pytest.approx(rest)  # the remaining shape, at the new pace
     assert all(isinstance(value, (str, int, float)) for value in vars(replanned).values())  # LambdaLR saves them
+
+
+def test_replans_in_both_directions_keep_rate_and_progress_continuous() -> None:
+    schedule = LrSchedule("triangle", 100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
+    new_totals = {30: 60, 45: 150, 100: 120}  # shorter, then longer twice
+    factors, progress = [], []
+    for step in range(120):
+        if step in new_totals:
+            before = (schedule(step), schedule.progress(step))
+            schedule.replan(step, new_totals[step])
+            assert (schedule(step), schedule.progress(step)) == pytest.approx(before)
+        factors.append(schedule(step))
+        progress.append(schedule.progress(step))
+    assert all(a < b for a, b in itertools.pairwise(progress)) and progress[-1] == pytest.approx(99 / 100)
+    peak = factors.index(max(factors))
+    assert all(a >= b for a, b in itertools.pairwise(factors[peak:])) and factors[-1] == pytest.approx(0.07)
+    # No step is steeper than the warm-up's or the decay compressed from 69 planned steps into 29: no jump anywhere.
+    steepest = max(0.8 / 23, 0.93 / 76 * 69 / 29)
+    assert max(abs(a - b) for a, b in itertools.pairwise(factors)) <= steepest + 1e-9
+
+
+def test_a_checkpointed_single_replan_reads_back_the_same() -> None:
+    """Schedules saved before re-plans could repeat hold ``replanned_at`` and ``planned_total`` only."""
+    replanned = LrSchedule("triangle", 100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
+    replanned.replan(40, 80)
+    loaded = LrSchedule("triangle", 100, start_factor=0.2, peak_fraction=0.23, end_factor=0.07)
+    loaded.__dict__.update({"replanned_at": 40, "planned_total": 100, "total_steps": 80})  # what LambdaLR restores
+    assert [loaded(step) for step in range(40, 80)] == [replanned(step) for step in range(40, 80)]
 
 
 def test_an_extension_forgets_the_replan_and_stretches_the_plain_shape() -> None:
