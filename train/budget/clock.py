@@ -5,10 +5,10 @@ The clock runs from the first epoch's start to the end of the last epoch's evalu
 clock (``time.perf_counter`` unless a test passes a fake one), read once per optimizer step.
 
 The controller: at every epoch's end a planned run forecasts where its current length ends at its recent speed; when
-that misses the budget by more than a dead band, the rest is re-planned to the most steps that fit at that speed,
-longer or shorter, as often as the load changes. The learning rate and the averaging follow the fraction of planned
-work done (optim.LrSchedule), so a re-plan moves neither; the knobs counted in epochs are re-scaled by the plan's
-rule. run.json records every re-plan.
+that misses the budget by more than a dead band (wider for turning back, and for the first epoch), the rest is
+re-planned to the most steps that fit at that speed, longer or shorter, as often as the load changes. The learning
+rate and the averaging follow the fraction of planned work done (optim.LrSchedule), so a re-plan moves neither; the
+knobs counted in epochs are re-scaled by the plan's rule. run.json records every re-plan.
 """
 
 from __future__ import annotations
@@ -24,13 +24,20 @@ from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.state import Position, StepEvent
 
 # The recent speed is measured over the latest whole epochs covering at least this share of the budget: one ~30 s
-# epoch of a 10-minute run reads +-8% between quiet epochs (docs/training.md); longer windows lag a change of load.
-SPEED_WINDOW = 0.05
+# epoch of a 10-minute run reads +-8% between quiet epochs (docs/training.md), two average that down; a longer window
+# would lag a change of load.
+SPEED_WINDOW = 0.1
 # Damping: a forecast within this share of the seconds left (or MIN_DEAD_BAND of the budget, whichever is larger)
-# of the budget changes nothing, so epoch-to-epoch noise does not make the length oscillate; near the end the band
-# narrows to MIN_DEAD_BAND, which bounds the error the controller leaves.
+# of the budget changes nothing, so epoch-to-epoch noise does not move the length; near the end the band narrows to
+# MIN_DEAD_BAND, which bounds the error the controller leaves.
 DEAD_BAND = 0.05
 MIN_DEAD_BAND = 0.01
+# Hysteresis: turning back (longer after shorter, or the reverse) takes a miss this many bands wide, so noise around
+# a change of load does not make the length oscillate.
+REVERSAL_BANDS = 2.0
+# The run's first epoch pays one-time costs (allocations, first touches) the plan's warmed-up measurement does not,
+# up to ~15% of its time: it moves the plan only when it misses by this many bands (a load, not a warm-up).
+FIRST_EPOCH_BANDS = 3.0
 
 
 class RunClock:
@@ -113,8 +120,6 @@ class RunClock:
         """Add the epoch to the recent ones; the re-plan the recent speed calls for, if any."""
         epoch = (self.partial[0] + self.last_step - self.epoch_started, self.partial[1] + seen - self.epoch_seen)
         self.partial = (0.0, 0)
-        if position.epoch == 1:  # the run's first epoch pays one-time costs the plan's warmed-up measurement does not
-            return None
         self.recent.append(epoch)
         while len(self.recent) > 1 and sum(s for s, _ in list(self.recent)[1:]) >= SPEED_WINDOW * plan.budget_s:
             self.recent.popleft()
@@ -125,10 +130,15 @@ class RunClock:
         done, elapsed = position.epoch, self.recorded_s
         forecast = forecast_s(plan, done_epochs=done, elapsed_s=elapsed, images_per_s=speed, total_steps=current_steps)
         band = max(DEAD_BAND * (plan.budget_s - elapsed), MIN_DEAD_BAND * plan.budget_s)
+        longer = forecast < plan.budget_s
+        if done == 1:
+            band *= FIRST_EPOCH_BANDS
+        elif plan.replans and (plan.replans[-1].direction == "longer") != longer:
+            band *= REVERSAL_BANDS
         if abs(forecast - plan.budget_s) <= band:
             return None
         total = replan_steps(plan, done, elapsed, speed)
-        if total == current_steps or (forecast < plan.budget_s) != (total > current_steps):
+        if total == current_steps or longer != (total > current_steps):
             return None  # no whole step to add or remove in the direction the forecast asks
         return Replan(
             after_epoch=done,

