@@ -241,6 +241,7 @@ class _Epochs:
             position=position,
             seen=totals.seen,
             train_images=len(session.train_data),
+            monitored=val_accuracy is not None and not final,
         )
         session.clock_s = self.clock.recorded_s
         session.speeds = self.clock.speeds()

@@ -60,6 +60,8 @@ class RunClock:
         self.recent: deque[tuple[float, int]] = deque((s, i) for s, i in speeds.get("recent", []))
         partial = speeds.get("partial", (0.0, 0))
         self.partial = (float(partial[0]), int(partial[1]))
+        # The latest monitor pass's seconds over the probe's: evaluation's own slowdown (None: none measured yet).
+        self.eval_slowdown: float | None = speeds.get("eval_slowdown")
 
     def start(self) -> None:
         self.started = self.clock()
@@ -79,7 +81,11 @@ class RunClock:
         part = (0.0, 0)
         if seen is not None:
             part = (self.partial[0] + self.last_step - self.epoch_started, self.partial[1] + seen - self.epoch_seen)
-        return {"recent": [list(epoch) for epoch in self.recent], "partial": list(part)}
+        return {
+            "recent": [list(epoch) for epoch in self.recent],
+            "partial": list(part),
+            "eval_slowdown": self.eval_slowdown,
+        }
 
     def step_hook(self, on_step: Callable[[StepEvent], None] | None) -> Callable[[StepEvent], None]:
         """The loop's on_step: read the clock, then call the caller's ``on_step``."""
@@ -92,12 +98,17 @@ class RunClock:
         return after_step
 
     def end_epoch(
-        self, *, trainer: Trainer, plan: Plan | None, position: Position, seen: int, train_images: int
+        self, *, trainer: Trainer, plan: Plan | None, position: Position, seen: int, train_images: int, monitored: bool
     ) -> Replan | None:
-        """At an epoch's end, before its checkpoint: record the clock; when a planned run's forecast leaves the
-        budget, re-plan its rest (rank 0's clock decides for all) through ``trainer.replan`` and return the re-plan
-        for the plan's record. ``seen``: the epoch's trained images."""
+        """At an epoch's end, after its evaluation and before its checkpoint: record the clock; when a planned run's
+        forecast leaves the budget, re-plan its rest (rank 0's clock decides for all) through ``trainer.replan`` and
+        return the re-plan for the plan's record. ``seen``: the epoch's trained images; ``monitored``: the epoch
+        ended with a monitor pass (timed against the probe's, for the forecast of the evaluations to come)."""
         self.recorded_s = self.elapsed()
+        work = None if plan is None else plan.workload
+        if work is not None and monitored and work.val_images and work.monitor_images_per_s > 0:
+            evaluated_s = self.recorded_s - (self.previous_s + self.last_step - self.started)  # since the last step
+            self.eval_slowdown = evaluated_s / (work.val_images / work.monitor_images_per_s)
         if plan is None or plan.extended is not None:  # --epochs ends the plan
             return None
         if position.epoch >= trainer.recipe.epochs:
@@ -128,7 +139,14 @@ class RunClock:
             return None
         speed = images / seconds
         done, elapsed = position.epoch, self.recorded_s
-        forecast = forecast_s(plan, done_epochs=done, elapsed_s=elapsed, images_per_s=speed, total_steps=current_steps)
+        forecast = forecast_s(
+            plan,
+            done_epochs=done,
+            elapsed_s=elapsed,
+            images_per_s=speed,
+            total_steps=current_steps,
+            eval_slowdown=self.eval_slowdown,
+        )
         band = max(DEAD_BAND * (plan.budget_s - elapsed), MIN_DEAD_BAND * plan.budget_s)
         longer = forecast < plan.budget_s
         if done == 1:
@@ -137,7 +155,7 @@ class RunClock:
             band *= REVERSAL_BANDS
         if abs(forecast - plan.budget_s) <= band:
             return None
-        total = replan_steps(plan, done, elapsed, speed)
+        total = replan_steps(plan, done, elapsed, speed, self.eval_slowdown)
         if total == current_steps or longer != (total > current_steps):
             return None  # no whole step to add or remove in the direction the forecast asks
         return Replan(

@@ -292,31 +292,46 @@ def epoch_knobs(design: dict[str, int], design_epochs: int, epochs: int) -> dict
     }
 
 
-def rest_cost(plan: Plan, images_per_s: float) -> CostModel:
-    """The cost of a run's rest at a measured ``images_per_s``: evaluations and overheads slowed (or sped up) alike."""
+def rest_cost(plan: Plan, images_per_s: float, eval_slowdown: float | None = None) -> CostModel:
+    """The cost of a run's rest at a measured ``images_per_s``: saving slowed (or sped up) as the steps; evaluation
+    passes ``eval_slowdown`` times the probe's seconds as measured mid-run (None: slowed as the steps). A busy CPU
+    slows a forward pass less than a training step: 2 busy loops slowed the default recipe's steps 4.5x, and its
+    evaluation about 2x."""
     slower = images_per_s / plan.candidate.images_per_s
+    evals = slower if eval_slowdown is None else 1 / eval_slowdown
     work = replace(
         plan.workload,
-        monitor_images_per_s=plan.workload.monitor_images_per_s * slower,
-        final_images_per_s=plan.workload.final_images_per_s * slower,
+        monitor_images_per_s=plan.workload.monitor_images_per_s * evals,
+        final_images_per_s=plan.workload.final_images_per_s * evals,
         epoch_overhead_s=plan.workload.epoch_overhead_s / slower,
         curves_s=plan.workload.curves_s / slower,
     )
     return CostModel(plan.candidate.batch_size, images_per_s, work)
 
 
-def forecast_s(plan: Plan, *, done_epochs: int, elapsed_s: float, images_per_s: float, total_steps: int) -> float:
+def forecast_s(
+    plan: Plan,
+    *,
+    done_epochs: int,
+    elapsed_s: float,
+    images_per_s: float,
+    total_steps: int,
+    eval_slowdown: float | None = None,
+) -> float:
     """The training clock at the end of a run ``total_steps`` long whose ``done_epochs`` epochs took ``elapsed_s``,
-    if the rest trains at ``images_per_s``."""
+    if the rest trains at ``images_per_s`` (evaluation: see :func:`rest_cost`)."""
     every = plan.eval_every_for(-(-total_steps // plan.steps_per_epoch))
-    return elapsed_s + rest_cost(plan, images_per_s).seconds(total_steps, every, done_epochs)["total_s"]
+    model = rest_cost(plan, images_per_s, eval_slowdown)
+    return elapsed_s + model.seconds(total_steps, every, done_epochs)["total_s"]
 
 
-def replan_steps(plan: Plan, done_epochs: int, elapsed_s: float, images_per_s: float) -> int:
+def replan_steps(
+    plan: Plan, done_epochs: int, elapsed_s: float, images_per_s: float, eval_slowdown: float | None = None
+) -> int:
     """New total steps for a run of ``plan`` whose ``done_epochs`` epochs took ``elapsed_s`` and now train at
-    ``images_per_s``: the most that still end within the budget at that speed, more or fewer than now, and at least
-    one more step (the final evaluation needs an epoch to end)."""
-    model = rest_cost(plan, images_per_s)
+    ``images_per_s`` (evaluation: see :func:`rest_cost`): the most that still end within the budget at that speed,
+    more or fewer than now, and at least one more step (the final evaluation needs an epoch to end)."""
+    model = rest_cost(plan, images_per_s, eval_slowdown)
     steps = model.max_steps(plan.budget_s - elapsed_s, plan.eval_every_for, from_epoch=done_epochs)
     return max(done_epochs * model.steps_per_epoch + 1, steps)
 

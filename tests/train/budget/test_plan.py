@@ -145,6 +145,15 @@ def test_a_replan_fits_the_rest_to_the_measured_speed_both_ways() -> None:
     assert replan_steps(plan, 5, 599.0, 1_000.0) == 5 * plan.steps_per_epoch + 1  # out of time: one last step
 
 
+def test_evaluation_measured_to_slow_less_than_the_steps_leaves_room_for_more_steps() -> None:
+    plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)
+    busy = {"done_epochs": 2, "elapsed_s": 200.0, "images_per_s": 1_500.0 / 4.5, "total_steps": 4 * 88}
+    as_the_steps, measured = forecast_s(plan, **busy), forecast_s(plan, **busy, eval_slowdown=2.0)
+    final_s = WORKLOAD.val_images / WORKLOAD.final_images_per_s * FINAL_PASSES
+    assert as_the_steps - measured == pytest.approx(final_s * (4.5 - 2.0) + 1 * 5_000 / 4_000 * (4.5 - 2.0))
+    assert replan_steps(plan, 2, 200.0, 1_500.0 / 4.5, 2.0) > replan_steps(plan, 2, 200.0, 1_500.0 / 4.5)
+
+
 def test_a_replan_rescales_the_epoch_knobs_still_ahead() -> None:
     plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)  # 18-epoch design: bias freeze, averaging, monitor at 3
     now = {"whiten_bias_epochs": 3, "average_start_epoch": 3}
