@@ -44,7 +44,6 @@ class _Epoch:
     position: Position  # the run's, advanced by every step
     count: int  # images the epoch uses (see distributed.usable_images)
     steps: int  # the epoch ends after this many (a planned run's last epoch may be partial)
-    total_steps: int  # of the whole run
     averaging: bool  # lookahead averaging is active this epoch
     losses: torch.Tensor  # per step
     loss_sum: torch.Tensor
@@ -158,7 +157,6 @@ class Trainer:
             count=usable_images(len(data), recipe.batch_size, self.distributed.world_size),
             # All of the epoch's steps, or what the run has left (a planned run's last epoch).
             steps=max(position.step, min(full_steps, total_steps - (position.global_step - position.step))),
-            total_steps=total_steps,
             averaging=self.lookahead is not None and position.epoch >= recipe.average_start_epoch,
             losses=torch.zeros(full_steps, dtype=torch.float32, device=self.device),
             loss_sum=totals.loss_sum.to(self.device),

@@ -139,12 +139,12 @@ class LookaheadAverage:
     from it (the model *is* the average after each update, so evaluation and export need no second copy).
 
     The first update snapshots the model's floating-point state (weights and BatchNorm running statistics; the
-    integer batch counters are left alone). Each later update does
-    ``average.lerp_(current, 1 - rho)`` with ``rho = decay**every * progress ** power`` (progress: the fraction of
-    the planned steps done, which a budget's re-plans move without a jump) and copies the
-    average back into the model: early on rho is ~0 (the average follows the model), near the end it approaches
-    ``decay**every`` (strong averaging while the learning rate anneals). :meth:`settle` copies the average into the
-    model once more (at each epoch end), dropping the few steps taken since the last update.
+    integer batch counters are left alone). Each later update does ``average.lerp_(current, 1 - rho)`` with
+    ``rho = decay**every * progress ** power`` (progress: the fraction of the planned work done, which a budget's
+    re-plans move without a jump) and copies the average back into the model: early on rho is ~0 (the average
+    follows the model), near the end it approaches ``decay**every`` (strong averaging while the learning rate
+    anneals). :meth:`settle` copies the average into the model once more (at each epoch end), dropping the few steps
+    taken since the last update.
     """
 
     def __init__(self, every: int, decay: float, power: float) -> None:
