@@ -23,9 +23,9 @@ from cifar_edge.train.loop import Trainer
 from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.state import Position, StepEvent
 
-# The recent speed is measured over the latest whole epochs covering at least this share of the budget: one ~30 s
-# epoch of a 10-minute run reads +-8% between quiet epochs (docs/training.md), two average that down; a longer window
-# would lag a change of load.
+# The recent speed is measured over the latest whole epochs covering at least this share of the budget: quiet epochs
+# differ by several percent from one another (docs/training.md), a few average that down; a longer window would lag a
+# change of load.
 SPEED_WINDOW = 0.1
 # Damping: a forecast within this share of the seconds left (or MIN_DEAD_BAND of the budget, whichever is larger)
 # of the budget changes nothing, so epoch-to-epoch noise does not move the length; near the end the band narrows to
@@ -35,8 +35,8 @@ MIN_DEAD_BAND = 0.01
 # Hysteresis: turning back (longer after shorter, or the reverse) takes a miss this many bands wide, so noise around
 # a change of load does not make the length oscillate.
 REVERSAL_BANDS = 2.0
-# The run's first epoch pays one-time costs (allocations, first touches) the plan's warmed-up measurement does not,
-# up to ~15% of its time: it moves the plan only when it misses by this many bands (a load, not a warm-up).
+# The run's first epoch pays one-time costs (allocations, first touches) the plan's warmed-up measurement does not:
+# it moves the plan only when it misses by this many bands (a load, not a warm-up).
 FIRST_EPOCH_BANDS = 3.0
 
 
@@ -78,14 +78,16 @@ class RunClock:
     def speeds(self, seen: int | None = None) -> dict[str, Any]:
         """The speed record a checkpoint keeps; ``seen``: the images of an epoch stopped part-way (None: between
         epochs)."""
-        part = (0.0, 0)
-        if seen is not None:
-            part = (self.partial[0] + self.last_step - self.epoch_started, self.partial[1] + seen - self.epoch_seen)
+        part = (0.0, 0) if seen is None else self._epoch_so_far(seen)
         return {
             "recent": [list(epoch) for epoch in self.recent],
             "partial": list(part),
             "eval_slowdown": self.eval_slowdown,
         }
+
+    def _epoch_so_far(self, seen: int) -> tuple[float, int]:
+        """(seconds, images) the epoch in progress has trained, an earlier session's part included."""
+        return self.partial[0] + self.last_step - self.epoch_started, self.partial[1] + seen - self.epoch_seen
 
     def step_hook(self, on_step: Callable[[StepEvent], None] | None) -> Callable[[StepEvent], None]:
         """The loop's on_step: read the clock, then call the caller's ``on_step``."""
@@ -117,8 +119,7 @@ class RunClock:
         decision = main_decides(self.distributed, lambda: self._judge(plan, position, seen, current))
         if decision is None:
             return None
-        now = {name: getattr(trainer.recipe, name) for name in ("whiten_bias_epochs", "average_start_epoch")}
-        knobs = plan.rescaled_knobs(decision.epochs, now, position.epoch)
+        knobs = plan.rescaled_knobs(decision.epochs, trainer.recipe, position.epoch)
         trainer.replan(at_step=decision.global_step, total_steps=decision.total_steps, knobs=knobs)
         self.reporter.line(
             f"re-planned after epoch {decision.after_epoch}: at {decision.measured_images_per_s:.0f} img/s the run "
@@ -129,8 +130,7 @@ class RunClock:
 
     def _judge(self, plan: Plan, position: Position, seen: int, current_steps: int) -> Replan | None:
         """Add the epoch to the recent ones; the re-plan the recent speed calls for, if any."""
-        epoch = (self.partial[0] + self.last_step - self.epoch_started, self.partial[1] + seen - self.epoch_seen)
-        self.partial = (0.0, 0)
+        epoch, self.partial = self._epoch_so_far(seen), (0.0, 0)
         self.recent.append(epoch)
         while len(self.recent) > 1 and sum(s for s, _ in list(self.recent)[1:]) >= SPEED_WINDOW * plan.budget_s:
             self.recent.popleft()

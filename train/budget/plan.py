@@ -253,17 +253,17 @@ class Plan:
             **parts,
         )
 
-    def rescaled_knobs(self, epochs: int, current: dict[str, int], done_epochs: int) -> dict[str, int]:
+    def rescaled_knobs(self, epochs: int, current: Recipe, done_epochs: int) -> dict[str, int]:
         """The epoch-counted knobs of a rest re-planned to ``epochs`` epochs in all, after ``done_epochs``: the
         monitor cadence re-scaled by the plan's rule; the bias freeze and the averaging start too while still ahead
-        (never into the past), once reached kept. ``current``: the knobs' values now."""
+        (never into the past), once reached kept. ``current``: the recipe the run trains now."""
         knobs = {"epochs": epochs}
         if not self.design_knobs:
             return knobs
         scaled = epoch_knobs(self.design_knobs, self.design_epochs, epochs)
         knobs["eval_every"] = scaled["eval_every"]
         for name in ("whiten_bias_epochs", "average_start_epoch"):
-            if current[name] > done_epochs:
+            if getattr(current, name) > done_epochs:
                 knobs[name] = max(done_epochs, scaled[name])
         return knobs
 
@@ -294,9 +294,8 @@ def epoch_knobs(design: dict[str, int], design_epochs: int, epochs: int) -> dict
 
 def rest_cost(plan: Plan, images_per_s: float, eval_slowdown: float | None = None) -> CostModel:
     """The cost of a run's rest at a measured ``images_per_s``: saving slowed (or sped up) as the steps; evaluation
-    passes ``eval_slowdown`` times the probe's seconds as measured mid-run (None: slowed as the steps). A busy CPU
-    slows a forward pass less than a training step: 2 busy loops slowed the default recipe's steps 4.5x, and its
-    evaluation about 2x."""
+    passes ``eval_slowdown`` times the probe's seconds as measured mid-run (None: slowed as the steps), because a busy
+    CPU slows a forward pass less than a training step (docs/training.md, 'The controller')."""
     slower = images_per_s / plan.candidate.images_per_s
     evals = slower if eval_slowdown is None else 1 / eval_slowdown
     work = replace(

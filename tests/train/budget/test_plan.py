@@ -156,7 +156,7 @@ def test_evaluation_measured_to_slow_less_than_the_steps_leaves_room_for_more_st
 
 def test_a_replan_rescales_the_epoch_knobs_still_ahead() -> None:
     plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)  # 18-epoch design: bias freeze, averaging, monitor at 3
-    now = {"whiten_bias_epochs": 3, "average_start_epoch": 3}
+    now = replace(DEFAULT, whiten_bias_epochs=3, average_start_epoch=3)
     assert plan.rescaled_knobs(36, now, done_epochs=1) == {
         "epochs": 36,
         "whiten_bias_epochs": 6,
