@@ -23,6 +23,7 @@ the machine: anything else running is an unplaced hog. Figures belong in docs/tr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import os
@@ -132,7 +133,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _summary(run: dict[str, Any], quiet: dict[str, Any] | None) -> str:
-    directions = "".join("+" if replan["direction"] == "longer" else "-" for replan in run["replans"]) or "none"
+    # Run-length coded, e.g. "-4+6": four shorter re-plans, then six longer.
+    signs = ["+" if replan["direction"] == "longer" else "-" for replan in run["replans"]]
+    directions = "".join(f"{sign}{len(list(group))}" for sign, group in itertools.groupby(signs)) or "none"
     delta = "" if quiet is None else f" ({100 * (run['val_accuracy'] - quiet['val_accuracy']):+.2f} vs quiet)"
     return (
         f"{run['budget_s']:>6g}s {run['placement']:>6} seed {run['seed']}: clock {run['train_clock_s']:.1f}s "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cifar_edge.runtime.common.names import CHECKPOINT_FILE, CURVES_PNG, METRICS_CSV, RUN_JSON, WEIGHTS_FILE
 from cifar_edge.train.budget.clock import RunClock
+from cifar_edge.train.budget.plan import Replan
 from cifar_edge.train.checkpoint import write_checkpoint
 from cifar_edge.train.config import TrainConfig
 from cifar_edge.train.distributed import any_rank, launched_as_worker, main_decides
@@ -144,8 +145,31 @@ class _Epochs:
                 f"warmed up in {environment['warm_up_seconds']:.1f} s (outside the epochs' training seconds)"
             )
         self.clock.start()
-        self._run_epochs(run_dir, environment, self.clock.step_hook(on_step))
+        self._run_epochs(run_dir, environment, self._step_hook(on_step))
         return replace(_result(session, run_dir, self.wall_time()), train_clock_s=self.clock.elapsed())
+
+    def _step_hook(self, on_step: Callable[[StepEvent], None] | None) -> Callable[[StepEvent], None]:
+        """The loop's on_step: the clock reads the time (and at its checks may re-plan the run), then the caller's
+        ``on_step`` runs."""
+        session = self.session
+
+        def after_step(event: StepEvent) -> None:
+            replanned = self.clock.after_step(
+                trainer=session.trainer,
+                plan=session.plan,
+                position=session.position,
+                seen=session.totals.seen,
+                train_images=len(session.train_data),
+            )
+            self._record_replan(replanned)
+            if on_step is not None:
+                on_step(event)
+
+        return after_step
+
+    def _record_replan(self, replanned: Replan | None) -> None:
+        if replanned is not None and self.session.plan is not None:
+            self.session.plan = replace(self.session.plan, replans=(*self.session.plan.replans, replanned))
 
     def _announce(self, environment: dict[str, Any]) -> None:
         session = self.session
@@ -245,8 +269,7 @@ class _Epochs:
         )
         session.clock_s = self.clock.recorded_s
         session.speeds = self.clock.speeds()
-        if replanned is not None and session.plan is not None:
-            session.plan = replace(session.plan, replans=(*session.plan.replans, replanned))
+        self._record_replan(replanned)
         session.totals = EpochTotals()
         self._save_checkpoint(run_dir, wall_time_s)
         if session.distributed.is_main:

@@ -89,6 +89,7 @@ class Trainer:
         # A CPU check is free; on CUDA each check syncs the device, so look every few steps (and before saving).
         self.finite_check_every = 1 if self.device.type == "cpu" else 25
         self.last_lr: float | None = None  # learning rate of the latest step (weights group)
+        self._epoch: _Epoch | None = None  # the epoch in progress, whose length a re-plan may change
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == torch.bfloat16:
@@ -105,10 +106,22 @@ class Trainer:
     def replan(self, *, at_step: int, total_steps: int, knobs: dict[str, Any]) -> None:
         """Make the run ``total_steps`` long from global step ``at_step`` on, with the recipe's epoch-counted
         ``knobs`` (epochs included) as re-scaled for it: the learning rate's rest is compressed or stretched to the
-        new end without a jump (the budget clock's re-plans)."""
+        new end without a jump, and an epoch in progress takes its new length (the budget clock's re-plans)."""
         self.schedule.replan(at_step, total_steps)
         self.total_steps = total_steps
         self.recipe = replace(self.recipe, **knobs)
+        if self._epoch is not None:
+            self._epoch.steps = self._epoch_steps(self._epoch.position, len(self._epoch.losses))
+
+    @property
+    def epoch_steps(self) -> int:
+        """The steps the epoch in progress ends after (0 between epochs)."""
+        return 0 if self._epoch is None else self._epoch.steps
+
+    def _epoch_steps(self, position: Position, full_steps: int) -> int:
+        """All of an epoch's steps, or what the run has left (a planned run's last epoch), never fewer than taken."""
+        left = (self.total_steps or self.recipe.epochs * full_steps) - (position.global_step - position.step)
+        return max(position.step, min(full_steps, left))
 
     def train_epoch(
         self,
@@ -120,27 +133,34 @@ class Trainer:
         stop_requested: Callable[[], bool] = lambda: False,
     ) -> bool:
         """Run the rest of epoch ``position.epoch``; True when it completed, False when a stop was requested."""
-        epoch = self._start_epoch(data, position, totals)
+        epoch = self._epoch = self._start_epoch(data, position, totals)
         started = time.perf_counter()
         description = f"epoch {position.epoch + 1}/{self.recipe.epochs}"
         done_images = min(epoch.count, epoch.first_step * self.recipe.batch_size)
-        with reporter.epoch_progress(description, epoch.count, done_images) as progress:
-            while epoch.done < epoch.steps:
-                stats = self._train_step(data, epoch, stop_requested)
-                self._record_step(epoch, stats, totals, reporter)
-                progress.advance(stats.size)
-                if on_step is not None:
-                    on_step(StepEvent(position.epoch + 1, epoch.done, position.global_step, self.model, self.optimizer))
-                readable = (epoch.done - epoch.first_step) % self.finite_check_every == 0
-                if stats.stop_agreed(stop_requested, readable) and epoch.done < epoch.steps:
-                    check_finite(epoch.losses, epoch.checked, epoch.done, position)
-                    break
+        try:
+            with reporter.epoch_progress(description, epoch.count, done_images) as progress:
+                while epoch.done < epoch.steps:
+                    stats = self._train_step(data, epoch, stop_requested)
+                    self._record_step(epoch, stats, totals, reporter)
+                    progress.advance(stats.size)
+                    if on_step is not None:
+                        event = StepEvent(
+                            position.epoch + 1, epoch.done, position.global_step, self.model, self.optimizer
+                        )
+                        on_step(event)
+                    readable = (epoch.done - epoch.first_step) % self.finite_check_every == 0
+                    if stats.stop_agreed(stop_requested, readable) and epoch.done < epoch.steps:
+                        break
+            # The losses since the last check (a stop, or a re-plan that ended the epoch early, can come between).
+            check_finite(epoch.losses, epoch.checked, epoch.done, position)
+        finally:
+            self._epoch = None
         return self._end_epoch(epoch, totals, started)
 
     def _start_epoch(self, data: DeviceData, position: Position, totals: EpochTotals) -> _Epoch:
         """Set the epoch's trainability, draw its order and augmentation, move its running sums to the device."""
         recipe = self.recipe
-        full_steps, total_steps = self.steps_per_epoch(len(data)), self.run_steps(len(data))
+        full_steps = self.steps_per_epoch(len(data))
         self.prepare_epoch(position.epoch)
         self.model.train()
         return _Epoch(
@@ -155,8 +175,7 @@ class Trainer:
             ),
             position=position,
             count=usable_images(len(data), recipe.batch_size, self.distributed.world_size),
-            # All of the epoch's steps, or what the run has left (a planned run's last epoch).
-            steps=max(position.step, min(full_steps, total_steps - (position.global_step - position.step))),
+            steps=self._epoch_steps(position, full_steps),
             averaging=self.lookahead is not None and position.epoch >= recipe.average_start_epoch,
             losses=torch.zeros(full_steps, dtype=torch.float32, device=self.device),
             loss_sum=totals.loss_sum.to(self.device),

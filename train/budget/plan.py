@@ -55,7 +55,7 @@ class Workload:
 
 @dataclass(frozen=True)
 class CostModel:
-    """Predicted seconds of a run, or of its rest after ``from_epoch`` whole epochs, at one batch size and speed."""
+    """Predicted seconds of a run, or of its rest after global step ``from_step``, at one batch size and speed."""
 
     batch_size: int
     images_per_s: float
@@ -81,34 +81,40 @@ class CostModel:
         full, part = divmod(total_steps, self.steps_per_epoch)
         return full * self.epoch_images + min(part * self.batch_size, self.epoch_images)
 
-    def seconds(self, total_steps: int, eval_every: int, from_epoch: int = 0) -> dict[str, float]:
+    def seconds(self, total_steps: int, eval_every: int, from_step: int = 0) -> dict[str, float]:
         work = self.workload
-        epochs = -(-total_steps // self.steps_per_epoch)
-        monitors = (epochs - 1) // eval_every - from_epoch // eval_every  # the last epoch's evaluation is the final
+        epochs, done_epochs = -(-total_steps // self.steps_per_epoch), from_step // self.steps_per_epoch
+        # The last epoch's evaluation is the final one; an epoch in progress still has its monitor and saving ahead.
+        monitors = (epochs - 1) // eval_every - done_epochs // eval_every
         parts = {
-            "steps_s": (self.images(total_steps) - from_epoch * self.epoch_images) / self.images_per_s,
+            "steps_s": (self.images(total_steps) - self.images(from_step)) / self.images_per_s,
             "monitor_s": monitors * _pass_seconds(work.val_images, work.monitor_images_per_s),
             "final_eval_s": work.final_seconds(),
-            "overhead_s": (epochs - from_epoch) * self.epoch_overhead_s + work.curves_s,  # + the last redraw
+            "overhead_s": (epochs - done_epochs) * self.epoch_overhead_s + work.curves_s,  # + the last redraw
         }
         return {**parts, "total_s": sum(parts.values())}
 
-    def max_steps(self, budget_s: float, eval_every_for: Callable[[int], int], from_epoch: int = 0) -> int:
-        """The most steps whose predicted seconds (from epoch ``from_epoch`` on) fit in ``budget_s``; as many as
-        the ``from_epoch`` epochs done when not one more step fits. ``eval_every_for(epochs)``: the monitor cadence."""
-        per_epoch, best, epochs = self.steps_per_epoch, from_epoch * self.steps_per_epoch, from_epoch + 1
+    def max_steps(self, budget_s: float, eval_every_for: Callable[[int], int], from_step: int = 0) -> int:
+        """The most steps whose predicted seconds (from global step ``from_step`` on) fit in ``budget_s``;
+        ``from_step`` when not one more step fits. ``eval_every_for(epochs)``: the monitor cadence."""
+        per_epoch, best = self.steps_per_epoch, from_step
+        done_epochs = from_step // per_epoch
+        epochs = done_epochs + 1
         while True:
             # No run of this many epochs costs less (its earlier epochs' steps, the final evaluation, the overheads),
             # and this floor grows with the epochs: past it nothing longer fits either.
-            floor_s = (epochs - 1 - from_epoch) * self.epoch_images / self.images_per_s + self.workload.final_seconds()
-            if floor_s + (epochs - from_epoch) * self.epoch_overhead_s > budget_s:
+            earlier = max(0, (epochs - 1) * self.epoch_images - self.images(from_step))
+            floor_s = earlier / self.images_per_s + self.workload.final_seconds()
+            if floor_s + (epochs - done_epochs) * self.epoch_overhead_s > budget_s:
                 return best
-            low, high, every = 0, per_epoch, eval_every_for(epochs)  # bisect the steps of the last epoch
+            # Bisect the steps of the last epoch (past the step reached, when it is the epoch in progress).
+            low, high, every = 0, per_epoch, eval_every_for(epochs)
+            least = max(0, from_step - (epochs - 1) * per_epoch)
             while low < high:
                 middle = (low + high + 1) // 2
-                fits = self.seconds((epochs - 1) * per_epoch + middle, every, from_epoch)["total_s"] <= budget_s
-                low, high = (middle, high) if fits else (low, middle - 1)
-            if low:
+                fits = self.seconds((epochs - 1) * per_epoch + middle, every, from_step)["total_s"] <= budget_s
+                low, high = (middle, high) if fits or middle <= least else (low, middle - 1)
+            if low > least:
                 best = max(best, (epochs - 1) * per_epoch + low)
             epochs += 1
 
@@ -311,28 +317,29 @@ def rest_cost(plan: Plan, images_per_s: float, eval_slowdown: float | None = Non
 def forecast_s(
     plan: Plan,
     *,
-    done_epochs: int,
+    done_steps: int,
     elapsed_s: float,
     images_per_s: float,
     total_steps: int,
     eval_slowdown: float | None = None,
 ) -> float:
-    """The training clock at the end of a run ``total_steps`` long whose ``done_epochs`` epochs took ``elapsed_s``,
-    if the rest trains at ``images_per_s`` (evaluation: see :func:`rest_cost`)."""
+    """The training clock at the end of a run ``total_steps`` long whose first ``done_steps`` steps (and what came
+    with them) took ``elapsed_s``, if the rest trains at ``images_per_s`` (evaluation: see :func:`rest_cost`)."""
     every = plan.eval_every_for(-(-total_steps // plan.steps_per_epoch))
     model = rest_cost(plan, images_per_s, eval_slowdown)
-    return elapsed_s + model.seconds(total_steps, every, done_epochs)["total_s"]
+    return elapsed_s + model.seconds(total_steps, every, done_steps)["total_s"]
 
 
 def replan_steps(
-    plan: Plan, done_epochs: int, elapsed_s: float, images_per_s: float, eval_slowdown: float | None = None
+    plan: Plan, done_steps: int, elapsed_s: float, images_per_s: float, eval_slowdown: float | None = None
 ) -> int:
-    """New total steps for a run of ``plan`` whose ``done_epochs`` epochs took ``elapsed_s`` and now train at
+    """New total steps for a run of ``plan`` whose first ``done_steps`` steps took ``elapsed_s`` and now trains at
     ``images_per_s`` (evaluation: see :func:`rest_cost`): the most that still end within the budget at that speed,
-    more or fewer than now, and at least one more step (the final evaluation needs an epoch to end)."""
+    more or fewer than now; out of time, the epoch in progress ends at once (between epochs: after one more step,
+    as the final evaluation needs an epoch to end)."""
     model = rest_cost(plan, images_per_s, eval_slowdown)
-    steps = model.max_steps(plan.budget_s - elapsed_s, plan.eval_every_for, from_epoch=done_epochs)
-    return max(done_epochs * model.steps_per_epoch + 1, steps)
+    steps = model.max_steps(plan.budget_s - elapsed_s, plan.eval_every_for, from_step=done_steps)
+    return max(done_steps + (done_steps % model.steps_per_epoch == 0), steps)
 
 
 def _pass_seconds(images: int, images_per_s: float) -> float:

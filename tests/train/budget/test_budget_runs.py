@@ -164,14 +164,37 @@ def test_a_slowdown_shortens_the_rest_and_ends_on_time(unscored: Splits, budget_
     result = fit(replace(budget_config, budget_s=1.0), unscored, on_step=slow_down, clock=clock)
     plan = _record(result)["plan"]
     first, last = plan["replans"][0], plan["replans"][-1]
-    # Epoch 2 is the first slow one; the speed window (10% of the budget) then spans epochs 1 and 2.
-    assert first["after_epoch"] == 2 and first["direction"] == "shorter"
-    assert first["measured_images_per_s"] == pytest.approx(plan["images_per_s"] * 2 / (1 + 3))
+    # The first slow step is checked at once, inside epoch 2: its window holds three quiet steps and the slow one.
+    assert first["global_step"] == 4 and first["after_epoch"] == 1 and first["direction"] == "shorter"
+    assert first["measured_images_per_s"] == pytest.approx(plan["images_per_s"] * 4 / (3 + 3))
+    # Damped: the first cut goes part of the way, the next checks the rest, never back.
+    assert first["total_steps"] > last["total_steps"] and {r["direction"] for r in plan["replans"]} == {"shorter"}
     assert last["total_steps"] < plan["total_steps"] and last["epochs"] == len(result.metrics)
     assert len(lrs) == last["total_steps"]  # the run trained the new length...
     assert 0.95 * plan["budget_s"] <= result.train_clock_s <= 1.05 * plan["budget_s"]  # ...and ended on time
     assert _continuous(lrs)
     assert lrs[-2] == pytest.approx(DEFAULT.lr * DEFAULT.lr_end_factor)  # the last step's rate: the triangle's end
+
+
+def test_a_slowdown_in_the_last_epochs_ends_the_run_inside_an_epoch(
+    unscored: Splits, budget_config: TrainConfig
+) -> None:
+    """The last epoch's length is not fixed at its start: a machine slowing near the end cuts it short, on time."""
+    clock, steps = FakeClock(), []
+
+    def slow_down(event: StepEvent) -> None:
+        steps.append(event.global_step)
+        if event.global_step == 45:  # from step 46 on, three times slower, with ~0.25 s of the 1 s budget left
+            clock.tick = 3 * TICK
+
+    result = fit(replace(budget_config, budget_s=1.0), unscored, on_step=slow_down, clock=clock)
+    plan = _record(result)["plan"]
+    late = [replan for replan in plan["replans"] if replan["global_step"] > 45]
+    assert late and all(replan["direction"] == "shorter" for replan in late)
+    last = late[-1]
+    assert last["total_steps"] % plan["steps_per_epoch"] and len(steps) == last["total_steps"]  # ends inside an epoch
+    assert len(result.metrics) == last["epochs"]
+    assert 0.95 * plan["budget_s"] <= result.train_clock_s <= 1.05 * plan["budget_s"]
 
 
 def test_a_speedup_lengthens_the_rest(unscored: Splits, budget_config: TrainConfig) -> None:

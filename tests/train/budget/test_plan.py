@@ -132,26 +132,43 @@ def test_a_budget_without_room_for_one_epoch_names_the_minimum() -> None:
 
 def test_a_replan_fits_the_rest_to_the_measured_speed_both_ways() -> None:
     plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)
-    spent = 160.0  # five epochs at the planned pace take ~155 s (30 s of steps each, saving, one monitor)
-    slowed = replan_steps(plan, done_epochs=5, elapsed_s=spent, images_per_s=1_000.0)
-    assert 5 * plan.steps_per_epoch < slowed < plan.total_steps
+    spent, done = (
+        160.0,
+        5 * plan.steps_per_epoch,
+    )  # five epochs at the planned pace take ~155 s (steps, saving, monitor)
+    slowed = replan_steps(plan, done_steps=done, elapsed_s=spent, images_per_s=1_000.0)
+    assert done < slowed < plan.total_steps
     rest = CostModel(512, 1_000.0, replace(WORKLOAD, final_passes=FINAL_PASSES, epoch_overhead_s=0.75, curves_s=0.45))
-    assert rest.seconds(slowed, plan.eval_every_for(-(-slowed // 87)), from_epoch=5)["total_s"] <= 600 - spent + 1e-9
-    on_time = forecast_s(plan, done_epochs=5, elapsed_s=spent, images_per_s=1_500.0, total_steps=plan.total_steps)
+    assert rest.seconds(slowed, plan.eval_every_for(-(-slowed // 87)), from_step=done)["total_s"] <= 600 - spent + 1e-9
+    on_time = forecast_s(plan, done_steps=done, elapsed_s=spent, images_per_s=1_500.0, total_steps=plan.total_steps)
     assert on_time == pytest.approx(600, abs=8)  # the plan's own forecast at its own pace: the budget
-    sped_up = replan_steps(plan, 5, spent, 2_000.0)
+    sped_up = replan_steps(plan, done, spent, 2_000.0)
     assert sped_up > plan.total_steps  # faster than planned: the rest is lengthened
-    assert forecast_s(plan, done_epochs=5, elapsed_s=spent, images_per_s=2_000.0, total_steps=sped_up) <= 600
-    assert replan_steps(plan, 5, 599.0, 1_000.0) == 5 * plan.steps_per_epoch + 1  # out of time: one last step
+    assert forecast_s(plan, done_steps=done, elapsed_s=spent, images_per_s=2_000.0, total_steps=sped_up) <= 600
+    assert replan_steps(plan, done, 599.0, 1_000.0) == done + 1  # out of time between epochs: one last step
+
+
+def test_a_replan_inside_an_epoch_counts_the_steps_already_taken() -> None:
+    plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)
+    at_epoch_end, inside = 5 * plan.steps_per_epoch, 5 * plan.steps_per_epoch + 40
+    # Forty steps further on at the planned pace the same end is forecast...
+    steps_s = 40 * 512 / 1_500.0
+    forecast = {"images_per_s": 1_500.0, "total_steps": plan.total_steps}
+    assert forecast_s(plan, done_steps=inside, elapsed_s=160.0 + steps_s, **forecast) == pytest.approx(
+        forecast_s(plan, done_steps=at_epoch_end, elapsed_s=160.0, **forecast)
+    )
+    slow_s = 40 * 512 / 1_000.0  # and at a slower pace the same shorter length
+    assert replan_steps(plan, inside, 160.0 + slow_s, 1_000.0) == replan_steps(plan, at_epoch_end, 160.0, 1_000.0)
+    assert replan_steps(plan, inside, 599.0, 1_000.0) == inside  # out of time inside an epoch: it ends now
 
 
 def test_evaluation_measured_to_slow_less_than_the_steps_leaves_room_for_more_steps() -> None:
     plan = plan_budget(600, DEFAULT, OWN, WORKLOAD)
-    busy = {"done_epochs": 2, "elapsed_s": 200.0, "images_per_s": 1_500.0 / 4.5, "total_steps": 4 * 88}
+    busy = {"done_steps": 2 * 88, "elapsed_s": 200.0, "images_per_s": 1_500.0 / 4.5, "total_steps": 4 * 88}
     as_the_steps, measured = forecast_s(plan, **busy), forecast_s(plan, **busy, eval_slowdown=2.0)
     final_s = WORKLOAD.val_images / WORKLOAD.final_images_per_s * FINAL_PASSES
     assert as_the_steps - measured == pytest.approx(final_s * (4.5 - 2.0) + 1 * 5_000 / 4_000 * (4.5 - 2.0))
-    assert replan_steps(plan, 2, 200.0, 1_500.0 / 4.5, 2.0) > replan_steps(plan, 2, 200.0, 1_500.0 / 4.5)
+    assert replan_steps(plan, 176, 200.0, 1_500.0 / 4.5, 2.0) > replan_steps(plan, 176, 200.0, 1_500.0 / 4.5)
 
 
 def test_a_replan_rescales_the_epoch_knobs_still_ahead() -> None:
