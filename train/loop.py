@@ -137,24 +137,20 @@ class Trainer:
         started = time.perf_counter()
         description = f"epoch {position.epoch + 1}/{self.recipe.epochs}"
         done_images = min(epoch.count, epoch.first_step * self.recipe.batch_size)
-        try:
-            with reporter.epoch_progress(description, epoch.count, done_images) as progress:
-                while epoch.done < epoch.steps:
-                    stats = self._train_step(data, epoch, stop_requested)
-                    self._record_step(epoch, stats, totals, reporter)
-                    progress.advance(stats.size)
-                    if on_step is not None:
-                        event = StepEvent(
-                            position.epoch + 1, epoch.done, position.global_step, self.model, self.optimizer
-                        )
-                        on_step(event)
-                    readable = (epoch.done - epoch.first_step) % self.finite_check_every == 0
-                    if stats.stop_agreed(stop_requested, readable) and epoch.done < epoch.steps:
-                        break
-            # The losses since the last check (a stop, or a re-plan that ended the epoch early, can come between).
-            check_finite(epoch.losses, epoch.checked, epoch.done, position)
-        finally:
-            self._epoch = None
+        with reporter.epoch_progress(description, epoch.count, done_images) as progress:
+            while epoch.done < epoch.steps:
+                stats = self._train_step(data, epoch, stop_requested)
+                self._record_step(epoch, stats, totals, reporter)
+                progress.advance(stats.size)
+                if on_step is not None:
+                    event = StepEvent(position.epoch + 1, epoch.done, position.global_step, self.model, self.optimizer)
+                    on_step(event)
+                readable = (epoch.done - epoch.first_step) % self.finite_check_every == 0
+                if stats.stop_agreed(stop_requested, readable) and epoch.done < epoch.steps:
+                    break
+        # The losses since the last check (a stop, or a re-plan that ended the epoch early, can come between).
+        check_finite(epoch.losses, epoch.checked, epoch.done, position)
+        self._epoch = None
         return self._end_epoch(epoch, totals, started)
 
     def _start_epoch(self, data: DeviceData, position: Position, totals: EpochTotals) -> _Epoch:
