@@ -29,7 +29,7 @@ from cifar_edge.train.state import Position
 
 # A check every this share of the budget's planned steps (at the probe's speed; steps, so that a resumed run checks
 # where the uninterrupted one did): an epoch is ~5% of a 10-minute budget, and under load several times longer, so
-# checking only at epoch ends reacted a loaded epoch late.
+# checking only at epoch ends reacted to a loaded epoch late.
 CHECK_EVERY = 0.01
 # The recent speed is measured over the latest stretches between checks covering at least this share of the budget:
 # stretches differ by several percent from one another (docs/training.md), a few average that down; a longer window

@@ -124,7 +124,7 @@ class Replan:
     """One mid-run re-plan (budget/clock.py): when, the speed it measured, where the old length would have ended at
     that speed, and the new length."""
 
-    after_epoch: int
+    after_epoch: int  # the epochs done when it was made (inside an epoch: the ones before it)
     global_step: int
     clock_s: float
     measured_images_per_s: float
