@@ -28,8 +28,8 @@ from cifar_edge.train.reporting import Reporter
 from cifar_edge.train.state import Position
 
 # A check every this share of the budget's planned steps (at the probe's speed; steps, so that a resumed run checks
-# where the uninterrupted one did): an epoch is ~5% of a 10-minute budget, and under load several times longer, so
-# checking only at epoch ends reacted to a loaded epoch late.
+# where the uninterrupted one did): under load an epoch lasts several times longer, so checking only at epoch ends
+# reacted to a load late.
 CHECK_EVERY = 0.01
 # The recent speed is measured over the latest stretches between checks covering at least this share of the budget:
 # stretches differ by several percent from one another (docs/training.md), a few average that down; a longer window
@@ -84,6 +84,10 @@ class RunClock:
         """Seconds on the training clock, earlier sessions of the run included."""
         return self.previous_s + self.clock() - self.started
 
+    def _at_last_step(self) -> float:
+        """The training clock at the latest step's end."""
+        return self.previous_s + self.last_step - self.started
+
     def start_epoch(self, seen: int) -> None:
         """An epoch (re)starts with ``seen`` of its images trained."""
         self.stretch_started = self.last_step = self.clock()
@@ -114,9 +118,13 @@ class RunClock:
         every = max(1, round(CHECK_EVERY * plan.budget_s * plan.candidate.images_per_s / plan.candidate.batch_size))
         if position.global_step % every:
             return None
-        elapsed = self.previous_s + self.last_step - self.started
         replan = self._check(
-            trainer=trainer, plan=plan, position=position, seen=seen, train_images=train_images, elapsed=elapsed
+            trainer=trainer,
+            plan=plan,
+            position=position,
+            seen=seen,
+            train_images=train_images,
+            elapsed=self._at_last_step(),
         )
         self.stretch_started, self.stretch_seen = self.last_step, seen
         return replan
@@ -130,7 +138,7 @@ class RunClock:
         self.recorded_s = self.elapsed()
         work = None if plan is None else plan.workload
         if work is not None and monitored and work.val_images and work.monitor_images_per_s > 0:
-            evaluated_s = self.recorded_s - (self.previous_s + self.last_step - self.started)  # since the last step
+            evaluated_s = self.recorded_s - self._at_last_step()
             self.eval_slowdown = evaluated_s / (work.val_images / work.monitor_images_per_s)
         if plan is None or plan.extended is not None:  # --epochs ends the plan
             return None
